@@ -1,0 +1,80 @@
+/*
+ * Memory resources: the counting entry points every frame allocation goes
+ * through, the malloc-backed resource, and per-thread statistics.
+ */
+#include <stdlib.h>
+
+#include "coring/alloc.h"
+#include "alloc_internal.h"
+
+__thread cor_alloc_stats cor__alloc_stats;
+
+static bool is_pow2(size_t x)
+{
+    return x && !(x & (x - 1));
+}
+
+void *cor_mr_allocate(cor_memory_resource *mr, size_t size, size_t align)
+{
+    if (!mr || !mr->ops || !size || !is_pow2(align)) {
+        cor__alloc_stats.failures++;
+        return NULL;
+    }
+    void *p = mr->ops->allocate(mr, size, align);
+    if (!p) {
+        cor__alloc_stats.failures++;
+        return NULL;
+    }
+    cor__alloc_stats.allocations++;
+    cor__alloc_stats.bytes += size;
+    return p;
+}
+
+void cor_mr_deallocate(cor_memory_resource *mr, void *p, size_t size, size_t align)
+{
+    if (!p || !mr || !mr->ops)
+        return;
+    cor__alloc_stats.frees++;
+    mr->ops->deallocate(mr, p, size, align);
+}
+
+static void *malloc_allocate(cor_memory_resource *mr, size_t size, size_t align)
+{
+    cor__alloc_stats.heap_calls++;
+    if (align <= __alignof__(max_align_t))
+        return malloc(size);
+    /* aligned_alloc wants a size that is a multiple of the alignment. */
+    return aligned_alloc(align, (size + align - 1) & ~(align - 1));
+}
+
+static void malloc_deallocate(cor_memory_resource *mr, void *p, size_t size, size_t align)
+{
+    free(p);
+}
+
+static const cor_memory_resource_ops malloc_ops = {malloc_allocate, malloc_deallocate};
+static cor_memory_resource malloc_resource = {&malloc_ops};
+
+cor_memory_resource *cor_malloc_resource(void)
+{
+    return &malloc_resource;
+}
+
+cor_memory_resource *cor_default_resource(void)
+{
+    return &malloc_resource;
+}
+
+int cor_alloc_stats_get(cor_alloc_stats *out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = cor__alloc_stats;
+    return 0;
+}
+
+void cor_alloc_stats_reset(void)
+{
+    cor_alloc_stats zero = {0};
+    cor__alloc_stats = zero;
+}

@@ -1,0 +1,53 @@
+/*
+ * The benchmark harness: warm-up, repetitions, min/median/max ns per
+ * operation, allocations per operation from the allocation statistics, a
+ * human table and, with --json, one JSON object per line. Every figure with
+ * a baseline carries the baseline measured in the same run and the ratio.
+ */
+#ifndef CORING_BENCH_HARNESS_H
+#define CORING_BENCH_HARNESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Runs iters operations. Called once for warm-up and once per repetition. */
+typedef void (*bench_fn)(void *arg, long iters);
+
+typedef struct bench_result {
+    char name[96];
+    long iters;
+    double ns_min, ns_median, ns_max; /* per operation                    */
+    double allocs_per_op;             /* cor_mr_allocate calls per op     */
+    double heap_per_op;               /* of those, calls that hit the heap */
+} bench_result;
+
+/* Parses --json, --reps N, --quick (fewer iterations) and --filter SUBSTR. Call first. */
+void bench_init(int argc, char **argv);
+
+/* True if a benchmark named name should run (--filter). */
+bool bench_enabled(const char *name);
+
+/* Scales an iteration count down under --quick. */
+long bench_iters(long iters);
+
+/* Measures fn: one warm-up run, then the configured repetitions of iters operations each. */
+bench_result bench_measure(const char *name, bench_fn fn, void *arg, long iters);
+
+/*
+ * Prints r (a table row, or a JSON line), with the baseline and ratio when
+ * baseline is non-NULL. extra_json, if non-NULL, is appended inside the JSON
+ * object (e.g. "\"p99_ns\": 1234").
+ */
+void bench_report(const bench_result *r, const bench_result *baseline, const char *extra_json);
+
+/* Prints a figure that is not a time per op (throughput, latency percentile), with an optional baseline. */
+void bench_report_value(const char *name, const char *unit, double value, const char *baseline_name,
+                        double baseline_value);
+
+/* Monotonic nanoseconds. */
+uint64_t bench_now_ns(void);
+
+/* Keeps the compiler from optimizing away v. */
+#define bench_keep(v) __asm__ volatile("" : : "g"(v) : "memory")
+
+#endif

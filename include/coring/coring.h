@@ -1,0 +1,15 @@
+/* coring: the umbrella header. Include this, or the one-concept headers it lists. */
+#ifndef CORING_CORING_H
+#define CORING_CORING_H
+
+#include "coring/common.h"
+#include "coring/version.h"
+#include "coring/alloc.h"
+#include "coring/stop.h"
+#include "coring/executor.h"
+#include "coring/context.h"
+#include "coring/task.h"
+#include "coring/launch.h"
+#include "coring/manual.h"
+
+#endif

@@ -1,0 +1,438 @@
+/*
+ * Stackless coroutine tasks.
+ *
+ * A coroutine is a struct (its frame) whose first member is the promise,
+ * declared with COR_PROMISE(T): a frame header, a typed result and the await
+ * slot. Parameters and every local that lives across an await are fields of
+ * the frame. The body is a function that resumes at the last await point
+ * (labels as values), so it runs in ordinary C and returns to a per-thread
+ * trampoline at every suspension.
+ *
+ *     struct add { COR_PROMISE(int); int a, b; };
+ *     COR_DEFINE(add, (int a, int b), { self->a = a; self->b = b; })
+ *     {
+ *         COR_BEGIN(self);
+ *         COR_RETURN(self->a + self->b);
+ *     }
+ *
+ *     struct twice { COR_PROMISE(int); int x, r; };
+ *     COR_DEFINE(twice, (int x), { self->x = x; })
+ *     {
+ *         COR_BEGIN(self);
+ *         COR_AWAIT(self->r, add(self->x, self->x));
+ *         COR_RETURN(self->r);
+ *     }
+ *
+ * Calling add(1, 2) allocates the frame from the thread's current frame
+ * allocator and runs the initializer; it does not start the body (tasks are
+ * lazy). Awaiting it (COR_AWAIT) or launching it (COR_RUN_ASYNC, launch.h)
+ * starts it. The frame of an awaited task is freed by the awaiting coroutine
+ * once the await completes; a launched one by its launch.
+ *
+ * Rules of the body, which the macros rely on:
+ *  - COR_BEGIN(self) is the body's first statement.
+ *  - Locals declared in the body do not survive an await; keep such values in
+ *    the frame.
+ *  - No await inside a GNU statement expression; switch statements and loops
+ *    around awaits work normally.
+ *  - Every path ends in COR_RETURN, COR_RETURN_VOID or COR_FAIL.
+ *
+ * Results and errors. A task's result is typed: COR_AWAIT(dst, t) assigns the
+ * child's result to dst, and the compiler checks the assignment. System-level
+ * failure travels in a separate error channel (an int -errno in the promise):
+ * a frame that could not be allocated, or COR_FAIL(err). An error propagates
+ * from child to parent through COR_AWAIT, like an exception, until a
+ * COR_TRY_AWAIT catches it. I/O results such as a short read or -ECONNRESET
+ * are values, not errors.
+ */
+#ifndef CORING_TASK_H
+#define CORING_TASK_H
+
+#include <string.h>
+
+#include "coring/common.h"
+#include "coring/alloc.h"
+#include "coring/executor.h"
+#include "coring/stop.h"
+
+COR_BEGIN_DECLS
+
+/* The environment a coroutine runs in; it flows forward from caller to callee at every await. */
+typedef struct cor_env {
+    cor_executor ex;            /* where the coroutine is resumed            */
+    cor_stop_token stop;        /* cancellation requests it should honour     */
+    cor_memory_resource *alloc; /* allocator for the frames it creates        */
+} cor_env;
+
+typedef cor_handle (*cor_resume_fn)(cor_frame *self);
+
+/* Frame flags (cor_frame.flags). */
+enum {
+    COR_FRAME_STARTED = 1u << 0,  /* awaited or launched                       */
+    COR_FRAME_DONE = 1u << 1,     /* returned or failed                        */
+    COR_FRAME_IN_SLOT = 1u << 2,  /* lives in its parent's await slot          */
+    COR_FRAME_SET_EX = 1u << 3,   /* run() chose its executor                  */
+    COR_FRAME_SET_STOP = 1u << 4, /* run() chose its stop token                */
+    COR_FRAME_SET_ALLOC = 1u << 5 /* run() chose its frame allocator           */
+};
+
+/*
+ * The frame header. Fields are the library's; a coroutine reads its
+ * environment through the COR_THIS_* macros. Only the thread currently
+ * resuming a frame touches it; queues hand frames between threads with
+ * release/acquire ordering.
+ */
+struct cor_frame {
+    cor_resume_fn resume;            /* the body                                  */
+    void *point;                     /* resume point (label address), NULL: start */
+    cor_frame *next;                 /* intrusive link of whichever queue holds it */
+    cor_frame *continuation;         /* who awaits this frame                     */
+    cor_frame *awaited;              /* the child this frame awaits               */
+    cor_env env;                     /* the environment it runs in                */
+    cor_memory_resource *mr;         /* the resource the frame came from          */
+    void (*on_destroy)(cor_frame *); /* cleanup when destroyed before completion  */
+    uint32_t size;                   /* bytes allocated for the frame             */
+    int32_t error;                   /* error channel: 0 or -errno                */
+    uint16_t flags;                  /* COR_FRAME_*                               */
+    uint16_t align;                  /* alignment the frame was allocated with    */
+    uint16_t result_off;             /* offset of the typed result                */
+    uint16_t result_size;            /* its size                                  */
+};
+
+/* Storage each awaiting frame reserves for the leaf operation it awaits. */
+typedef union cor_await_slot {
+    unsigned char bytes[COR_AWAIT_SLOT_SIZE];
+    max_align_t align;
+} cor_await_slot;
+
+/* The result type of a task that returns nothing. */
+typedef struct cor_void {
+    char none;
+} cor_void;
+
+/* The promise of a coroutine that returns T; the first member of its frame struct. */
+#define COR_PROMISE(T)                                                                        \
+    cor_frame cor_hdr;                                                                        \
+    T result;                                                                                 \
+    cor_await_slot cor_slot
+
+/* The promise of a coroutine that returns nothing (finish it with COR_RETURN_VOID). */
+#define COR_PROMISE_VOID() COR_PROMISE(cor_void)
+
+/*
+ * The promise of a leaf awaitable: a frame that never awaits anything itself
+ * (I/O operations, timers, custom awaitables). It has no await slot, so it is
+ * small enough to live in its parent's slot.
+ */
+#define COR_LEAF_PROMISE(T)                                                                   \
+    cor_frame cor_hdr;                                                                        \
+    T result
+
+/* ---- library internals the macros expand to ---------------------------------------- */
+
+/* Per-thread state: the frame allocator window and the await slot on offer. */
+struct cor__tls {
+    cor_memory_resource *alloc; /* current frame allocator (NULL: the default) */
+    void *slot;                 /* await slot a leaf op may take, or NULL       */
+    const void *running;        /* executor object whose run loop is on the stack */
+};
+COR_API extern __thread struct cor__tls cor__tls;
+
+typedef struct cor__window {
+    cor_memory_resource *alloc;
+    void *slot;
+} cor__window;
+
+static inline cor__window cor__window_enter(cor_memory_resource *alloc, void *slot)
+{
+    cor__window prev = {cor__tls.alloc, cor__tls.slot};
+    cor__tls.alloc = alloc;
+    cor__tls.slot = slot;
+    return prev;
+}
+
+static inline void cor__window_leave(cor__window prev)
+{
+    cor__tls.alloc = prev.alloc;
+    cor__tls.slot = prev.slot;
+}
+
+static inline void cor__frame_init(cor_frame *f, cor_resume_fn resume, cor_memory_resource *mr,
+                                   size_t size, size_t align, unsigned flags,
+                                   size_t result_off, size_t result_size)
+{
+    memset(f, 0, sizeof *f);
+    f->resume = resume;
+    f->mr = mr;
+    f->size = (uint32_t)size;
+    f->align = (uint16_t)align;
+    f->flags = (uint16_t)flags;
+    f->result_off = (uint16_t)result_off;
+    f->result_size = (uint16_t)result_size;
+}
+
+/* Allocates and initializes a frame from the thread's current frame allocator. */
+static inline cor_frame *cor__frame_new(size_t size, size_t align, cor_resume_fn resume,
+                                        size_t result_off, size_t result_size)
+{
+    cor_memory_resource *mr = cor__tls.alloc ? cor__tls.alloc : cor_default_resource();
+    if (align < __alignof__(max_align_t))
+        align = __alignof__(max_align_t);
+    cor_frame *f = (cor_frame *)cor_mr_allocate(mr, size, align);
+    if (f)
+        cor__frame_init(f, resume, mr, size, align, 0, result_off, result_size);
+    return f;
+}
+
+/*
+ * Allocates a leaf frame: in the await slot on offer when it fits (no
+ * allocation at all), otherwise from the current frame allocator.
+ */
+static inline cor_frame *cor__leaf_new(size_t size, size_t align, cor_resume_fn resume,
+                                       size_t result_off, size_t result_size)
+{
+    void *slot = cor__tls.slot;
+    if (slot && size <= COR_AWAIT_SLOT_SIZE && align <= __alignof__(max_align_t)) {
+        cor__tls.slot = NULL;
+        cor_frame *f = (cor_frame *)slot;
+        cor__frame_init(f, resume, NULL, size, align, COR_FRAME_IN_SLOT, result_off,
+                        result_size);
+        return f;
+    }
+    return cor__frame_new(size, align, resume, result_off, result_size);
+}
+
+static inline void cor__frame_free(cor_frame *f)
+{
+    if (!(f->flags & COR_FRAME_IN_SLOT))
+        cor_mr_deallocate(f->mr, f, f->size, f->align);
+}
+
+COR_API cor_handle cor__start_child(cor_frame *parent, cor_frame *child);
+COR_API cor_handle cor__complete_slow(cor_frame *f, cor_frame *c);
+COR_API cor_handle cor__fail_from_child(cor_frame *parent);
+
+/*
+ * Finishes f and returns the handle to run next: the awaiting frame when it
+ * runs on the same executor (symmetric transfer, no queue), else whatever the
+ * awaiting frame's executor dispatch returns.
+ */
+static inline cor_handle cor__complete(cor_frame *f)
+{
+    cor_frame *c = f->continuation;
+    f->flags |= COR_FRAME_DONE;
+    if (cor_executor_equal(f->env.ex, c->env.ex))
+        return c;
+    return cor__complete_slow(f, c);
+}
+
+static inline cor_handle cor__fail(cor_frame *f, int err)
+{
+    f->error = err < 0 ? err : -EINVAL;
+    return cor__complete(f);
+}
+
+/*
+ * Starts child as the awaited task of parent and returns the handle to run
+ * next. Inlined: this is the hot path of every await.
+ */
+static inline cor_handle cor__await(cor_frame *parent, cor_frame *child)
+{
+    parent->awaited = child;
+    if (child->flags & (COR_FRAME_SET_EX | COR_FRAME_SET_STOP | COR_FRAME_SET_ALLOC |
+                        COR_FRAME_STARTED))
+        return cor__start_child(parent, child);
+    child->flags |= COR_FRAME_STARTED;
+    child->continuation = parent;
+    child->env = parent->env;
+    return child;
+}
+
+#define COR__CAT2(a, b) a##b
+#define COR__CAT(a, b) COR__CAT2(a, b)
+
+/* Stores a label's address; GCC 12 mistakes it for a dangling local pointer. */
+#if defined(__clang__) || !defined(__GNUC__) || __GNUC__ < 12
+#define COR__SET_POINT(dst, label) ((dst) = (__extension__ && label))
+#else
+#define COR__SET_POINT(dst, label)                                                            \
+    _Pragma("GCC diagnostic push")                                                            \
+        _Pragma("GCC diagnostic ignored \"-Wdangling-pointer\"")((dst) =                      \
+                                                                     (__extension__ && label)); \
+    _Pragma("GCC diagnostic pop")
+#endif
+
+/* Evaluates expr with this frame's allocator and await slot in the window, then suspends on it. */
+#define COR__AWAIT_START(expr, n)                                                             \
+    cor__window COR__CAT(cor__w, n) =                                                         \
+        cor__window_enter(self->cor_hdr.env.alloc, &self->cor_slot);                          \
+    __typeof__(expr) COR__CAT(cor__t, n) = (expr);                                            \
+    cor__window_leave(COR__CAT(cor__w, n));                                                   \
+    COR__SET_POINT(self->cor_hdr.point, COR__CAT(cor__l, n));                                 \
+    if (COR__CAT(cor__t, n))                                                                  \
+        return cor__await(&self->cor_hdr, (cor_frame *)COR__CAT(cor__t, n));                  \
+    self->cor_hdr.awaited = NULL;                                                             \
+    COR__CAT(cor__l, n) :;
+
+#define COR__AWAIT(dst, expr, n)                                                              \
+    do {                                                                                      \
+        COR__AWAIT_START(expr, n)                                                             \
+        if (!self->cor_hdr.awaited || self->cor_hdr.awaited->error)                           \
+            return cor__fail_from_child(&self->cor_hdr);                                      \
+        (dst) = ((__typeof__(COR__CAT(cor__t, n)))self->cor_hdr.awaited)->result;             \
+        cor__frame_free(self->cor_hdr.awaited);                                               \
+    } while (0)
+
+#define COR__AWAIT_VOID(expr, n)                                                              \
+    do {                                                                                      \
+        COR__AWAIT_START(expr, n)                                                             \
+        if (!self->cor_hdr.awaited || self->cor_hdr.awaited->error)                           \
+            return cor__fail_from_child(&self->cor_hdr);                                      \
+        cor__frame_free(self->cor_hdr.awaited);                                               \
+    } while (0)
+
+#define COR__TRY_AWAIT(err, dst, expr, n)                                                     \
+    do {                                                                                      \
+        COR__AWAIT_START(expr, n)                                                             \
+        if (!self->cor_hdr.awaited) {                                                         \
+            (err) = -ENOMEM;                                                                  \
+        } else {                                                                              \
+            (err) = self->cor_hdr.awaited->error;                                             \
+            if (!(err))                                                                       \
+                (dst) = ((__typeof__(COR__CAT(cor__t, n)))self->cor_hdr.awaited)->result;     \
+            cor__frame_free(self->cor_hdr.awaited);                                           \
+        }                                                                                     \
+    } while (0)
+
+#define COR__TRY_AWAIT_VOID(err, expr, n)                                                     \
+    do {                                                                                      \
+        COR__AWAIT_START(expr, n)                                                             \
+        if (!self->cor_hdr.awaited) {                                                         \
+            (err) = -ENOMEM;                                                                  \
+        } else {                                                                              \
+            (err) = self->cor_hdr.awaited->error;                                             \
+            cor__frame_free(self->cor_hdr.awaited);                                           \
+        }                                                                                     \
+    } while (0)
+
+#define COR__DEFINE(storage, name, params, ...)                                               \
+    static cor_handle name##__body(struct name *self);                                        \
+    static cor_handle name##__resume(cor_frame *f)                                            \
+    {                                                                                         \
+        return name##__body((struct name *)f);                                                \
+    }                                                                                         \
+    storage struct name *name params                                                          \
+    {                                                                                         \
+        struct name *self = (struct name *)cor__frame_new(                                    \
+            sizeof(struct name), _Alignof(struct name), name##__resume,                       \
+            offsetof(struct name, result), sizeof(((struct name *)0)->result));               \
+        if (!self)                                                                            \
+            return NULL;                                                                      \
+        __VA_ARGS__                                                                           \
+        return self;                                                                          \
+    }                                                                                         \
+    static cor_handle name##__body(struct name *self)
+
+/* ---- the coroutine surface ------------------------------------------------------------ */
+
+/* Declares the task function of coroutine `name` (for headers): struct name *name params. */
+#define COR_DECLARE(name, params)                                                             \
+    struct name;                                                                              \
+    struct name *name params
+
+/*
+ * Defines coroutine `name`: struct name must already be declared with a
+ * COR_PROMISE. params is the parenthesized parameter list of the task
+ * function; the remaining arguments are the initializer, run with `self`
+ * pointing at the new frame (copy the parameters into it). The body follows
+ * the macro as a block, with `self` in scope. The task function returns the
+ * new frame, or NULL if it could not be allocated (awaiting or launching NULL
+ * fails with -ENOMEM).
+ */
+#define COR_DEFINE(name, params, ...) COR__DEFINE(, name, params, __VA_ARGS__)
+
+/* COR_DEFINE with a static (file-local) task function. */
+#define COR_DEFINE_STATIC(name, params, ...) COR__DEFINE(static, name, params, __VA_ARGS__)
+
+/* First statement of a body: continues at the last await point. */
+#define COR_BEGIN(s)                                                                          \
+    do {                                                                                      \
+        if ((s)->cor_hdr.point)                                                               \
+            __extension__({ goto *(s)->cor_hdr.point; });                                     \
+        COR__SET_POINT((s)->cor_hdr.point, cor__begin);                                       \
+    } while (0);                                                                              \
+    cor__begin:
+
+/*
+ * Awaits expr (a task or a leaf awaitable) and assigns its result to dst.
+ * If the child failed (or could not be allocated) the error propagates: this
+ * coroutine fails with the same error and does not continue.
+ */
+#define COR_AWAIT(dst, expr) COR__AWAIT(dst, expr, __COUNTER__)
+
+/* Awaits expr and discards its result; errors propagate as with COR_AWAIT. */
+#define COR_AWAIT_VOID(expr) COR__AWAIT_VOID(expr, __COUNTER__)
+
+/*
+ * Awaits expr and catches its error: err (an int lvalue) receives 0 or the
+ * child's -errno; dst is assigned only when err is 0.
+ */
+#define COR_TRY_AWAIT(err, dst, expr) COR__TRY_AWAIT(err, dst, expr, __COUNTER__)
+
+/* COR_TRY_AWAIT without a result. */
+#define COR_TRY_AWAIT_VOID(err, expr) COR__TRY_AWAIT_VOID(err, expr, __COUNTER__)
+
+/* Completes the coroutine with result v. */
+#define COR_RETURN(v)                                                                         \
+    do {                                                                                      \
+        self->result = (v);                                                                   \
+        return cor__complete(&self->cor_hdr);                                                 \
+    } while (0)
+
+/* Completes a COR_PROMISE_VOID coroutine. */
+#define COR_RETURN_VOID() return cor__complete(&self->cor_hdr)
+
+/* Fails the coroutine with err (a negative errno) through the error channel. */
+#define COR_FAIL(err) return cor__fail(&self->cor_hdr, (err))
+
+/* this_coro queries: read the environment without suspending. */
+#define COR_THIS_EXECUTOR() (self->cor_hdr.env.ex)
+#define COR_THIS_STOP_TOKEN() (self->cor_hdr.env.stop)
+#define COR_THIS_ALLOCATOR() (self->cor_hdr.env.alloc)
+
+/*
+ * Registers fn to run if this frame is destroyed before it completes (for
+ * example when its execution context is destroyed while it is suspended), so
+ * it can release what it holds. Not called on normal completion.
+ */
+#define COR_ON_DESTROY(fn) (self->cor_hdr.on_destroy = (fn))
+
+/* ---- leaf awaitables ------------------------------------------------------------------ */
+
+/*
+ * A leaf awaitable is a frame declared with COR_LEAF_PROMISE whose resume
+ * function is called once when it is awaited (to start the operation) and
+ * must not await anything. It either completes at once
+ * (return cor_leaf_complete(f)) or arranges for cor_leaf_complete to be
+ * called later and returns COR_NOOP. COR_LEAF_NEW allocates one in the
+ * awaiting frame's slot when it fits.
+ */
+#define COR_LEAF_NEW(type, resume_fn)                                                         \
+    ((type *)cor__leaf_new(sizeof(type), _Alignof(type), (resume_fn), offsetof(type, result), \
+                           sizeof(((type *)0)->result)))
+
+/* Completes leaf f; returns the handle to run next (resume it with cor_resume, or return it). */
+static inline cor_handle cor_leaf_complete(cor_frame *f)
+{
+    return cor__complete(f);
+}
+
+/* The environment of frame f (for leaf awaitables). */
+static inline const cor_env *cor_frame_env(const cor_frame *f)
+{
+    return &f->env;
+}
+
+COR_END_DECLS
+
+#endif

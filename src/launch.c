@@ -1,0 +1,125 @@
+/*
+ * Launchers: COR_RUN_ASYNC's root frame, which receives the launched task's
+ * completion and calls the handlers, and COR_RUN's environment overrides.
+ */
+#include <stdio.h>
+
+#include "coring/context.h"
+#include "coring/launch.h"
+#include "internal.h"
+
+/* The launch record: the launched task's continuation. */
+struct root {
+    cor_frame hdr;
+    void (*on_result)(void *user, void *result);
+    void (*on_error)(void *user, int err);
+    void *user;
+};
+
+static cor_handle root_resume(cor_frame *f)
+{
+    struct root *r = (struct root *)f;
+    cor_frame *t = f->awaited;
+    int err = t->error;
+    if (err) {
+        if (r->on_error)
+            r->on_error(r->user, err);
+        else
+            fprintf(stderr, "coring: a launched task failed: %s\n", cor_strerror(err));
+    } else if (r->on_result) {
+        r->on_result(r->user, (char *)t + t->result_off);
+    }
+    cor_executor ex = f->env.ex;
+    cor__frame_free(t);
+    cor__frame_free(f);
+    ex.ops->on_work_finished(ex.obj);
+    return COR_NOOP;
+}
+
+static void root_destroy(cor_frame *f)
+{
+    f->env.ex.ops->on_work_finished(f->env.ex.obj);
+}
+
+void cor__launch_begin(cor__launch *l, cor_executor ex, const cor_launch_options *opts)
+{
+    l->ex = ex;
+    l->opts = opts;
+    l->err = cor_executor_valid(ex) ? 0 : -EINVAL;
+    if (opts && opts->alloc)
+        l->mr = opts->alloc;
+    else
+        l->mr = cor_execution_context_resource(l->err ? NULL : cor_executor_context(ex));
+    l->prev = cor__window_enter(l->mr, NULL);
+}
+
+int cor__launch_end(cor__launch *l, cor_frame *task)
+{
+    cor__window_leave(l->prev);
+    if (l->err || !task) {
+        if (task)
+            cor__frame_free(task);
+        return l->err ? l->err : -ENOMEM;
+    }
+    if (task->flags & COR_FRAME_STARTED)
+        return -EINVAL;
+    struct root *r =
+        (struct root *)cor_mr_allocate(l->mr, sizeof *r, __alignof__(max_align_t));
+    if (!r) {
+        cor__frame_free(task);
+        return -ENOMEM;
+    }
+    cor__frame_init(&r->hdr, root_resume, l->mr, sizeof *r, __alignof__(max_align_t),
+                    COR_FRAME_STARTED, 0, 0);
+    r->hdr.on_destroy = root_destroy;
+    r->hdr.env.ex = l->ex;
+    r->hdr.env.alloc = l->mr;
+    r->hdr.awaited = task;
+    r->on_result = NULL;
+    r->on_error = NULL;
+    r->user = NULL;
+    if (l->opts) {
+        r->hdr.env.stop = l->opts->stop;
+        r->on_result = l->opts->on_result;
+        r->on_error = l->opts->on_error;
+        r->user = l->opts->user;
+    }
+    task->flags |= COR_FRAME_STARTED;
+    task->continuation = &r->hdr;
+    task->env = r->hdr.env;
+    l->ex.ops->on_work_started(l->ex.obj);
+    cor_resume(l->ex.ops->dispatch(l->ex.obj, task));
+    return 0;
+}
+
+cor__window cor__run_enter(const cor_run_options *o)
+{
+    cor_memory_resource *mr = o->alloc ? o->alloc : cor__tls.alloc;
+    return cor__window_enter(mr, cor__tls.slot);
+}
+
+void cor__run_leave(const cor_run_options *o, cor__window prev, cor_frame *child)
+{
+    /* A leaf op may have taken the slot: keep what the window holds now. */
+    void *slot = cor__tls.slot;
+    cor__window_leave(prev);
+    if (prev.slot && !slot)
+        cor__tls.slot = NULL;
+    if (!child)
+        return;
+    if (o->ex.ops) {
+        child->flags |= COR_FRAME_SET_EX;
+        if (cor_executor_valid(o->ex))
+            child->env.ex = o->ex;
+        else
+            child->error = -EINVAL;
+    }
+    if (o->stop) {
+        child->flags |= COR_FRAME_SET_STOP;
+        child->env.stop = *o->stop;
+    }
+    if (o->alloc) {
+        child->flags |= COR_FRAME_SET_ALLOC;
+        child->env.alloc = o->alloc;
+    }
+}

@@ -1,0 +1,158 @@
+/*
+ * Stop sources and callbacks. A spin lock guards the callback list; the
+ * callbacks run outside it. The running/destroyed/done fields implement the
+ * std::stop_callback rule: deregistering a callback that another thread is
+ * running waits for it, while a callback may deregister itself.
+ */
+#include <pthread.h>
+#include <sched.h>
+
+#include "coring/stop.h"
+#include "internal.h"
+
+static void spin_lock(uint32_t *l)
+{
+    for (;;) {
+        if (!__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE))
+            return;
+        while (__atomic_load_n(l, __ATOMIC_RELAXED))
+            sched_yield();
+    }
+}
+
+static void spin_unlock(uint32_t *l)
+{
+    __atomic_store_n(l, 0, __ATOMIC_RELEASE);
+}
+
+int cor_stop_source_init(cor_stop_source *s)
+{
+    if (!s)
+        return -EINVAL;
+    *s = (cor_stop_source)COR_STOP_SOURCE_INIT;
+    return 0;
+}
+
+cor_stop_token cor_stop_source_token(cor_stop_source *s)
+{
+    return (cor_stop_token){s};
+}
+
+bool cor_stop_requested(cor_stop_token t)
+{
+    return t.src && __atomic_load_n(&t.src->stopped, __ATOMIC_ACQUIRE);
+}
+
+bool cor_stop_possible(cor_stop_token t)
+{
+    return t.src != NULL;
+}
+
+int cor_stop_source_request(cor_stop_source *s)
+{
+    if (!s)
+        return -EINVAL;
+    spin_lock(&s->lock);
+    if (s->stopped) {
+        spin_unlock(&s->lock);
+        return 0;
+    }
+    __atomic_store_n(&s->stopped, 1, __ATOMIC_RELEASE);
+    while (s->head) {
+        cor_stop_callback *cb = s->head;
+        s->head = cb->next;
+        if (s->head)
+            s->head->prev = NULL;
+        cb->linked = 0;
+        bool destroyed = false;
+        cb->destroyed = &destroyed;
+        s->running = cb;
+        s->running_thread = (unsigned long)pthread_self();
+        spin_unlock(&s->lock);
+
+        cb->fn(cb);
+
+        /* If fn deregistered cb, cb may already be freed: do not touch it. */
+        if (!destroyed) {
+            cb->destroyed = NULL;
+            __atomic_store_n(&cb->done, 1, __ATOMIC_RELEASE);
+        }
+        spin_lock(&s->lock);
+        s->running = NULL;
+    }
+    spin_unlock(&s->lock);
+    return 1;
+}
+
+int cor_stop_callback_register(cor_stop_callback *cb, cor_stop_token t, cor_stop_fn fn)
+{
+    if (!cb || !fn || !t.src)
+        return -EINVAL;
+    cor_stop_source *s = t.src;
+    cb->fn = fn;
+    cb->src = s;
+    cb->destroyed = NULL;
+    cb->prev = cb->next = NULL;
+    spin_lock(&s->lock);
+    if (s->stopped) {
+        spin_unlock(&s->lock);
+        cb->linked = 0;
+        fn(cb);
+        __atomic_store_n(&cb->done, 1, __ATOMIC_RELEASE);
+        return 1;
+    }
+    __atomic_store_n(&cb->done, 0, __ATOMIC_RELAXED);
+    /* Append: callbacks run in registration order. A tail walk keeps the
+     * struct small; registrations per source are few in practice. */
+    cb->linked = 1;
+    if (!s->head) {
+        s->head = cb;
+    } else {
+        cor_stop_callback *tail = s->head;
+        while (tail->next)
+            tail = tail->next;
+        tail->next = cb;
+        cb->prev = tail;
+    }
+    spin_unlock(&s->lock);
+    return 0;
+}
+
+int cor_stop_callback_deregister(cor_stop_callback *cb)
+{
+    if (!cb)
+        return -EINVAL;
+    cor_stop_source *s = cb->src;
+    if (!s)
+        return 0;
+    spin_lock(&s->lock);
+    if (cb->linked) {
+        if (cb->prev)
+            cb->prev->next = cb->next;
+        else
+            s->head = cb->next;
+        if (cb->next)
+            cb->next->prev = cb->prev;
+        cb->linked = 0;
+        cb->src = NULL;
+        spin_unlock(&s->lock);
+        return 0;
+    }
+    if (s->running == cb) {
+        if (s->running_thread == (unsigned long)pthread_self()) {
+            /* fn is deregistering its own callback: do not wait for ourselves. */
+            *cb->destroyed = true;
+            cb->src = NULL;
+            spin_unlock(&s->lock);
+            return 0;
+        }
+        spin_unlock(&s->lock);
+        while (!__atomic_load_n(&cb->done, __ATOMIC_ACQUIRE))
+            sched_yield();
+        cb->src = NULL;
+        return 0;
+    }
+    spin_unlock(&s->lock);
+    cb->src = NULL;
+    return 0;
+}

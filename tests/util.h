@@ -1,0 +1,35 @@
+/* Helpers shared by the Criterion tests. */
+#ifndef CORING_TESTS_UTIL_H
+#define CORING_TESTS_UTIL_H
+
+#include <pthread.h>
+#include <coring/coring.h>
+
+/* A memory resource that counts and can be made to fail after a budget of allocations. */
+typedef struct counting_resource {
+    cor_memory_resource base;
+    long allocs, frees;
+    long budget; /* allocations allowed; < 0: unlimited */
+    long live_bytes;
+} counting_resource;
+
+void counting_resource_init(counting_resource *r, long budget);
+
+/* An executor wrapper around another that counts dispatch and post calls. */
+typedef struct counting_executor {
+    cor_executor inner;
+    long dispatches, posts, started, finished;
+} counting_executor;
+
+cor_executor counting_executor_init(counting_executor *c, cor_executor inner);
+
+/* Runs a manual executor on its own thread until told to stop. */
+typedef struct manual_thread {
+    cor_manual *m;
+    pthread_t thread;
+} manual_thread;
+
+void manual_thread_start(manual_thread *t);
+void manual_thread_stop(manual_thread *t);
+
+#endif
