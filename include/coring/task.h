@@ -321,6 +321,7 @@ static inline cor_handle cor__await(cor_frame *parent, cor_frame *child)
     {                                                                                         \
         return name##__body((struct name *)f);                                                \
     }                                                                                         \
+    storage struct name *name params;                                                         \
     storage struct name *name params                                                          \
     {                                                                                         \
         struct name *self = (struct name *)cor__frame_new(                                    \
