@@ -138,3 +138,80 @@ void bench_report_value(const char *name, const char *unit, double value, const 
     }
     fflush(stdout);
 }
+
+bool bench_json(void)
+{
+    return cfg.json;
+}
+
+bool bench_quick(void)
+{
+    return cfg.quick;
+}
+
+double bench_percentile(const uint64_t *sorted, size_t n, double p)
+{
+    if (n == 0)
+        return 0;
+    if (p <= 0)
+        return (double)sorted[0];
+    double rank = p * (double)n;
+    size_t k = (size_t)rank;
+    if ((double)k < rank)
+        k++; /* ceil: at least p * n samples at or below the answer */
+    return (double)sorted[k > 0 ? (k > n ? n : k) - 1 : 0];
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+bench_latency bench_latency_of(uint64_t *samples, size_t n)
+{
+    bench_latency l;
+    memset(&l, 0, sizeof l);
+    l.n = n;
+    if (n == 0)
+        return l;
+    qsort(samples, n, sizeof samples[0], cmp_u64);
+    double sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += (double)samples[i];
+    l.min = (double)samples[0];
+    l.max = (double)samples[n - 1];
+    l.mean = sum / (double)n;
+    l.p50 = bench_percentile(samples, n, 0.50);
+    l.p90 = bench_percentile(samples, n, 0.90);
+    l.p99 = bench_percentile(samples, n, 0.99);
+    l.p999 = bench_percentile(samples, n, 0.999);
+    return l;
+}
+
+void bench_report_latency(const char *name, const bench_latency *l, const char *baseline_name,
+                          const bench_latency *baseline)
+{
+    bool base = baseline_name && baseline && baseline->p50 > 0 && baseline->p99 > 0;
+    if (cfg.json) {
+        printf("{\"bench\": \"%s\", \"unit\": \"ns\", \"n\": %zu, \"min_ns\": %.1f, "
+               "\"mean_ns\": %.1f, \"p50_ns\": %.1f, \"p90_ns\": %.1f, \"p99_ns\": %.1f, "
+               "\"p999_ns\": %.1f, \"max_ns\": %.1f",
+               name, l->n, l->min, l->mean, l->p50, l->p90, l->p99, l->p999, l->max);
+        if (base)
+            printf(", \"baseline\": \"%s\", \"baseline_p50_ns\": %.1f, \"baseline_p99_ns\": %.1f, "
+                   "\"ratio\": %.3f, \"ratio_p99\": %.3f",
+                   baseline_name, baseline->p50, baseline->p99, l->p50 / baseline->p50,
+                   l->p99 / baseline->p99);
+        printf("}\n");
+    } else {
+        header();
+        printf("%-44s %10.0f %-10s p90 %.0f p99 %.0f p999 %.0f max %.0f", name, l->p50, "ns p50",
+               l->p90, l->p99, l->p999, l->max);
+        if (base)
+            printf("  %.2fx p50, %.2fx p99 %s", l->p50 / baseline->p50, l->p99 / baseline->p99,
+                   baseline_name);
+        printf("\n");
+    }
+    fflush(stdout);
+}

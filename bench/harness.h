@@ -8,6 +8,7 @@
 #define CORING_BENCH_HARNESS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Runs iters operations. Called once for warm-up and once per repetition. */
@@ -43,6 +44,36 @@ void bench_report(const bench_result *r, const bench_result *baseline, const cha
 /* Prints a figure that is not a time per op (throughput, latency percentile), with an optional baseline. */
 void bench_report_value(const char *name, const char *unit, double value, const char *baseline_name,
                         double baseline_value);
+
+/* True under --json (targets that print their own lines follow the same mode). */
+bool bench_json(void);
+
+/* True under --quick (targets with long fixed-time phases shorten them). */
+bool bench_quick(void);
+
+/* A latency distribution in nanoseconds, from samples taken one per operation. */
+typedef struct bench_latency {
+    size_t n;
+    double min, mean, p50, p90, p99, p999, max;
+} bench_latency;
+
+/*
+ * The p-quantile (0 <= p <= 1) of n samples already sorted ascending, by the
+ * nearest-rank method: the smallest sample with at least p * n samples at or
+ * below it. Returns 0 for n == 0.
+ */
+double bench_percentile(const uint64_t *sorted, size_t n, double p);
+
+/* Sorts samples (nanoseconds) in place and summarizes them. */
+bench_latency bench_latency_of(uint64_t *samples, size_t n);
+
+/*
+ * Prints a latency distribution (a table row, or a JSON line with n, min_ns,
+ * mean_ns, p50_ns, p90_ns, p99_ns, p999_ns and max_ns). With a baseline, adds
+ * its name, its p50 and p99 and the ratios of p50 and p99.
+ */
+void bench_report_latency(const char *name, const bench_latency *l, const char *baseline_name,
+                          const bench_latency *baseline);
 
 /* Monotonic nanoseconds. */
 uint64_t bench_now_ns(void);
