@@ -1,6 +1,6 @@
 /*
  * Memory resources: the counting entry points every frame allocation goes
- * through, the malloc-backed resource, and per-thread statistics.
+ * through, the malloc-backed resource, and the default resource (the pool).
  */
 #include <stdlib.h>
 
@@ -20,13 +20,19 @@ void *cor_mr_allocate(cor_memory_resource *mr, size_t size, size_t align)
         cor__alloc_stats.failures++;
         return NULL;
     }
-    void *p = mr->ops->allocate(mr, size, align);
+    /* The default resource is called directly: no indirect call on the hot path. */
+    void *p = mr == &cor__pool_resource ? cor__pool_alloc(size, align)
+                                        : mr->ops->allocate(mr, size, align);
     if (!p) {
         cor__alloc_stats.failures++;
         return NULL;
     }
-    cor__alloc_stats.allocations++;
-    cor__alloc_stats.bytes += size;
+    cor_alloc_stats *st = &cor__alloc_stats;
+    st->allocations++;
+    st->bytes += size;
+    st->live_bytes += (int64_t)size;
+    if (st->live_bytes > st->peak_bytes)
+        st->peak_bytes = st->live_bytes;
     return p;
 }
 
@@ -35,7 +41,11 @@ void cor_mr_deallocate(cor_memory_resource *mr, void *p, size_t size, size_t ali
     if (!p || !mr || !mr->ops)
         return;
     cor__alloc_stats.frees++;
-    mr->ops->deallocate(mr, p, size, align);
+    cor__alloc_stats.live_bytes -= (int64_t)size;
+    if (mr == &cor__pool_resource)
+        cor__pool_free(p, size, align);
+    else
+        mr->ops->deallocate(mr, p, size, align);
 }
 
 static void *malloc_allocate(cor_memory_resource *mr, size_t size, size_t align)
@@ -62,19 +72,5 @@ cor_memory_resource *cor_malloc_resource(void)
 
 cor_memory_resource *cor_default_resource(void)
 {
-    return &malloc_resource;
-}
-
-int cor_alloc_stats_get(cor_alloc_stats *out)
-{
-    if (!out)
-        return -EINVAL;
-    *out = cor__alloc_stats;
-    return 0;
-}
-
-void cor_alloc_stats_reset(void)
-{
-    cor_alloc_stats zero = {0};
-    cor__alloc_stats = zero;
+    return &cor__pool_resource;
 }

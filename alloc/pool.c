@@ -1,0 +1,320 @@
+/*
+ * The default frame allocator: a per-thread recycling pool.
+ *
+ * Each thread caches freed blocks per size class (alloc_internal.h) in
+ * intrusive stacks bounded by its cache depth. Allocation pops, free pushes:
+ * thread-local, no atomics, no heap call. A miss refills one block from the
+ * backing heap and a free that finds its class full returns the block there.
+ *
+ * The backing heap is, per thread, a jemalloc arena created for it
+ * (arenas.create) used through an explicit tcache (tcache.create) with
+ * mallocx(MALLOCX_ARENA | MALLOCX_TCACHE) and sdallocx; or jemalloc's shared
+ * arenas; or, in a COR_ALLOC_JEMALLOC 0 build, malloc. jemalloc frees a block
+ * of any arena from any thread, so a frame freed on another thread than the
+ * one that allocated it lands in the freeing thread's cache or goes back to
+ * jemalloc through the freeing thread's tcache.
+ *
+ * A thread's exit (a pthread key destructor) returns its cached blocks,
+ * destroys its tcache and puts its arena on a free list for the next thread:
+ * arenas cannot be destroyed while other threads may still hold their blocks.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "alloc_internal.h"
+
+#if COR_ALLOC_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
+
+__thread struct cor__pool cor__pool;
+
+static void *pool_allocate(cor_memory_resource *mr, size_t size, size_t align)
+{
+    return cor__pool_alloc(size, align);
+}
+
+static void pool_deallocate(cor_memory_resource *mr, void *p, size_t size, size_t align)
+{
+    cor__pool_free(p, size, align);
+}
+
+static const cor_memory_resource_ops pool_ops = {pool_allocate, pool_deallocate};
+cor_memory_resource cor__pool_resource = {&pool_ops};
+
+/* ---- process-wide state: the exit hook, recycled arenas, retired statistics ---------- */
+
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static pthread_key_t key;
+static bool key_ok;
+static pthread_mutex_t global_lock = PTHREAD_MUTEX_INITIALIZER;
+static cor_alloc_stats retired;
+#if COR_ALLOC_JEMALLOC
+static unsigned *free_arenas;
+static size_t n_free_arenas, cap_free_arenas;
+#endif
+
+static void pool_exit(void *arg);
+
+static void make_key(void)
+{
+    key_ok = pthread_key_create(&key, pool_exit) == 0;
+}
+
+/* The size a block of (size, align) has in the backing heap: its class's, if it has one. */
+static size_t block_size(size_t size, size_t align)
+{
+    if (size <= COR__POOL_ABS_MAX && align <= COR__POOL_ALIGN)
+        return cor__pool_class_size(cor__pool_class(size));
+    return size;
+}
+
+/* ---- the backing heap ------------------------------------------------------------------ */
+
+static void *heap_alloc(struct cor__pool *p, size_t size, size_t align)
+{
+    cor__alloc_stats.arena_calls++;
+#if COR_ALLOC_JEMALLOC
+    int flags = p->alloc_flags;
+    if (align > COR__POOL_ALIGN)
+        flags |= MALLOCX_ALIGN(align);
+    return mallocx(size, flags);
+#else
+    if (align <= COR__POOL_ALIGN)
+        return malloc(size);
+    return aligned_alloc(align, (size + align - 1) & ~(align - 1));
+#endif
+}
+
+static void heap_free(struct cor__pool *p, void *blk, size_t size, size_t align)
+{
+    cor__alloc_stats.arena_calls++;
+#if COR_ALLOC_JEMALLOC
+    int flags = p->free_flags;
+    if (align > COR__POOL_ALIGN)
+        flags |= MALLOCX_ALIGN(align);
+    sdallocx(blk, size, flags);
+#else
+    free(blk);
+#endif
+}
+
+#if COR_ALLOC_JEMALLOC
+/* Gives the thread an arena (a recycled one if any) and a tcache. Returns false if jemalloc refused. */
+static bool arena_acquire(struct cor__pool *p)
+{
+    unsigned arena = 0;
+    bool have = false;
+    pthread_mutex_lock(&global_lock);
+    if (n_free_arenas) {
+        arena = free_arenas[--n_free_arenas];
+        have = true;
+    }
+    pthread_mutex_unlock(&global_lock);
+    size_t len = sizeof arena;
+    if (!have && mallctl("arenas.create", &arena, &len, NULL, 0) != 0)
+        return false;
+    unsigned tc;
+    len = sizeof tc;
+    if (mallctl("tcache.create", &tc, &len, NULL, 0) != 0) {
+        pthread_mutex_lock(&global_lock);
+        if (n_free_arenas < cap_free_arenas)
+            free_arenas[n_free_arenas++] = arena;
+        pthread_mutex_unlock(&global_lock);
+        return false;
+    }
+    p->arena = arena;
+    p->tcache = tc;
+    p->has_arena = true;
+    return true;
+}
+
+/* Destroys the thread's tcache (flushing it) and puts its arena on the free list. */
+static void arena_release(struct cor__pool *p)
+{
+    if (!p->has_arena)
+        return;
+    unsigned tc = p->tcache;
+    mallctl("tcache.destroy", NULL, NULL, &tc, sizeof tc);
+    p->has_arena = false;
+    pthread_mutex_lock(&global_lock);
+    if (n_free_arenas == cap_free_arenas) {
+        size_t cap = cap_free_arenas ? cap_free_arenas * 2 : 16;
+        unsigned *a = realloc(free_arenas, cap * sizeof *a);
+        if (a) {
+            free_arenas = a;
+            cap_free_arenas = cap;
+        }
+    }
+    /* Without room the arena is simply not reused; jemalloc keeps it. */
+    if (n_free_arenas < cap_free_arenas)
+        free_arenas[n_free_arenas++] = p->arena;
+    pthread_mutex_unlock(&global_lock);
+}
+#endif
+
+/* Switches the refill path; the cache must be empty. A failed arena setup falls back to shared. */
+static void set_mode(struct cor__pool *p, int mode)
+{
+#if COR_ALLOC_JEMALLOC
+    if (mode == COR_ALLOC_ARENA_THREAD && (p->has_arena || arena_acquire(p))) {
+        p->mode = COR_ALLOC_ARENA_THREAD;
+        p->alloc_flags = MALLOCX_ARENA(p->arena) | MALLOCX_TCACHE(p->tcache);
+        p->free_flags = MALLOCX_TCACHE(p->tcache);
+        return;
+    }
+    arena_release(p);
+    p->mode = COR_ALLOC_ARENA_SHARED;
+    p->alloc_flags = 0;
+    p->free_flags = 0;
+#else
+    p->mode = mode;
+#endif
+}
+
+static void pool_init(struct cor__pool *p)
+{
+    pthread_once(&key_once, make_key);
+    /* Without the exit hook the thread's cached blocks would outlive it: do not cache. */
+    if (!key_ok || pthread_setspecific(key, p) != 0) {
+        p->state = COR__POOL_DEAD;
+        return;
+    }
+    p->state = COR__POOL_LIVE;
+    p->depth = COR_ALLOC_CACHE_DEPTH;
+    p->max_pooled = COR_ALLOC_MAX_POOLED;
+    set_mode(p, COR_ALLOC_ARENA_MODE);
+}
+
+/* Returns every cached block to the backing heap; returns how many. */
+static int flush(struct cor__pool *p)
+{
+    int n = 0;
+    for (unsigned c = 0; c < COR__POOL_CLASSES; c++) {
+        struct cor__pool_bin *b = &p->bins[c];
+        size_t size = cor__pool_class_size(c);
+        while (b->head) {
+            void *blk = b->head;
+            COR__UNPOISON(blk, size);
+            b->head = *(void **)blk;
+            heap_free(p, blk, size, COR__POOL_ALIGN);
+            n++;
+        }
+        b->count = 0;
+    }
+    return n;
+}
+
+/* The thread exits: flush, release the arena, keep its statistics in the retired sum. */
+static void pool_exit(void *arg)
+{
+    struct cor__pool *p = arg;
+    flush(p);
+#if COR_ALLOC_JEMALLOC
+    arena_release(p);
+    /* Whatever the thread's other exit hooks free goes straight to jemalloc. */
+    p->alloc_flags = p->free_flags = MALLOCX_TCACHE_NONE;
+#endif
+    p->max_pooled = 0;
+    p->state = COR__POOL_DEAD;
+    const cor_alloc_stats *s = &cor__alloc_stats;
+    pthread_mutex_lock(&global_lock);
+    retired.allocations += s->allocations;
+    retired.frees += s->frees;
+    retired.bytes += s->bytes;
+    retired.failures += s->failures;
+    retired.heap_calls += s->heap_calls;
+    retired.pool_hits += s->pool_hits;
+    retired.pool_misses += s->pool_misses;
+    retired.arena_calls += s->arena_calls;
+    retired.live_bytes += s->live_bytes;
+    if (s->peak_bytes > retired.peak_bytes)
+        retired.peak_bytes = s->peak_bytes;
+    pthread_mutex_unlock(&global_lock);
+}
+
+/* ---- slow paths -------------------------------------------------------------------------- */
+
+void *cor__pool_alloc_slow(size_t size, size_t align)
+{
+    struct cor__pool *p = &cor__pool;
+    if (p->state == COR__POOL_UNINIT)
+        pool_init(p);
+    cor__alloc_stats.pool_misses++;
+    cor__alloc_stats.heap_calls++;
+    return heap_alloc(p, block_size(size, align), align);
+}
+
+void cor__pool_free_slow(void *blk, size_t size, size_t align)
+{
+    struct cor__pool *p = &cor__pool;
+    if (p->state == COR__POOL_UNINIT) {
+        pool_init(p);
+        if (p->state == COR__POOL_LIVE) {
+            cor__pool_free(blk, size, align);
+            return;
+        }
+    }
+    heap_free(p, blk, block_size(size, align), align);
+}
+
+/* ---- public API ------------------------------------------------------------------------- */
+
+int cor_alloc_configure(const cor_alloc_options *o)
+{
+    if (!o)
+        return -EINVAL;
+    if (o->max_pooled && (o->max_pooled < 64 || o->max_pooled > COR__POOL_ABS_MAX))
+        return -EINVAL;
+    if (o->cache_depth > 4096)
+        return -EINVAL;
+    if (o->arena != COR_ALLOC_ARENA_DEFAULT && o->arena != COR_ALLOC_ARENA_THREAD &&
+        o->arena != COR_ALLOC_ARENA_SHARED)
+        return -EINVAL;
+    if (!COR_ALLOC_JEMALLOC && o->arena != COR_ALLOC_ARENA_DEFAULT)
+        return -ENOTSUP;
+    struct cor__pool *p = &cor__pool;
+    if (p->state == COR__POOL_UNINIT)
+        pool_init(p);
+    if (p->state != COR__POOL_LIVE)
+        return -EPERM;
+    flush(p);
+    p->max_pooled = o->max_pooled ? o->max_pooled : COR_ALLOC_MAX_POOLED;
+    p->depth = o->cache_depth ? o->cache_depth : COR_ALLOC_CACHE_DEPTH;
+    set_mode(p, o->arena ? o->arena : COR_ALLOC_ARENA_MODE);
+    return 0;
+}
+
+int cor_alloc_trim(void)
+{
+    return flush(&cor__pool);
+}
+
+int cor_alloc_stats_get(cor_alloc_stats *out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = cor__alloc_stats;
+    out->cached = out->cached_bytes = 0;
+    for (unsigned c = 0; c < COR__POOL_CLASSES; c++) {
+        out->cached += cor__pool.bins[c].count;
+        out->cached_bytes += cor__pool.bins[c].count * cor__pool_class_size(c);
+    }
+    return 0;
+}
+
+int cor_alloc_stats_retired(cor_alloc_stats *out)
+{
+    if (!out)
+        return -EINVAL;
+    pthread_mutex_lock(&global_lock);
+    *out = retired;
+    pthread_mutex_unlock(&global_lock);
+    return 0;
+}
+
+void cor_alloc_stats_reset(void)
+{
+    cor_alloc_stats zero = {0};
+    cor__alloc_stats = zero;
+}
