@@ -8,6 +8,9 @@
 #include <coring/task.h>
 #include <coring/launch.h>
 #include <coring/manual.h>
+#include <coring/strand.h>
+#include <coring/thread_pool.h>
+#include <coring/sync.h>
 #include <coring/coring.h>
 
 #include <cstdio>

@@ -11,5 +11,8 @@
 #include "coring/task.h"
 #include "coring/launch.h"
 #include "coring/manual.h"
+#include "coring/strand.h"
+#include "coring/thread_pool.h"
+#include "coring/sync.h"
 
 #endif

@@ -1,0 +1,76 @@
+/*
+ * Strands: an executor that serializes the handles it runs on top of any
+ * other executor (an io_context, a thread pool, a manual executor).
+ *
+ * Handles dispatched or posted to a strand never run concurrently with each
+ * other, and run in FIFO order per posting thread. The hot path takes no
+ * lock: an intrusive lock-free MPSC queue plus an atomic count of queued
+ * handles. The thread that makes an idle strand busy schedules one drainer on
+ * the inner executor; the drainer runs a bounded batch of handles and posts
+ * itself again if more are queued, so strands sharing an executor take turns.
+ * dispatch from code already running inside the strand resumes the handle
+ * inline.
+ *
+ * A strand is a caller-owned, fixed-size struct (embed it in a connection or
+ * session object); initializing one allocates nothing.
+ *
+ *     cor_strand s;
+ *     cor_strand_init(&s, cor_thread_pool_executor(pool));
+ *     COR_RUN_ASYNC(cor_strand_executor(&s), NULL, session(fd));
+ *     ...
+ *     cor_strand_destroy(&s);   // -EBUSY while handles are queued or running
+ */
+#ifndef CORING_STRAND_H
+#define CORING_STRAND_H
+
+#include "coring/common.h"
+#include "coring/executor.h"
+#include "coring/task.h"
+
+COR_BEGIN_DECLS
+
+/*
+ * A strand. Fields are the library's; the layout is visible only so that a
+ * strand can be embedded. drainer is the handle the strand posts to its inner
+ * executor; queue holds the library's MPSC queue.
+ */
+typedef struct cor_strand {
+    cor_frame drainer;
+    cor_executor inner;
+    uint64_t pending; /* handles queued or running; nonzero: a drainer is scheduled */
+    union {
+        unsigned char bytes[sizeof(cor_frame) + 9 * sizeof(void *)];
+        void *align;
+    } queue;
+} cor_strand;
+
+/*
+ * Initializes s as an idle strand over inner. Returns 0, or -EINVAL for a
+ * NULL s or an invalid inner executor (s is then untouched). inner must
+ * outlive the strand. Allocates nothing. Any thread, before s is shared.
+ */
+COR_API int cor_strand_init(cor_strand *s, cor_executor inner);
+
+/*
+ * Ends the life of an idle strand. Returns 0; -EBUSY if handles are still
+ * queued on it or one of them is running (s is then unchanged and still
+ * usable); -EINVAL for NULL. After a 0 return s may be freed or initialized
+ * again. Any thread; nothing may post to s concurrently.
+ */
+COR_API int cor_strand_destroy(cor_strand *s);
+
+/*
+ * Returns the executor of s ({NULL, NULL} for NULL). Its dispatch runs the
+ * handle inline when called from inside s, else queues it; post always
+ * queues. Its context is the inner executor's; work counting is forwarded to
+ * the inner executor, so the inner run loop keeps running while work launched
+ * on the strand is outstanding.
+ */
+COR_API cor_executor cor_strand_executor(cor_strand *s);
+
+/* True if the calling thread is running a handle of s right now. Any thread. */
+COR_API bool cor_strand_running_in_this_thread(const cor_strand *s);
+
+COR_END_DECLS
+
+#endif

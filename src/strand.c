@@ -1,0 +1,167 @@
+/*
+ * Strands: an MPSC queue of handles plus an atomic count of handles queued or
+ * running. The count is the whole state machine: the producer whose
+ * increment takes it from 0 owns the job of scheduling the drainer, and the
+ * drainer alone decrements it, by the number of handles it ran, re-posting
+ * itself while it stays nonzero. So at most one drainer exists at a time and
+ * it is the queue's single consumer.
+ */
+#include "coring/strand.h"
+#include "internal.h"
+#include "mpsc.h"
+
+_Static_assert(sizeof(cor__mpsc) <= sizeof(((cor_strand *)0)->queue),
+               "cor_strand.queue must hold the MPSC queue");
+_Static_assert(_Alignof(cor__mpsc) <= _Alignof(void *), "cor_strand.queue alignment");
+
+/*
+ * Handles one drainer runs before it yields the inner executor to others. A
+ * testing build keeps it tiny so the re-post path runs in every test.
+ */
+#if COR_TESTING
+#define STRAND_BATCH 4
+#else
+#define STRAND_BATCH 64
+#endif
+
+/* The strand whose drainer is running on this thread, if any. */
+static __thread const cor_strand *current;
+
+static cor__mpsc *queue_of(cor_strand *s)
+{
+    return (cor__mpsc *)(void *)s->queue.bytes;
+}
+
+/*
+ * Queues h. Returns true if the strand was idle, in which case the caller
+ * must schedule the drainer. Counting before pushing keeps the count at or
+ * above the number of handles the drainer can reach, so its decrement never
+ * underflows; a handle counted but not yet linked only makes the drainer
+ * post itself once more.
+ */
+static bool enqueue(cor_strand *s, cor_handle h)
+{
+    bool idle = __atomic_fetch_add(&s->pending, 1, __ATOMIC_ACQ_REL) == 0;
+    cor__mpsc_push(queue_of(s), h);
+    return idle;
+}
+
+static cor_handle drain(cor_frame *f)
+{
+    cor_strand *s = cor__container_of(f, cor_strand, drainer);
+    cor__mpsc *q = queue_of(s);
+    const cor_strand *prev = current;
+    current = s;
+    uint64_t n = 0;
+    cor_frame *h;
+    while (n < STRAND_BATCH && cor__mpsc_pop(q, &h) == COR__MPSC_ITEM) {
+        n++;
+        cor_resume(h);
+    }
+    current = prev;
+    cor_executor inner = s->inner;
+    /*
+     * Acquire-release: the handles' writes happen before the next drainer,
+     * on whichever thread, sees the count. Once the count reaches 0 another
+     * thread may schedule (and run) this drainer again: touch nothing of s
+     * after it.
+     */
+    if (__atomic_sub_fetch(&s->pending, n, __ATOMIC_ACQ_REL) != 0)
+        inner.ops->post(inner.obj, f);
+    return COR_NOOP;
+}
+
+/*
+ * The inner executor discards the drainer (it is being destroyed): destroy
+ * every handle queued on the strand too, so nothing leaks.
+ */
+static void drainer_destroyed(cor_frame *f)
+{
+    cor_strand *s = cor__container_of(f, cor_strand, drainer);
+    uint64_t n = 0;
+    cor_frame *h;
+    while (cor__mpsc_pop(queue_of(s), &h) == COR__MPSC_ITEM) {
+        n++;
+        cor_frame_destroy(h);
+    }
+    __atomic_sub_fetch(&s->pending, n, __ATOMIC_ACQ_REL);
+}
+
+static cor_handle strand_dispatch(const void *obj, cor_handle h)
+{
+    cor_strand *s = (cor_strand *)obj;
+    if (current == s)
+        return h;
+    if (!enqueue(s, h))
+        return COR_NOOP;
+    /* The inner executor may run the drainer right here (it returns it). */
+    return s->inner.ops->dispatch(s->inner.obj, &s->drainer);
+}
+
+static void strand_post(const void *obj, cor_handle h)
+{
+    cor_strand *s = (cor_strand *)obj;
+    if (enqueue(s, h))
+        s->inner.ops->post(s->inner.obj, &s->drainer);
+}
+
+static cor_execution_context *strand_context(const void *obj)
+{
+    return cor_executor_context(((const cor_strand *)obj)->inner);
+}
+
+static void strand_work_started(const void *obj)
+{
+    const cor_strand *s = obj;
+    s->inner.ops->on_work_started(s->inner.obj);
+}
+
+static void strand_work_finished(const void *obj)
+{
+    const cor_strand *s = obj;
+    s->inner.ops->on_work_finished(s->inner.obj);
+}
+
+static const cor_executor_ops strand_ops = {
+    .dispatch = strand_dispatch,
+    .post = strand_post,
+    .context = strand_context,
+    .on_work_started = strand_work_started,
+    .on_work_finished = strand_work_finished,
+};
+
+int cor_strand_init(cor_strand *s, cor_executor inner)
+{
+    if (!s || !cor_executor_valid(inner))
+        return -EINVAL;
+    /* In-slot: executors that destroy the drainer must not free it. */
+    cor__frame_init(&s->drainer, drain, NULL, sizeof s->drainer, _Alignof(cor_frame),
+                    COR_FRAME_IN_SLOT | COR_FRAME_STARTED, 0, 0);
+    s->drainer.on_destroy = drainer_destroyed;
+    s->inner = inner;
+    s->pending = 0;
+    cor__mpsc_init(queue_of(s));
+    return 0;
+}
+
+int cor_strand_destroy(cor_strand *s)
+{
+    if (!s)
+        return -EINVAL;
+    if (__atomic_load_n(&s->pending, __ATOMIC_ACQUIRE) != 0)
+        return -EBUSY;
+    s->inner = COR_EXECUTOR_NULL;
+    return 0;
+}
+
+cor_executor cor_strand_executor(cor_strand *s)
+{
+    if (!s)
+        return COR_EXECUTOR_NULL;
+    return (cor_executor){s, &strand_ops};
+}
+
+bool cor_strand_running_in_this_thread(const cor_strand *s)
+{
+    return s && current == s;
+}

@@ -1,0 +1,318 @@
+/*
+ * Async mutex and event. Both keep their waiters in a wait list: a spin lock
+ * (the critical sections are a few pointer moves) over a doubly linked FIFO
+ * of wait operations, which live in their awaiting frames' await slots.
+ *
+ * Who resumes a waiter. Two parties race for every waiter: the suspending
+ * coroutine, which must finish registering its stop callback, and the waker
+ * (unlock, set, notify_one or the stop callback), which takes it off the list
+ * under the lock and decides its result. Each drops one of the waiter's two
+ * references; whoever drops the last resumes it: the suspender inline (it is
+ * already on the waiter's executor), the waker by posting it to the waiter's
+ * executor. The `waiting` flag, read and cleared under the lock, makes the
+ * removal happen exactly once whichever waker comes first.
+ */
+#include <sched.h>
+
+#include "coring/sync.h"
+#include "internal.h"
+
+static void spin_lock(uint32_t *l)
+{
+    for (;;) {
+        if (!__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE))
+            return;
+        while (__atomic_load_n(l, __ATOMIC_RELAXED))
+            sched_yield();
+    }
+}
+
+static void spin_unlock(uint32_t *l)
+{
+    __atomic_store_n(l, 0, __ATOMIC_RELEASE);
+}
+
+/* ---- the wait list, under its lock ---- */
+
+static void append_locked(cor__wait_list *l, cor_sync_wait *w)
+{
+    w->next = NULL;
+    w->prev = l->tail;
+    if (l->tail)
+        l->tail->next = w;
+    else
+        l->head = w;
+    l->tail = w;
+    w->waiting = 1;
+}
+
+static void unlink_locked(cor__wait_list *l, cor_sync_wait *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        l->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        l->tail = w->prev;
+    w->waiting = 0;
+}
+
+/* Removes and returns the oldest waiter with result 0, or NULL. */
+static cor_sync_wait *pop_locked(cor__wait_list *l)
+{
+    cor_sync_wait *w = l->head;
+    if (w) {
+        unlink_locked(l, w);
+        w->result = 0;
+    }
+    return w;
+}
+
+/* ---- suspending and resuming a waiter ---- */
+
+/* The waiter resumes: drop the stop callback and complete the await. */
+static cor_handle wait_finish(cor_frame *f)
+{
+    cor_sync_wait *w = (cor_sync_wait *)f;
+    /* Waits, if the callback runs on another thread, until it returns. */
+    if (w->has_cb)
+        cor_stop_callback_deregister(&w->stop_cb);
+    f->on_destroy = NULL;
+    return cor_leaf_complete(f);
+}
+
+/* An executor destroys the waiter while it is queued to resume. */
+static void wait_destroyed(cor_frame *f)
+{
+    cor_sync_wait *w = (cor_sync_wait *)f;
+    if (w->has_cb)
+        cor_stop_callback_deregister(&w->stop_cb);
+}
+
+/* Drops one reference; the last one posts the waiter to its own executor. */
+static void release(cor_sync_wait *w)
+{
+    if (__atomic_sub_fetch(&w->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        cor_executor ex = w->cor_hdr.env.ex;
+        ex.ops->post(ex.obj, &w->cor_hdr);
+    }
+}
+
+static void wait_cancel(cor_stop_callback *cb)
+{
+    cor_sync_wait *w = cor__container_of(cb, cor_sync_wait, stop_cb);
+    cor__wait_list *l = w->list;
+    spin_lock(&l->lock);
+    uint32_t mine = w->waiting;
+    if (mine) {
+        unlink_locked(l, w);
+        w->result = -ECANCELED;
+    }
+    spin_unlock(&l->lock);
+    if (mine)
+        release(w);
+}
+
+/*
+ * Queues w on l, whose lock the caller holds (and which this releases), and
+ * suspends. Returns the handle to run next.
+ */
+static cor_handle suspend_locked(cor_sync_wait *w, cor__wait_list *l)
+{
+    cor_frame *f = &w->cor_hdr;
+    w->list = l;
+    w->refs = 2;
+    w->has_cb = 0;
+    f->resume = wait_finish;
+    f->on_destroy = wait_destroyed;
+    append_locked(l, w);
+    spin_unlock(&l->lock);
+    if (cor_stop_possible(f->env.stop)) {
+        w->has_cb = 1;
+        /* Stop already requested: wait_cancel has run here and dropped its reference. */
+        cor_stop_callback_register(&w->stop_cb, f->env.stop, wait_cancel);
+    }
+    if (__atomic_sub_fetch(&w->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        return wait_finish(f);
+    return COR_NOOP;
+}
+
+static cor_sync_wait *new_wait(void *obj, cor_resume_fn start)
+{
+    cor_sync_wait *w = COR_LEAF_NEW(cor_sync_wait, start);
+    if (w)
+        w->obj = obj;
+    return w;
+}
+
+static cor_handle complete_with(cor_sync_wait *w, int result)
+{
+    w->result = result;
+    return cor_leaf_complete(&w->cor_hdr);
+}
+
+/* ---- mutex ---- */
+
+int cor_async_mutex_init(cor_async_mutex *m)
+{
+    if (!m)
+        return -EINVAL;
+    *m = (cor_async_mutex)COR_ASYNC_MUTEX_INIT;
+    return 0;
+}
+
+int cor_async_mutex_destroy(cor_async_mutex *m)
+{
+    if (!m)
+        return -EINVAL;
+    spin_lock(&m->waiters.lock);
+    int rc = m->locked || m->waiters.head ? -EBUSY : 0;
+    spin_unlock(&m->waiters.lock);
+    return rc;
+}
+
+static cor_handle mutex_lock_start(cor_frame *f)
+{
+    cor_sync_wait *w = (cor_sync_wait *)f;
+    cor_async_mutex *m = w->obj;
+    if (!m)
+        return complete_with(w, -EINVAL);
+    spin_lock(&m->waiters.lock);
+    if (!m->locked) {
+        m->locked = 1;
+        spin_unlock(&m->waiters.lock);
+        return complete_with(w, 0);
+    }
+    return suspend_locked(w, &m->waiters);
+}
+
+cor_sync_wait *cor_async_mutex_lock(cor_async_mutex *m)
+{
+    return new_wait(m, mutex_lock_start);
+}
+
+int cor_async_mutex_try_lock(cor_async_mutex *m)
+{
+    if (!m)
+        return -EINVAL;
+    spin_lock(&m->waiters.lock);
+    int rc = m->locked ? -EBUSY : 0;
+    m->locked = 1;
+    spin_unlock(&m->waiters.lock);
+    return rc;
+}
+
+int cor_async_mutex_unlock(cor_async_mutex *m)
+{
+    if (!m)
+        return -EINVAL;
+    spin_lock(&m->waiters.lock);
+    if (!m->locked) {
+        spin_unlock(&m->waiters.lock);
+        return -EPERM;
+    }
+    /* Hand-off: with a waiter, m stays locked and the waiter owns it. */
+    cor_sync_wait *w = pop_locked(&m->waiters);
+    if (!w)
+        m->locked = 0;
+    spin_unlock(&m->waiters.lock);
+    if (w)
+        release(w);
+    return 0;
+}
+
+/* ---- event ---- */
+
+int cor_async_event_init(cor_async_event *e)
+{
+    if (!e)
+        return -EINVAL;
+    *e = (cor_async_event)COR_ASYNC_EVENT_INIT;
+    return 0;
+}
+
+int cor_async_event_destroy(cor_async_event *e)
+{
+    if (!e)
+        return -EINVAL;
+    spin_lock(&e->waiters.lock);
+    int rc = e->waiters.head ? -EBUSY : 0;
+    spin_unlock(&e->waiters.lock);
+    return rc;
+}
+
+static cor_handle event_wait_start(cor_frame *f)
+{
+    cor_sync_wait *w = (cor_sync_wait *)f;
+    cor_async_event *e = w->obj;
+    if (!e)
+        return complete_with(w, -EINVAL);
+    spin_lock(&e->waiters.lock);
+    if (e->set) {
+        spin_unlock(&e->waiters.lock);
+        return complete_with(w, 0);
+    }
+    return suspend_locked(w, &e->waiters);
+}
+
+cor_sync_wait *cor_async_event_wait(cor_async_event *e)
+{
+    return new_wait(e, event_wait_start);
+}
+
+int cor_async_event_set(cor_async_event *e)
+{
+    if (!e)
+        return -EINVAL;
+    spin_lock(&e->waiters.lock);
+    __atomic_store_n(&e->set, 1, __ATOMIC_RELEASE);
+    /* Take every waiter off the list under the lock; wake them outside it. */
+    cor_sync_wait *first = NULL, *last = NULL, *w;
+    while ((w = pop_locked(&e->waiters))) {
+        w->next = NULL;
+        if (last)
+            last->next = w;
+        else
+            first = w;
+        last = w;
+    }
+    spin_unlock(&e->waiters.lock);
+    int n = 0;
+    for (w = first; w; n++) {
+        /* Once released, w may resume and vanish: read the link first. */
+        cor_sync_wait *next = w->next;
+        release(w);
+        w = next;
+    }
+    return n;
+}
+
+int cor_async_event_reset(cor_async_event *e)
+{
+    if (!e)
+        return -EINVAL;
+    spin_lock(&e->waiters.lock);
+    __atomic_store_n(&e->set, 0, __ATOMIC_RELEASE);
+    spin_unlock(&e->waiters.lock);
+    return 0;
+}
+
+int cor_async_event_notify_one(cor_async_event *e)
+{
+    if (!e)
+        return -EINVAL;
+    spin_lock(&e->waiters.lock);
+    cor_sync_wait *w = pop_locked(&e->waiters);
+    spin_unlock(&e->waiters.lock);
+    if (!w)
+        return 0;
+    release(w);
+    return 1;
+}
+
+bool cor_async_event_is_set(cor_async_event *e)
+{
+    return e && __atomic_load_n(&e->set, __ATOMIC_ACQUIRE);
+}

@@ -1,0 +1,518 @@
+/*
+ * Strands: no two handles of a strand overlap, FIFO per producer, dispatch
+ * from inside runs inline, strands over the thread pool and the manual
+ * executor, executor identity through nested hops, teardown and bad input.
+ */
+#include <stdlib.h>
+#include <criterion/criterion.h>
+
+#include "util.h"
+
+/* Increments between two hops in the counter test: fewer hops under TSan keeps it near a minute. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define COR_TEST_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) || defined(COR_TEST_TSAN)
+#define INCREMENTS_PER_HOP 64
+#else
+#define INCREMENTS_PER_HOP 8
+#endif
+
+#define TOTAL_INCREMENTS 1000000L
+#define COUNTERS 8
+
+struct outcome {
+    int result, err, results, errors;
+};
+
+static void rec_result(void *user, void *result)
+{
+    struct outcome *o = user;
+    __atomic_store_n(&o->result, *(int *)result, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&o->results, 1, __ATOMIC_RELEASE);
+}
+
+static void rec_error(void *user, int err)
+{
+    struct outcome *o = user;
+    __atomic_store_n(&o->err, err, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&o->errors, 1, __ATOMIC_RELEASE);
+}
+
+/* ---- 8 coroutines, one strand, a 4-thread pool, a plain counter ---- */
+
+struct shared {
+    cor_strand *strand;
+    long counter;   /* plain: only the strand serializes it */
+    int in_strand;  /* plain: set while a body runs inside the strand */
+    long overlaps, outside;
+};
+
+struct nothing {
+    COR_PROMISE(int);
+};
+COR_DEFINE_STATIC(nothing, (void), {})
+{
+    COR_BEGIN(self);
+    COR_RETURN(0);
+}
+
+struct incrementer {
+    COR_PROMISE(int);
+    struct shared *sh;
+    cor_executor away;
+    long n, i;
+    int j, r;
+};
+COR_DEFINE_STATIC(incrementer, (struct shared * sh, cor_executor away, long n),
+                  {
+                      self->sh = sh;
+                      self->away = away;
+                      self->n = n;
+                  })
+{
+    COR_BEGIN(self);
+    for (self->i = 0; self->i < self->n; self->i += INCREMENTS_PER_HOP) {
+        if (self->sh->in_strand)
+            self->sh->overlaps++;
+        self->sh->in_strand = 1;
+        if (!cor_strand_running_in_this_thread(self->sh->strand))
+            self->sh->outside++;
+        for (self->j = 0; self->j < INCREMENTS_PER_HOP; self->j++)
+            self->sh->counter++;
+        self->sh->in_strand = 0;
+        /* Leave the strand for the pool and come back: the return is a
+         * dispatch to the strand from a pool worker, racing the others. */
+        COR_AWAIT(self->r, COR_RUN(nothing(), .ex = self->away));
+    }
+    COR_RETURN(0);
+}
+
+Test(strand, eight_coroutines_on_a_pool_never_overlap, .timeout = 300)
+{
+    cor_thread_pool *pool;
+    cr_assert_eq(cor_thread_pool_create(&pool, 4), 0);
+    cor_strand s;
+    cr_assert_eq(cor_strand_init(&s, cor_thread_pool_executor(pool)), 0);
+    struct shared sh = {.strand = &s};
+    struct outcome oc = {0};
+    cor_launch_options o = {.on_result = rec_result, .on_error = rec_error, .user = &oc};
+    for (int i = 0; i < COUNTERS; i++)
+        cr_assert_eq(COR_RUN_ASYNC(cor_strand_executor(&s), &o,
+                                   incrementer(&sh, cor_thread_pool_executor(pool),
+                                               TOTAL_INCREMENTS / COUNTERS)),
+                     0);
+    /* join returns once the launches (outstanding work) are done. */
+    cr_assert_eq(cor_thread_pool_join(pool), 0);
+    cr_assert_eq(oc.results, COUNTERS);
+    cr_assert_eq(oc.errors, 0);
+    cr_assert_eq(sh.counter, TOTAL_INCREMENTS);
+    cr_assert_eq(sh.overlaps, 0, "two bodies of the strand overlapped");
+    cr_assert_eq(sh.outside, 0, "a body ran outside its strand");
+    cr_assert_eq(cor_strand_destroy(&s), 0);
+    cr_assert_eq(cor_thread_pool_destroy(pool), 0);
+}
+
+/* ---- FIFO order per producer, with producers on four threads ---- */
+
+#define PRODUCERS 4
+#define PER_PRODUCER 20000
+
+struct item {
+    cor_frame hdr;
+    struct fifo *f;
+    int producer;
+    long seq;
+};
+
+struct fifo {
+    cor_strand *s;
+    long next[PRODUCERS]; /* plain: touched only inside the strand */
+    long ran, disorder, overlaps;
+    int in_strand;
+    struct item *items;
+};
+
+static cor_handle item_resume(cor_frame *h)
+{
+    struct item *it = (struct item *)h;
+    struct fifo *f = it->f;
+    if (f->in_strand)
+        f->overlaps++;
+    f->in_strand = 1;
+    if (f->next[it->producer] != it->seq)
+        f->disorder++;
+    f->next[it->producer] = it->seq + 1;
+    f->in_strand = 0;
+    __atomic_fetch_add(&f->ran, 1, __ATOMIC_RELEASE);
+    return COR_NOOP;
+}
+
+struct producer {
+    struct fifo *f;
+    int id;
+    bool use_dispatch;
+};
+
+static void *produce(void *arg)
+{
+    struct producer *p = arg;
+    cor_executor ex = cor_strand_executor(p->f->s);
+    for (long i = 0; i < PER_PRODUCER; i++) {
+        struct item *it = &p->f->items[p->id * PER_PRODUCER + i];
+        it->hdr.resume = item_resume;
+        it->f = p->f;
+        it->producer = p->id;
+        it->seq = i;
+        if (p->use_dispatch)
+            cr_assert_eq(cor_executor_dispatch(ex, &it->hdr), 0);
+        else
+            cr_assert_eq(cor_executor_post(ex, &it->hdr), 0);
+    }
+    return NULL;
+}
+
+Test(strand, fifo_per_producer_over_the_pool, .timeout = 300)
+{
+    cor_thread_pool *pool;
+    cr_assert_eq(cor_thread_pool_create(&pool, 4), 0);
+    cor_strand s;
+    cr_assert_eq(cor_strand_init(&s, cor_thread_pool_executor(pool)), 0);
+    struct fifo f = {.s = &s};
+    f.items = calloc(PRODUCERS * PER_PRODUCER, sizeof *f.items);
+    cr_assert_not_null(f.items);
+    pthread_t t[PRODUCERS];
+    struct producer p[PRODUCERS];
+    for (int i = 0; i < PRODUCERS; i++) {
+        p[i] = (struct producer){&f, i, i % 2 == 0};
+        cr_assert_eq(pthread_create(&t[i], NULL, produce, &p[i]), 0);
+    }
+    for (int i = 0; i < PRODUCERS; i++)
+        pthread_join(t[i], NULL);
+    /* Posted handles are queued work of the pool: join runs them all first. */
+    cr_assert_eq(cor_thread_pool_join(pool), 0);
+    cr_assert_eq(f.ran, PRODUCERS * PER_PRODUCER);
+    cr_assert_eq(f.disorder, 0, "a producer's handles ran out of order");
+    cr_assert_eq(f.overlaps, 0);
+    cr_assert_eq(cor_strand_destroy(&s), 0);
+    cr_assert_eq(cor_thread_pool_destroy(pool), 0);
+    free(f.items);
+}
+
+/* ---- dispatch from inside runs inline; from outside it queues ---- */
+
+struct flag_frame {
+    cor_frame hdr;
+    int ran;
+    bool inside;
+    cor_strand *s;
+};
+
+static cor_handle flag_resume(cor_frame *h)
+{
+    struct flag_frame *f = (struct flag_frame *)h;
+    f->ran++;
+    f->inside = cor_strand_running_in_this_thread(f->s);
+    return COR_NOOP;
+}
+
+struct dispatcher {
+    COR_PROMISE(int);
+    struct flag_frame *inl, *posted;
+};
+COR_DEFINE_STATIC(dispatcher, (struct flag_frame * inl, struct flag_frame *posted),
+                  {
+                      self->inl = inl;
+                      self->posted = posted;
+                  })
+{
+    COR_BEGIN(self);
+    cor_executor ex = COR_THIS_EXECUTOR();
+    if (cor_executor_dispatch(ex, &self->inl->hdr))
+        COR_FAIL(-EFAULT);
+    int inline_ran = self->inl->ran; /* 1: it ran before dispatch returned */
+    if (cor_executor_post(ex, &self->posted->hdr))
+        COR_FAIL(-EFAULT);
+    int post_ran = self->posted->ran; /* 0: post never runs inline */
+    COR_RETURN(inline_ran * 10 + post_ran);
+}
+
+Test(strand, dispatch_from_inside_runs_inline_and_post_queues)
+{
+    cor_manual *m;
+    cr_assert_eq(cor_manual_create(&m), 0);
+    cor_strand s;
+    cr_assert_eq(cor_strand_init(&s, cor_manual_executor(m)), 0);
+    struct flag_frame inl = {.hdr = {.resume = flag_resume}, .s = &s};
+    struct flag_frame posted = {.hdr = {.resume = flag_resume}, .s = &s};
+    struct flag_frame outside = {.hdr = {.resume = flag_resume}, .s = &s};
+
+    /* From outside (not in the strand, not in m's run loop): dispatch queues. */
+    cr_assert_eq(cor_executor_dispatch(cor_strand_executor(&s), &outside.hdr), 0);
+    cr_assert_eq(outside.ran, 0);
+    cr_assert_eq(cor_strand_destroy(&s), -EBUSY, "a strand with queued handles is busy");
+
+    struct outcome oc = {0};
+    cor_launch_options o = {.on_result = rec_result, .on_error = rec_error, .user = &oc};
+    cr_assert_eq(COR_RUN_ASYNC(cor_strand_executor(&s), &o, dispatcher(&inl, &posted)), 0);
+    cr_assert_geq(cor_manual_run(m), 1);
+    cr_assert_eq(oc.errors, 0);
+    cr_assert_eq(oc.result, 10, "inline dispatch ran at once, post did not");
+    cr_assert_eq(outside.ran, 1);
+    cr_assert_eq(inl.ran, 1);
+    cr_assert_eq(posted.ran, 1);
+    cr_assert(outside.inside && inl.inside && posted.inside, "every handle ran inside the strand");
+    cr_assert(!cor_strand_running_in_this_thread(&s));
+    cr_assert_eq(cor_strand_destroy(&s), 0);
+    cor_manual_destroy(m);
+}
+
+/* ---- strand over the manual executor: context, work counting, fairness ---- */
+
+struct ctx_probe {
+    COR_PROMISE(int);
+    cor_execution_context *want;
+    cor_strand *s;
+    int ok;
+};
+COR_DEFINE_STATIC(ctx_probe, (cor_strand * s, cor_execution_context *want),
+                  {
+                      self->s = s;
+                      self->want = want;
+                  })
+{
+    COR_BEGIN(self);
+    self->ok = cor_executor_context(COR_THIS_EXECUTOR()) == self->want &&
+               cor_strand_running_in_this_thread(self->s);
+    COR_AWAIT_VOID(nothing());
+    COR_RETURN(self->ok && cor_strand_running_in_this_thread(self->s));
+}
+
+Test(strand, over_the_manual_executor)
+{
+    cor_manual *m;
+    cr_assert_eq(cor_manual_create(&m), 0);
+    cor_strand s;
+    cr_assert_eq(cor_strand_init(&s, cor_manual_executor(m)), 0);
+    struct outcome oc = {0};
+    cor_launch_options o = {.on_result = rec_result, .user = &oc};
+    for (int i = 0; i < 10; i++)
+        cr_assert_eq(COR_RUN_ASYNC(cor_strand_executor(&s), &o, ctx_probe(&s, cor_manual_context(m))),
+                     0);
+    /* Launches on the strand count as work of m: run returns only when they are done. */
+    cr_assert_eq(cor_manual_outstanding(m), 10);
+    cr_assert_geq(cor_manual_run(m), 1);
+    cr_assert_eq(oc.results, 10);
+    cr_assert_eq(oc.result, 1, "context is the inner executor's, and bodies run in the strand");
+    cr_assert_eq(cor_manual_outstanding(m), 0);
+    cr_assert_eq(cor_strand_destroy(&s), 0);
+    cor_manual_destroy(m);
+}
+
+#define FAIR_ITEMS 200
+
+struct order_item {
+    cor_frame hdr;
+    int strand_id;
+    int *log;
+    int *len;
+};
+
+static cor_handle order_resume(cor_frame *h)
+{
+    struct order_item *it = (struct order_item *)h;
+    it->log[(*it->len)++] = it->strand_id;
+    return COR_NOOP;
+}
+
+Test(strand, drainer_runs_a_bounded_batch_so_strands_take_turns)
+{
+    cor_manual *m;
+    cr_assert_eq(cor_manual_create(&m), 0);
+    cor_strand a, b;
+    cr_assert_eq(cor_strand_init(&a, cor_manual_executor(m)), 0);
+    cr_assert_eq(cor_strand_init(&b, cor_manual_executor(m)), 0);
+    static struct order_item items[2 * FAIR_ITEMS];
+    static int log[2 * FAIR_ITEMS];
+    int len = 0;
+    for (int i = 0; i < 2 * FAIR_ITEMS; i++) {
+        items[i] = (struct order_item){.hdr = {.resume = order_resume},
+                                       .strand_id = i < FAIR_ITEMS ? 0 : 1,
+                                       .log = log,
+                                       .len = &len};
+        cor_strand *s = i < FAIR_ITEMS ? &a : &b;
+        cr_assert_eq(cor_executor_post(cor_strand_executor(s), &items[i].hdr), 0);
+    }
+    cr_assert_geq(cor_manual_run(m), 2);
+    cr_assert_eq(len, 2 * FAIR_ITEMS);
+    int last_a = 0, first_b = -1;
+    for (int i = 0; i < len; i++) {
+        if (log[i] == 0)
+            last_a = i;
+        else if (first_b < 0)
+            first_b = i;
+    }
+    cr_assert_lt(first_b, last_a, "strand b ran before strand a had drained everything");
+    cr_assert_eq(cor_strand_destroy(&a), 0);
+    cr_assert_eq(cor_strand_destroy(&b), 0);
+    cor_manual_destroy(m);
+}
+
+/* ---- nested hops keep every resumption on the right executor ---- */
+
+struct env_check {
+    cor_thread_pool *pool;
+    cor_strand *s;
+    pthread_t home_thread;
+    cor_executor home, pool_ex, strand_ex;
+};
+
+/* Where the calling code runs: 1 home thread, 2 pool outside the strand, 3 strand on the pool. */
+static int where_am_i(const struct env_check *e)
+{
+    if (pthread_equal(pthread_self(), e->home_thread))
+        return 1;
+    if (!cor_thread_pool_running_in_this_thread(e->pool))
+        return 0;
+    return cor_strand_running_in_this_thread(e->s) ? 3 : 2;
+}
+
+struct in_strand {
+    COR_PROMISE(int);
+    struct env_check *e;
+};
+COR_DEFINE_STATIC(in_strand, (struct env_check * e), { self->e = e; })
+{
+    COR_BEGIN(self);
+    if (!cor_executor_equal(COR_THIS_EXECUTOR(), self->e->strand_ex) || where_am_i(self->e) != 3)
+        COR_RETURN(0);
+    COR_AWAIT_VOID(nothing()); /* a same-executor await stays in the strand */
+    COR_RETURN(where_am_i(self->e) == 3);
+}
+
+struct on_pool {
+    COR_PROMISE(int);
+    struct env_check *e;
+    int r, ok;
+};
+COR_DEFINE_STATIC(on_pool, (struct env_check * e), { self->e = e; })
+{
+    COR_BEGIN(self);
+    self->ok = cor_executor_equal(COR_THIS_EXECUTOR(), self->e->pool_ex) && where_am_i(self->e) == 2;
+    COR_AWAIT(self->r, COR_RUN(in_strand(self->e), .ex = self->e->strand_ex));
+    self->ok = self->ok && self->r == 1;
+    /* Back from the strand: on the pool, resumed through the pool's executor. */
+    self->ok = self->ok && cor_executor_equal(COR_THIS_EXECUTOR(), self->e->pool_ex) &&
+               cor_thread_pool_running_in_this_thread(self->e->pool);
+    COR_RETURN(self->ok);
+}
+
+struct at_home {
+    COR_PROMISE(int);
+    struct env_check *e;
+    int i, r, ok;
+};
+COR_DEFINE_STATIC(at_home, (struct env_check * e), { self->e = e; })
+{
+    COR_BEGIN(self);
+    self->ok = 1;
+    for (self->i = 0; self->i < 200; self->i++) {
+        if (!cor_executor_equal(COR_THIS_EXECUTOR(), self->e->home) || where_am_i(self->e) != 1)
+            self->ok = 0;
+        COR_AWAIT(self->r, COR_RUN(on_pool(self->e), .ex = self->e->pool_ex));
+        if (!self->r)
+            self->ok = 0;
+        if (!cor_executor_equal(COR_THIS_EXECUTOR(), self->e->home) || where_am_i(self->e) != 1)
+            self->ok = 0;
+        /* Straight from home into the strand and back. */
+        COR_AWAIT(self->r, COR_RUN(in_strand(self->e), .ex = self->e->strand_ex));
+        if (!self->r || where_am_i(self->e) != 1)
+            self->ok = 0;
+    }
+    COR_RETURN(self->ok);
+}
+
+Test(strand, nested_hops_home_pool_strand_and_back_keep_executor_identity, .timeout = 120)
+{
+    cor_manual *home;
+    cr_assert_eq(cor_manual_create(&home), 0);
+    cor_thread_pool *pool;
+    cr_assert_eq(cor_thread_pool_create(&pool, 3), 0);
+    cor_strand s;
+    cr_assert_eq(cor_strand_init(&s, cor_thread_pool_executor(pool)), 0);
+    struct env_check e = {.pool = pool,
+                          .s = &s,
+                          .home_thread = pthread_self(),
+                          .home = cor_manual_executor(home),
+                          .pool_ex = cor_thread_pool_executor(pool),
+                          .strand_ex = cor_strand_executor(&s)};
+    struct outcome oc = {0};
+    cor_launch_options o = {.on_result = rec_result, .on_error = rec_error, .user = &oc};
+    cr_assert_eq(COR_RUN_ASYNC(e.home, &o, at_home(&e)), 0);
+    cr_assert_gt(cor_manual_run(home), 1);
+    cr_assert_eq(oc.errors, 0);
+    cr_assert_eq(oc.results, 1);
+    cr_assert_eq(oc.result, 1, "every step ran on the executor and thread it belongs to");
+    cr_assert_eq(cor_manual_outstanding(home), 0);
+    cr_assert_eq(cor_strand_destroy(&s), 0);
+    cr_assert_eq(cor_thread_pool_destroy(pool), 0);
+    cor_manual_destroy(home);
+}
+
+/* ---- teardown: destroying the inner executor destroys what the strand queued ---- */
+
+Test(strand, destroying_the_inner_executor_destroys_queued_frames)
+{
+    cor_manual *m;
+    cr_assert_eq(cor_manual_create(&m), 0);
+    cor_strand s;
+    cr_assert_eq(cor_strand_init(&s, cor_manual_executor(m)), 0);
+    counting_resource cr;
+    counting_resource_init(&cr, -1);
+    struct outcome oc = {0};
+    cor_launch_options o = {.alloc = &cr.base, .on_result = rec_result, .user = &oc};
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(COR_RUN_ASYNC(cor_strand_executor(&s), &o, nothing()), 0);
+    cr_assert_eq(cr.allocs, 10);
+    cr_assert_eq(cor_strand_destroy(&s), -EBUSY);
+    cor_manual_destroy(m);
+    cr_assert_eq(oc.results, 0, "no handler runs for destroyed frames");
+    cr_assert_eq(cr.frees, 10);
+    cr_assert_eq(cr.live_bytes, 0);
+    cr_assert_eq(cor_strand_destroy(&s), 0, "idle once its queue was destroyed");
+}
+
+/* ---- bad input ---- */
+
+struct self_destroy {
+    COR_PROMISE(int);
+    cor_strand *s;
+};
+COR_DEFINE_STATIC(self_destroy, (cor_strand * s), { self->s = s; })
+{
+    COR_BEGIN(self);
+    COR_RETURN(cor_strand_destroy(self->s));
+}
+
+Test(strand, bad_input)
+{
+    cor_strand s;
+    cr_assert_eq(cor_strand_init(NULL, cor_inline_executor()), -EINVAL);
+    cr_assert_eq(cor_strand_init(&s, COR_EXECUTOR_NULL), -EINVAL);
+    cor_executor_ops half = {0};
+    cr_assert_eq(cor_strand_init(&s, (cor_executor){&half, &half}), -EINVAL);
+    cr_assert_eq(cor_strand_destroy(NULL), -EINVAL);
+    cr_assert(!cor_executor_valid(cor_strand_executor(NULL)));
+    cr_assert(!cor_strand_running_in_this_thread(NULL));
+
+    /* Destroying the strand from one of its own bodies: busy, not a crash. */
+    cr_assert_eq(cor_strand_init(&s, cor_inline_executor()), 0);
+    struct outcome oc = {0};
+    cor_launch_options o = {.on_result = rec_result, .user = &oc};
+    cr_assert_eq(COR_RUN_ASYNC(cor_strand_executor(&s), &o, self_destroy(&s)), 0);
+    cr_assert_eq(oc.results, 1);
+    cr_assert_eq(oc.result, -EBUSY);
+    cr_assert_eq(cor_strand_destroy(&s), 0);
+}

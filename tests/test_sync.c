@@ -1,0 +1,615 @@
+/*
+ * Async mutex and event: mutual exclusion across threads, FIFO fairness,
+ * waiters resume on their own executor, cancellation through the stop token
+ * (exactly once, racing the wake-up), broadcast, bad input.
+ */
+#include <criterion/criterion.h>
+
+#include "util.h"
+
+struct outcome {
+    int result, err, results, errors;
+};
+
+static void rec_result(void *user, void *result)
+{
+    struct outcome *o = user;
+    __atomic_store_n(&o->result, *(int *)result, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&o->results, 1, __ATOMIC_RELEASE);
+}
+
+static void rec_error(void *user, int err)
+{
+    struct outcome *o = user;
+    __atomic_store_n(&o->err, err, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&o->errors, 1, __ATOMIC_RELEASE);
+}
+
+static int results_of(struct outcome *o)
+{
+    return __atomic_load_n(&o->results, __ATOMIC_ACQUIRE);
+}
+
+/* ---- mutex: the uncontended path and try_lock ---- */
+
+struct lock_once {
+    COR_PROMISE(int);
+    cor_async_mutex *m;
+    int rc;
+};
+COR_DEFINE_STATIC(lock_once, (cor_async_mutex * m), { self->m = m; })
+{
+    COR_BEGIN(self);
+    COR_AWAIT(self->rc, cor_async_mutex_lock(self->m));
+    COR_RETURN(self->rc);
+}
+
+Test(sync, mutex_free_lock_completes_at_once_without_allocating)
+{
+    cor_async_mutex m = COR_ASYNC_MUTEX_INIT;
+    struct outcome oc = {0};
+    counting_resource cr;
+    counting_resource_init(&cr, -1);
+    cor_launch_options o = {.alloc = &cr.base, .on_result = rec_result, .user = &oc};
+    cr_assert_eq(COR_RUN_ASYNC(cor_inline_executor(), &o, lock_once(&m)), 0);
+    cr_assert_eq(oc.results, 1);
+    cr_assert_eq(oc.result, 0);
+    cr_assert_eq(cr.allocs, 2, "the task and its launch; the wait lives in the await slot");
+    cr_assert_eq(cor_async_mutex_try_lock(&m), -EBUSY);
+    cr_assert_eq(cor_async_mutex_destroy(&m), -EBUSY, "a locked mutex is busy");
+    cr_assert_eq(cor_async_mutex_unlock(&m), 0);
+    cr_assert_eq(cor_async_mutex_unlock(&m), -EPERM, "unlocking an unlocked mutex");
+    cr_assert_eq(cor_async_mutex_try_lock(&m), 0);
+    cr_assert_eq(cor_async_mutex_unlock(&m), 0);
+    cr_assert_eq(cor_async_mutex_destroy(&m), 0);
+}
+
+/* ---- mutex: FIFO hand-off ---- */
+
+struct locker {
+    COR_PROMISE(int);
+    cor_async_mutex *m;
+    int id, *log, *len;
+    int rc;
+};
+COR_DEFINE_STATIC(locker, (cor_async_mutex * m, int id, int *log, int *len),
+                  {
+                      self->m = m;
+                      self->id = id;
+                      self->log = log;
+                      self->len = len;
+                  })
+{
+    COR_BEGIN(self);
+    COR_AWAIT(self->rc, cor_async_mutex_lock(self->m));
+    if (self->rc)
+        COR_RETURN(self->rc);
+    self->log[(*self->len)++] = self->id;
+    cor_async_mutex_unlock(self->m);
+    COR_RETURN(0);
+}
+
+Test(sync, mutex_is_fifo_fair_and_hands_off_to_the_oldest_waiter)
+{
+    cor_manual *m;
+    cr_assert_eq(cor_manual_create(&m), 0);
+    cor_async_mutex mx;
+    cr_assert_eq(cor_async_mutex_init(&mx), 0);
+    cr_assert_eq(cor_async_mutex_try_lock(&mx), 0); /* held by the test */
+    int log[8], len = 0;
+    struct outcome oc = {0};
+    cor_launch_options o = {.on_result = rec_result, .user = &oc};
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &o, locker(&mx, i, log, &len)), 0);
+    cr_assert_eq(cor_manual_poll(m), 5); /* all five now wait, in launch order */
+    cr_assert_eq(len, 0);
+    cr_assert_eq(cor_async_mutex_destroy(&mx), -EBUSY);
+    cr_assert_eq(cor_async_mutex_unlock(&mx), 0);
+    /* Hand-off: waiter 0 owns the mutex before it runs; nobody can barge in. */
+    cr_assert_eq(cor_async_mutex_try_lock(&mx), -EBUSY);
+    cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &o, locker(&mx, 5, log, &len)), 0);
+    cr_assert_geq(cor_manual_run(m), 1);
+    cr_assert_eq(oc.results, 6);
+    cr_assert_eq(len, 6);
+    for (int i = 0; i < 6; i++)
+        cr_assert_eq(log[i], i, "acquired in arrival order");
+    cr_assert_eq(cor_async_mutex_destroy(&mx), 0);
+    cor_manual_destroy(m);
+}
+
+/* ---- mutex: exclusion across threads, waiters resume on their own executor ---- */
+
+#define SYNC_WORKERS 8
+#define SYNC_ROUNDS 2000
+
+struct guarded {
+    cor_async_mutex m;
+    long counter; /* plain: only the mutex guards it */
+    int inside;
+    long overlaps, wrong_executor;
+};
+
+struct nothing {
+    COR_PROMISE(int);
+};
+COR_DEFINE_STATIC(nothing, (void), {})
+{
+    COR_BEGIN(self);
+    COR_RETURN(0);
+}
+
+struct contender {
+    COR_PROMISE(int);
+    struct guarded *g;
+    cor_executor hop;
+    cor_thread_pool *pool;
+    bool on_pool;
+    int i, rc, r;
+};
+COR_DEFINE_STATIC(contender, (struct guarded * g, cor_executor hop, cor_thread_pool *pool, bool on_pool),
+                  {
+                      self->g = g;
+                      self->hop = hop;
+                      self->pool = pool;
+                      self->on_pool = on_pool;
+                  })
+{
+    COR_BEGIN(self);
+    for (self->i = 0; self->i < SYNC_ROUNDS; self->i++) {
+        COR_AWAIT(self->rc, cor_async_mutex_lock(&self->g->m));
+        if (self->rc)
+            COR_RETURN(self->rc);
+        /* Woken by an unlock on any thread, it resumes where it runs. */
+        if (cor_thread_pool_running_in_this_thread(self->pool) != self->on_pool)
+            self->g->wrong_executor++;
+        if (self->g->inside)
+            self->g->overlaps++;
+        self->g->inside = 1;
+        self->g->counter++;
+        /* Hold the mutex across a suspension: the hop lets others queue up. */
+        COR_AWAIT(self->r, COR_RUN(nothing(), .ex = self->hop));
+        self->g->counter++;
+        self->g->inside = 0;
+        cor_async_mutex_unlock(&self->g->m);
+    }
+    COR_RETURN(0);
+}
+
+Test(sync, mutex_excludes_coroutines_on_many_threads, .timeout = 300)
+{
+    cor_thread_pool *p;
+    cr_assert_eq(cor_thread_pool_create(&p, 4), 0);
+    manual_thread other;
+    manual_thread_start(&other);
+    struct guarded g = {.m = COR_ASYNC_MUTEX_INIT};
+    struct outcome oc = {0};
+    cor_launch_options o = {.on_result = rec_result, .on_error = rec_error, .user = &oc};
+    for (int i = 0; i < SYNC_WORKERS; i++) {
+        /* Half on the pool hopping to the manual thread, half the other way round. */
+        cor_executor run_on = i % 2 ? cor_thread_pool_executor(p) : cor_manual_executor(other.m);
+        cor_executor hop = i % 2 ? cor_manual_executor(other.m) : cor_thread_pool_executor(p);
+        cr_assert_eq(COR_RUN_ASYNC(run_on, &o, contender(&g, hop, p, i % 2)), 0);
+    }
+    while (results_of(&oc) + __atomic_load_n(&oc.errors, __ATOMIC_ACQUIRE) < SYNC_WORKERS)
+        sched_yield();
+    manual_thread_stop(&other);
+    cr_assert_eq(cor_thread_pool_destroy(p), 0);
+    cr_assert_eq(oc.errors, 0);
+    cr_assert_eq(oc.result, 0);
+    cr_assert_eq(g.counter, 2L * SYNC_WORKERS * SYNC_ROUNDS);
+    cr_assert_eq(g.overlaps, 0, "two holders at once");
+    cr_assert_eq(g.wrong_executor, 0);
+    cr_assert_eq(cor_async_mutex_destroy(&g.m), 0);
+}
+
+/* ---- resumption happens on the waiter's executor and thread ---- */
+
+struct home_waiter {
+    COR_PROMISE(int);
+    cor_async_mutex *m;
+    pthread_t home;
+    int rc;
+};
+COR_DEFINE_STATIC(home_waiter, (cor_async_mutex * m, pthread_t home),
+                  {
+                      self->m = m;
+                      self->home = home;
+                  })
+{
+    COR_BEGIN(self);
+    COR_AWAIT(self->rc, cor_async_mutex_lock(self->m));
+    int same = pthread_equal(pthread_self(), self->home);
+    cor_async_mutex_unlock(self->m);
+    COR_RETURN(self->rc == 0 && same);
+}
+
+struct unlock_frame {
+    cor_frame hdr;
+    cor_async_mutex *m;
+    int rc;
+};
+
+static cor_handle unlock_resume(cor_frame *h)
+{
+    struct unlock_frame *u = (struct unlock_frame *)h;
+    u->rc = cor_async_mutex_unlock(u->m);
+    return COR_NOOP;
+}
+
+Test(sync, a_waiter_woken_from_another_thread_resumes_on_its_executor)
+{
+    cor_manual *home;
+    cr_assert_eq(cor_manual_create(&home), 0);
+    cor_thread_pool *p;
+    cr_assert_eq(cor_thread_pool_create(&p, 1), 0);
+    cor_async_mutex mx = COR_ASYNC_MUTEX_INIT;
+    cr_assert_eq(cor_async_mutex_try_lock(&mx), 0);
+    struct outcome oc = {0};
+    cor_launch_options o = {.on_result = rec_result, .user = &oc};
+    cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(home), &o, home_waiter(&mx, pthread_self())), 0);
+    cr_assert_eq(cor_manual_poll(home), 1); /* now waiting */
+    struct unlock_frame u = {.hdr = {.resume = unlock_resume}, .m = &mx};
+    cr_assert_eq(cor_executor_post(cor_thread_pool_executor(p), &u.hdr), 0);
+    cr_assert_eq(cor_thread_pool_join(p), 0);
+    cr_assert_eq(u.rc, 0);
+    cr_assert_eq(oc.results, 0, "the unlocking thread did not run the waiter");
+    cr_assert_geq(cor_manual_run(home), 1);
+    cr_assert_eq(oc.result, 1, "resumed on its home thread, holding the mutex");
+    cr_assert_eq(cor_async_mutex_destroy(&mx), 0);
+    cr_assert_eq(cor_thread_pool_destroy(p), 0);
+    cor_manual_destroy(home);
+}
+
+/* ---- mutex cancellation ---- */
+
+Test(sync, mutex_waiter_is_cancelled_by_its_stop_token)
+{
+    cor_manual *m;
+    cr_assert_eq(cor_manual_create(&m), 0);
+    cor_async_mutex mx = COR_ASYNC_MUTEX_INIT;
+    cr_assert_eq(cor_async_mutex_try_lock(&mx), 0);
+    cor_stop_source src;
+    cor_stop_source_init(&src);
+    int log[4], len = 0;
+    struct outcome cancelled = {0}, kept = {0};
+    cor_launch_options oc1 = {.stop = cor_stop_source_token(&src), .on_result = rec_result,
+                              .user = &cancelled};
+    cor_launch_options oc2 = {.on_result = rec_result, .user = &kept};
+    cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &oc1, locker(&mx, 1, log, &len)), 0);
+    cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &oc2, locker(&mx, 2, log, &len)), 0);
+    cr_assert_eq(cor_manual_poll(m), 2);
+    cr_assert_eq(cor_stop_source_request(&src), 1);
+    cr_assert_eq(cancelled.results, 0, "the cancelled waiter resumes on its executor, later");
+    cr_assert_eq(cor_manual_poll(m), 1);
+    cr_assert_eq(cancelled.results, 1);
+    cr_assert_eq(cancelled.result, -ECANCELED);
+    /* The cancelled waiter left the list: unlock hands the mutex to waiter 2. */
+    cr_assert_eq(cor_async_mutex_unlock(&mx), 0);
+    cr_assert_geq(cor_manual_run(m), 1);
+    cr_assert_eq(kept.result, 0);
+    cr_assert_eq(len, 1);
+    cr_assert_eq(log[0], 2);
+    cr_assert_eq(cor_async_mutex_destroy(&mx), 0);
+
+    /* Stop already requested and the mutex busy: completes at once with -ECANCELED. */
+    cr_assert_eq(cor_async_mutex_try_lock(&mx), 0);
+    cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &oc1, locker(&mx, 3, log, &len)), 0);
+    cr_assert_eq(cor_manual_run(m), 1);
+    cr_assert_eq(cancelled.results, 2);
+    cr_assert_eq(cancelled.result, -ECANCELED);
+    cr_assert_eq(cor_async_mutex_unlock(&mx), 0);
+    /* A free mutex is taken whatever the token says. */
+    cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &oc1, locker(&mx, 4, log, &len)), 0);
+    cr_assert_eq(cor_manual_run(m), 1);
+    cr_assert_eq(cancelled.result, 0);
+    cr_assert_eq(cor_async_mutex_destroy(&mx), 0);
+    cor_manual_destroy(m);
+}
+
+Test(sync, stop_after_the_grant_does_not_cancel)
+{
+    cor_manual *m;
+    cr_assert_eq(cor_manual_create(&m), 0);
+    cor_async_mutex mx = COR_ASYNC_MUTEX_INIT;
+    cr_assert_eq(cor_async_mutex_try_lock(&mx), 0);
+    cor_stop_source src;
+    cor_stop_source_init(&src);
+    int log[2], len = 0;
+    struct outcome oc = {0};
+    cor_launch_options o = {.stop = cor_stop_source_token(&src), .on_result = rec_result,
+                            .user = &oc};
+    cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &o, locker(&mx, 7, log, &len)), 0);
+    cr_assert_eq(cor_manual_poll(m), 1);
+    cr_assert_eq(cor_async_mutex_unlock(&mx), 0); /* granted, posted */
+    cr_assert_eq(cor_stop_source_request(&src), 1);
+    cr_assert_geq(cor_manual_run(m), 1);
+    cr_assert_eq(oc.result, 0, "it owned the mutex before stop was requested");
+    cr_assert_eq(len, 1);
+    cr_assert_eq(cor_async_mutex_destroy(&mx), 0);
+    cor_manual_destroy(m);
+}
+
+/* Stop requests racing unlocks from other threads: every waiter gets exactly one outcome. */
+
+#define RACE_WAITERS 6
+#define RACE_ROUNDS 300
+
+struct racer {
+    COR_PROMISE(int);
+    cor_async_mutex *m;
+    long *acquired, *cancelled;
+    int rc;
+};
+COR_DEFINE_STATIC(racer, (cor_async_mutex * m, long *acquired, long *cancelled),
+                  {
+                      self->m = m;
+                      self->acquired = acquired;
+                      self->cancelled = cancelled;
+                  })
+{
+    COR_BEGIN(self);
+    COR_AWAIT(self->rc, cor_async_mutex_lock(self->m));
+    if (self->rc == 0) {
+        __atomic_fetch_add(self->acquired, 1, __ATOMIC_RELAXED);
+        cor_async_mutex_unlock(self->m);
+    } else if (self->rc == -ECANCELED) {
+        __atomic_fetch_add(self->cancelled, 1, __ATOMIC_RELAXED);
+    }
+    COR_RETURN(self->rc);
+}
+
+static void *request_stop(void *arg)
+{
+    cor_stop_source_request(arg);
+    return NULL;
+}
+
+Test(sync, cancellation_racing_unlock_removes_each_waiter_exactly_once, .timeout = 300)
+{
+    cor_thread_pool *p;
+    cr_assert_eq(cor_thread_pool_create(&p, 3), 0);
+    long acquired = 0, cancelled = 0;
+    struct outcome oc = {0};
+    for (int round = 0; round < RACE_ROUNDS; round++) {
+        cor_async_mutex mx = COR_ASYNC_MUTEX_INIT;
+        cr_assert_eq(cor_async_mutex_try_lock(&mx), 0);
+        cor_stop_source src;
+        cor_stop_source_init(&src);
+        cor_launch_options o = {.stop = cor_stop_source_token(&src), .on_result = rec_result,
+                                .on_error = rec_error, .user = &oc};
+        int base = results_of(&oc);
+        for (int i = 0; i < RACE_WAITERS; i++)
+            cr_assert_eq(COR_RUN_ASYNC(cor_thread_pool_executor(p), &o,
+                                       racer(&mx, &acquired, &cancelled)),
+                         0);
+        pthread_t t;
+        cr_assert_eq(pthread_create(&t, NULL, request_stop, &src), 0);
+        cr_assert_eq(cor_async_mutex_unlock(&mx), 0);
+        pthread_join(t, NULL);
+        while (results_of(&oc) < base + RACE_WAITERS)
+            sched_yield();
+        cr_assert_eq(cor_async_mutex_destroy(&mx), 0, "unlocked, nobody left waiting");
+    }
+    cr_assert_eq(oc.errors, 0);
+    cr_assert_eq(acquired + cancelled, (long)RACE_WAITERS * RACE_ROUNDS);
+    cr_assert_eq(cor_thread_pool_destroy(p), 0);
+}
+
+/* ---- event ---- */
+
+struct waiter {
+    COR_PROMISE(int);
+    cor_async_event *e;
+    pthread_t home;
+    int rc;
+};
+COR_DEFINE_STATIC(waiter, (cor_async_event * e, pthread_t home),
+                  {
+                      self->e = e;
+                      self->home = home;
+                  })
+{
+    COR_BEGIN(self);
+    COR_AWAIT(self->rc, cor_async_event_wait(self->e));
+    if (self->rc)
+        COR_RETURN(self->rc);
+    COR_RETURN(pthread_equal(pthread_self(), self->home) ? 1 : 2);
+}
+
+Test(sync, event_single_waiter_set_reset_and_notify_one)
+{
+    cor_manual *m;
+    cr_assert_eq(cor_manual_create(&m), 0);
+    cor_async_event e;
+    cr_assert_eq(cor_async_event_init(&e), 0);
+    cr_assert(!cor_async_event_is_set(&e));
+    struct outcome oc = {0};
+    cor_launch_options o = {.on_result = rec_result, .user = &oc};
+    cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &o, waiter(&e, pthread_self())), 0);
+    cr_assert_eq(cor_manual_poll(m), 1);
+    cr_assert_eq(oc.results, 0);
+    cr_assert_eq(cor_async_event_destroy(&e), -EBUSY);
+    cr_assert_eq(cor_async_event_set(&e), 1);
+    cr_assert(cor_async_event_is_set(&e));
+    cr_assert_geq(cor_manual_run(m), 1);
+    cr_assert_eq(oc.result, 1);
+    /* Set latches: the next wait completes at once. */
+    cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &o, waiter(&e, pthread_self())), 0);
+    cr_assert_eq(cor_manual_run(m), 1);
+    cr_assert_eq(oc.results, 2);
+    cr_assert_eq(cor_async_event_reset(&e), 0);
+    cr_assert(!cor_async_event_is_set(&e));
+    /* notify_one wakes the oldest of two and latches nothing. */
+    cr_assert_eq(cor_async_event_notify_one(&e), 0);
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &o, waiter(&e, pthread_self())), 0);
+    cr_assert_eq(cor_manual_poll(m), 2);
+    cr_assert_eq(cor_async_event_notify_one(&e), 1);
+    cr_assert_eq(cor_manual_poll(m), 1);
+    cr_assert_eq(oc.results, 3);
+    cr_assert(!cor_async_event_is_set(&e));
+    cr_assert_eq(cor_async_event_notify_one(&e), 1);
+    cr_assert_geq(cor_manual_run(m), 1);
+    cr_assert_eq(oc.results, 4);
+    cr_assert_eq(cor_async_event_destroy(&e), 0);
+    cor_manual_destroy(m);
+}
+
+struct driven {
+    cor_manual *m;
+    pthread_t thread;
+};
+
+static void *drive_main(void *arg)
+{
+    cor_manual_run(((struct driven *)arg)->m);
+    return NULL;
+}
+
+Test(sync, event_broadcast_wakes_every_waiter_on_its_own_executor, .timeout = 120)
+{
+    struct driven d[2];
+    struct outcome on[2] = {{0}};
+    cor_async_event e = COR_ASYNC_EVENT_INIT;
+    cor_thread_pool *p;
+    cr_assert_eq(cor_thread_pool_create(&p, 2), 0);
+    struct outcome on_pool = {0};
+    cor_launch_options op = {.on_result = rec_result, .user = &on_pool};
+    for (int k = 0; k < 2; k++) {
+        cr_assert_eq(cor_manual_create(&d[k].m), 0);
+        cor_launch_options o = {.on_result = rec_result, .user = &on[k]};
+        /* Start the thread parked on a work guard, then queue three waiters
+         * there and let them suspend. The waiters compare with the thread id. */
+        cor_executor ex = cor_manual_executor(d[k].m);
+        ex.ops->on_work_started(ex.obj);
+        cr_assert_eq(pthread_create(&d[k].thread, NULL, drive_main, &d[k]), 0);
+        for (int i = 0; i < 3; i++)
+            cr_assert_eq(COR_RUN_ASYNC(ex, &o, waiter(&e, d[k].thread)), 0);
+        cr_assert_eq(COR_RUN_ASYNC(cor_thread_pool_executor(p), &op, waiter(&e, pthread_self())),
+                     0);
+    }
+    /* Wait until the event has waiters queued from both threads' executors. */
+    while (cor_async_event_destroy(&e) == 0)
+        sched_yield();
+    int woken = cor_async_event_set(&e);
+    cr_assert_geq(woken, 1);
+    cr_assert_leq(woken, 8);
+    while (results_of(&on[0]) + results_of(&on[1]) + results_of(&on_pool) < 8)
+        sched_yield();
+    cr_assert_eq(on[0].result, 1, "waiters of the first executor resumed on its thread");
+    cr_assert_eq(on[1].result, 1, "waiters of the second executor resumed on its thread");
+    cr_assert_eq(on_pool.result, 2, "pool waiters resumed on a worker, not the setter's thread");
+    for (int k = 0; k < 2; k++) {
+        cor_executor ex = cor_manual_executor(d[k].m);
+        ex.ops->on_work_finished(ex.obj);
+        pthread_join(d[k].thread, NULL);
+        cor_manual_destroy(d[k].m);
+    }
+    cr_assert_eq(cor_thread_pool_destroy(p), 0);
+    cr_assert_eq(cor_async_event_destroy(&e), 0);
+}
+
+/* Broadcast with every waiter known to be queued: set wakes them all, in one call. */
+Test(sync, event_broadcast_wakes_all_queued_waiters)
+{
+    cor_manual *m;
+    cr_assert_eq(cor_manual_create(&m), 0);
+    cor_async_event e = COR_ASYNC_EVENT_INIT;
+    struct outcome oc = {0};
+    cor_launch_options o = {.on_result = rec_result, .user = &oc};
+    for (int i = 0; i < 50; i++)
+        cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &o, waiter(&e, pthread_self())), 0);
+    cr_assert_eq(cor_manual_poll(m), 50);
+    cr_assert_eq(oc.results, 0);
+    cr_assert_eq(cor_async_event_set(&e), 50);
+    cr_assert_eq(oc.results, 0, "woken waiters are posted, not run by the setter");
+    cr_assert_eq(cor_manual_run(m), 50);
+    cr_assert_eq(oc.results, 50);
+    cr_assert_eq(oc.result, 1);
+    cr_assert_eq(cor_async_event_set(&e), 0);
+    cr_assert_eq(cor_async_event_destroy(&e), 0);
+    cor_manual_destroy(m);
+}
+
+Test(sync, event_waiter_is_cancelled_by_its_stop_token)
+{
+    cor_manual *m;
+    cr_assert_eq(cor_manual_create(&m), 0);
+    cor_async_event e = COR_ASYNC_EVENT_INIT;
+    cor_stop_source src;
+    cor_stop_source_init(&src);
+    struct outcome cancelled = {0}, kept = {0};
+    cor_launch_options o1 = {.stop = cor_stop_source_token(&src), .on_result = rec_result,
+                             .user = &cancelled};
+    cor_launch_options o2 = {.on_result = rec_result, .user = &kept};
+    cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &o1, waiter(&e, pthread_self())), 0);
+    cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &o2, waiter(&e, pthread_self())), 0);
+    cr_assert_eq(cor_manual_poll(m), 2);
+    cr_assert_eq(cor_stop_source_request(&src), 1);
+    cr_assert_eq(cor_manual_poll(m), 1);
+    cr_assert_eq(cancelled.result, -ECANCELED);
+    cr_assert_eq(cor_async_event_set(&e), 1, "only the waiter that was not cancelled is left");
+    cr_assert_geq(cor_manual_run(m), 1);
+    cr_assert_eq(kept.result, 1);
+    cr_assert_eq(cancelled.results, 1);
+    cr_assert_eq(cor_async_event_destroy(&e), 0);
+    cor_manual_destroy(m);
+}
+
+/* ---- a waiter queued on an executor that is destroyed ---- */
+
+Test(sync, destroying_the_executor_of_a_woken_waiter_frees_it)
+{
+    cor_manual *m;
+    cr_assert_eq(cor_manual_create(&m), 0);
+    cor_async_event e = COR_ASYNC_EVENT_INIT;
+    cor_stop_source src;
+    cor_stop_source_init(&src);
+    counting_resource cr;
+    counting_resource_init(&cr, -1);
+    struct outcome oc = {0};
+    cor_launch_options o = {.alloc = &cr.base, .stop = cor_stop_source_token(&src),
+                            .on_result = rec_result, .user = &oc};
+    cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &o, waiter(&e, pthread_self())), 0);
+    cr_assert_eq(cor_manual_poll(m), 1);
+    cr_assert_eq(cor_async_event_set(&e), 1); /* posted to m, never run */
+    cor_manual_destroy(m);
+    cr_assert_eq(oc.results, 0);
+    cr_assert_eq(cr.frees, cr.allocs);
+    cr_assert_eq(cr.live_bytes, 0);
+    /* Its stop callback was deregistered: requesting stop now touches nothing. */
+    cr_assert_eq(cor_stop_source_request(&src), 1);
+}
+
+/* ---- bad input ---- */
+
+struct null_waits {
+    COR_PROMISE(int);
+    int a, b;
+};
+COR_DEFINE_STATIC(null_waits, (void), {})
+{
+    COR_BEGIN(self);
+    COR_AWAIT(self->a, cor_async_mutex_lock(NULL));
+    COR_AWAIT(self->b, cor_async_event_wait(NULL));
+    COR_RETURN(self->a == -EINVAL && self->b == -EINVAL);
+}
+
+Test(sync, bad_input)
+{
+    cr_assert_eq(cor_async_mutex_init(NULL), -EINVAL);
+    cr_assert_eq(cor_async_mutex_destroy(NULL), -EINVAL);
+    cr_assert_eq(cor_async_mutex_try_lock(NULL), -EINVAL);
+    cr_assert_eq(cor_async_mutex_unlock(NULL), -EINVAL);
+    cr_assert_eq(cor_async_event_init(NULL), -EINVAL);
+    cr_assert_eq(cor_async_event_destroy(NULL), -EINVAL);
+    cr_assert_eq(cor_async_event_set(NULL), -EINVAL);
+    cr_assert_eq(cor_async_event_reset(NULL), -EINVAL);
+    cr_assert_eq(cor_async_event_notify_one(NULL), -EINVAL);
+    cr_assert(!cor_async_event_is_set(NULL));
+    struct outcome oc = {0};
+    cor_launch_options o = {.on_result = rec_result, .on_error = rec_error, .user = &oc};
+    cr_assert_eq(COR_RUN_ASYNC(cor_inline_executor(), &o, null_waits()), 0);
+    cr_assert_eq(oc.errors, 0);
+    cr_assert_eq(oc.result, 1, "awaiting a NULL mutex or event yields -EINVAL as a value");
+}
