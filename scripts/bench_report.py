@@ -85,11 +85,21 @@ def print_figures(rows):
 
 
 def echo_groups(rows):
-    groups = {}
+    """(size, conns) -> one row per engine: its best repetition by throughput."""
+    best = {}
     for d in rows:
         if is_echo(d):
-            groups.setdefault((d["msg_size"], d["conns"]), []).append(d)
+            key = (d["msg_size"], d["conns"], d["engine"])
+            if key not in best or d["msgs_per_s"] > best[key]["msgs_per_s"]:
+                best[key] = d
+    groups = {}
+    for (size, conns, _), d in best.items():
+        groups.setdefault((size, conns), []).append(d)
     return groups
+
+
+def echo_reps(rows):
+    return max((d.get("rep", 1) for d in rows if is_echo(d)), default=1)
 
 
 def print_echo(rows):
@@ -102,8 +112,9 @@ def print_echo(rows):
         if is_echo(d) and d["engine"] not in engines:
             engines.append(d["engine"])
     ref = CORING_REF if CORING_REF in engines else engines[0]
-    print(f"echo round trips, one server thread on one CPU, the load generator on the other; "
-          f"ratios are {ref} / this engine")
+    reps = echo_reps(rows)
+    print(f"echo round trips, one server thread on one CPU, the load generator on the other"
+          f"{f', best of {reps} runs' if reps > 1 else ''}; ratios are {ref} / this engine")
     we = max(14, max(len(e) for e in engines))
     print(f"{'size':>6} {'conns':>5} {'engine':<{we}} {'msgs/s':>10} {'p50 us':>8} {'p90 us':>8} "
           f"{'p99 us':>8} {'p999 us':>8} {'cpu ns/msg':>10} {'x msgs/s':>9} {'x p99':>7} "
@@ -156,7 +167,7 @@ def render_svg(rows, svg, data_dir):
             plots = []
             for e in engines:
                 d = next((d for d in groups.get((size, c), []) if d["engine"] == e), None)
-                cdf = os.path.join(data_dir, f"cdf-{e}-c{c}-s{size}.dat")
+                cdf = os.path.join(data_dir, d.get("cdf", f"cdf-{e}-c{c}-s{size}.dat") if d else "-")
                 if not d or not os.path.exists(cdf):
                     continue
                 # Rewrite as (latency, nines) points, dropping the maximum (infinite nines).
