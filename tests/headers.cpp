@@ -11,6 +11,9 @@
 #include <coring/strand.h>
 #include <coring/thread_pool.h>
 #include <coring/sync.h>
+#include <coring/io_context.h>
+#include <coring/timer.h>
+#include <coring/io_group.h>
 #include <coring/coring.h>
 
 #include <cstdio>

@@ -14,5 +14,8 @@
 #include "coring/strand.h"
 #include "coring/thread_pool.h"
 #include "coring/sync.h"
+#include "coring/io_context.h"
+#include "coring/timer.h"
+#include "coring/io_group.h"
 
 #endif

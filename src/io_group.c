@@ -1,0 +1,174 @@
+/* io_group: N io_contexts, one pinned thread each. */
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "coring/io_group.h"
+#include "internal.h"
+#include "io_internal.h"
+
+struct member {
+    cor_io_group *g;
+    cor_io_context *io;
+    pthread_t thread;
+    unsigned index;
+    bool started;
+    long result; /* what run returned */
+};
+
+struct cor_io_group {
+    unsigned n;
+    bool pin;
+    uint32_t closing; /* stop or join began */
+    bool joined;
+    pthread_mutex_t lock; /* serializes stop/join */
+    struct member m[];
+};
+
+static void *member_main(void *arg)
+{
+    struct member *m = arg;
+    if (m->g->pin) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        if (cpus > 0) {
+            cpu_set_t set;
+            CPU_ZERO(&set);
+            CPU_SET(m->index % (unsigned long)cpus, &set);
+            /* Pinning is a hint: a restricted cpuset may refuse it. */
+            pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+        }
+    }
+    m->result = cor_io_context_run(m->io);
+    if (m->result < 0)
+        fprintf(stderr, "coring: io_group thread %u: run failed: %s\n", m->index,
+                cor_strerror((int)m->result));
+    /* Only this thread may enter its ring: clean up in flight work here. */
+    cor__io_context_quiesce(m->io);
+    return NULL;
+}
+
+static void release_guard(struct member *m)
+{
+    cor_executor ex = cor_io_context_executor(m->io);
+    ex.ops->on_work_finished(ex.obj);
+}
+
+static void join_all(cor_io_group *g)
+{
+    for (unsigned i = 0; i < g->n; i++)
+        if (g->m[i].started) {
+            pthread_join(g->m[i].thread, NULL);
+            g->m[i].started = false;
+        }
+    g->joined = true;
+}
+
+int cor_io_group_create(cor_io_group **out, unsigned n, const cor_io_group_options *o)
+{
+    if (!out || n > 1024)
+        return -EINVAL;
+    if (n == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus > 0 ? (unsigned)(cpus > 1024 ? 1024 : cpus) : 1;
+    }
+    cor_io_group *g = calloc(1, sizeof *g + n * sizeof g->m[0]);
+    if (!g)
+        return -ENOMEM;
+    g->n = n;
+    g->pin = !(o && o->no_pin);
+    int rc = -pthread_mutex_init(&g->lock, NULL);
+    if (rc) {
+        free(g);
+        return rc;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        struct member *m = &g->m[i];
+        m->g = g;
+        m->index = i;
+        rc = cor_io_context_create(&m->io, o ? o->context : NULL);
+        if (rc)
+            goto fail;
+        cor_executor ex = cor_io_context_executor(m->io);
+        ex.ops->on_work_started(ex.obj); /* the guard: run lasts until stop/join */
+    }
+    for (unsigned i = 0; i < n; i++) {
+        rc = -pthread_create(&g->m[i].thread, NULL, member_main, &g->m[i]);
+        if (rc)
+            goto fail;
+        g->m[i].started = true;
+    }
+    *out = g;
+    return 0;
+fail:
+    cor_io_group_destroy(g);
+    return rc;
+}
+
+unsigned cor_io_group_size(cor_io_group *g)
+{
+    return g ? g->n : 0;
+}
+
+cor_io_context *cor_io_group_context(cor_io_group *g, unsigned i)
+{
+    return g && i < g->n ? g->m[i].io : NULL;
+}
+
+cor_executor cor_io_group_executor(cor_io_group *g, unsigned i)
+{
+    return cor_io_context_executor(cor_io_group_context(g, i));
+}
+
+int cor_io_group_post(cor_io_group *g, unsigned i, cor_handle h)
+{
+    if (!g || i >= g->n || !h)
+        return -EINVAL;
+    if (__atomic_load_n(&g->closing, __ATOMIC_ACQUIRE))
+        return -ESHUTDOWN;
+    return cor_executor_post(cor_io_context_executor(g->m[i].io), h);
+}
+
+int cor_io_group_join(cor_io_group *g)
+{
+    if (!g)
+        return -EINVAL;
+    pthread_mutex_lock(&g->lock);
+    if (!__atomic_exchange_n(&g->closing, 1, __ATOMIC_ACQ_REL))
+        for (unsigned i = 0; i < g->n; i++)
+            if (g->m[i].io)
+                release_guard(&g->m[i]);
+    join_all(g);
+    pthread_mutex_unlock(&g->lock);
+    return 0;
+}
+
+int cor_io_group_stop(cor_io_group *g)
+{
+    if (!g)
+        return -EINVAL;
+    pthread_mutex_lock(&g->lock);
+    bool first = !__atomic_exchange_n(&g->closing, 1, __ATOMIC_ACQ_REL);
+    for (unsigned i = 0; i < g->n; i++) {
+        if (!g->m[i].io)
+            continue;
+        if (first)
+            release_guard(&g->m[i]);
+        cor_io_context_stop(g->m[i].io);
+    }
+    join_all(g);
+    pthread_mutex_unlock(&g->lock);
+    return 0;
+}
+
+void cor_io_group_destroy(cor_io_group *g)
+{
+    if (!g)
+        return;
+    cor_io_group_stop(g);
+    for (unsigned i = 0; i < g->n; i++)
+        cor_io_context_destroy(g->m[i].io);
+    pthread_mutex_destroy(&g->lock);
+    free(g);
+}

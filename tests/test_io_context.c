@@ -1,0 +1,652 @@
+/* io_context: options, run loop semantics, posting (local and cross-thread), wake-ups, tiny rings, io_group. */
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <criterion/criterion.h>
+
+#include "util.h"
+
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+#ifndef UNDER_TSAN
+#define UNDER_TSAN 0
+#endif
+
+static cor_io_context *make(void)
+{
+    cor_io_context *io = NULL;
+    cr_assert_eq(cor_io_context_create(&io, NULL), 0);
+    cr_assert_not_null(io);
+    return io;
+}
+
+static void guard(cor_io_context *io, bool on)
+{
+    cor_executor ex = cor_io_context_executor(io);
+    if (on)
+        ex.ops->on_work_started(ex.obj);
+    else
+        ex.ops->on_work_finished(ex.obj);
+}
+
+/* ---- options and bad input ---- */
+
+Test(io_context, create_rejects_bad_options)
+{
+    cor_io_context *io = NULL;
+    cr_assert_eq(cor_io_context_create(NULL, NULL), -EINVAL);
+    cor_io_context_options o = {.sq_entries = 1};
+    cr_assert_eq(cor_io_context_create(&io, &o), -EINVAL);
+    o = (cor_io_context_options){.sq_entries = COR_RING_SQ_MAX + 1};
+    cr_assert_eq(cor_io_context_create(&io, &o), -EINVAL);
+    o = (cor_io_context_options){.sq_entries = 64, .cq_entries = 32};
+    cr_assert_eq(cor_io_context_create(&io, &o), -EINVAL, "a CQ smaller than the SQ");
+    o = (cor_io_context_options){.cq_entries = COR_RING_CQ_MAX + 1};
+    cr_assert_eq(cor_io_context_create(&io, &o), -EINVAL);
+    o = (cor_io_context_options){.flags = 1u << 30};
+    cr_assert_eq(cor_io_context_create(&io, &o), -EINVAL);
+    o = (cor_io_context_options){.backend = 99};
+    cr_assert_eq(cor_io_context_create(&io, &o), -EINVAL);
+    o = (cor_io_context_options){.backend = COR_IO_BACKEND_EPOLL};
+    cr_assert_eq(cor_io_context_create(&io, &o), -EOPNOTSUPP);
+    cr_assert_null(io, "nothing was created");
+}
+
+Test(io_context, null_arguments_are_refused)
+{
+    cr_assert_eq(cor_io_context_run(NULL), -EINVAL);
+    cr_assert_eq(cor_io_context_run_one(NULL), -EINVAL);
+    cr_assert_eq(cor_io_context_poll(NULL), -EINVAL);
+    cr_assert_eq(cor_io_context_poll_one(NULL), -EINVAL);
+    cr_assert_eq(cor_io_context_run_for(NULL, 1), -EINVAL);
+    cr_assert_eq(cor_io_context_stop(NULL), -EINVAL);
+    cr_assert_eq(cor_io_context_restart(NULL), -EINVAL);
+    cr_assert_not(cor_io_context_stopped(NULL));
+    cr_assert_eq(cor_io_context_features(NULL), 0);
+    cr_assert_null(cor_io_context_context(NULL));
+    cr_assert_not(cor_executor_valid(cor_io_context_executor(NULL)));
+    cor_io_context_destroy(NULL);
+    cor_io_context *io = make();
+    cr_assert_eq(cor_io_context_run_for(io, -1), -EINVAL, "negative duration");
+    cr_assert_eq(cor_executor_post(cor_io_context_executor(io), NULL), -EINVAL, "post of NULL");
+    cr_assert_eq(cor_executor_dispatch(cor_io_context_executor(io), NULL), -EINVAL);
+    cor_io_context_destroy(io);
+}
+
+Test(io_context, default_flags_and_the_query)
+{
+    cor_io_context *io = make();
+    unsigned req = cor_io_context_requested(io), got = cor_io_context_features(io);
+    cr_assert(req & COR_IO_COOP_TASKRUN);
+#if COR_RING_DEFER_TASKRUN
+    cr_assert(req & COR_IO_SINGLE_ISSUER);
+    cr_assert(req & COR_IO_DEFER_TASKRUN);
+#endif
+    cr_assert_eq(got & ~(req | COR_IO_MSG_RING), 0, "in force only what was requested");
+    if ((got & req) != req)
+        cr_log_warn("kernel refused ring flags: requested %#x, in force %#x", req, got);
+    cor_io_context_destroy(io);
+
+    cor_io_context_options o = {.flags = COR_IO_NO_DEFAULT_FLAGS};
+    cr_assert_eq(cor_io_context_create(&io, &o), 0);
+    cr_assert_eq(cor_io_context_features(io) & ~COR_IO_MSG_RING, 0, "plain ring on request");
+    cor_io_context_destroy(io);
+}
+
+/* ---- run loop semantics ---- */
+
+struct nops {
+    COR_PROMISE(int);
+    int i, n, r, sum;
+};
+COR_DEFINE_STATIC(nops, (int n), { self->n = n; })
+{
+    COR_BEGIN(self);
+    self->sum = 0;
+    for (self->i = 0; self->i < self->n; self->i++) {
+        COR_AWAIT(self->r, cor_nop());
+        self->sum += self->r == 0;
+    }
+    COR_RETURN(self->sum);
+}
+
+static void store_int(void *user, void *result)
+{
+    *(int *)user = *(int *)result;
+}
+
+Test(io_context, run_returns_when_idle)
+{
+    cor_io_context *io = make();
+    cr_assert_eq(cor_io_context_run(io), 0, "nothing to do");
+    cr_assert_eq(cor_io_context_poll(io), 0);
+    int got = -1;
+    cor_launch_options lo = {.on_result = store_int, .user = &got};
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, nops(100)), 0);
+    cr_assert_eq(got, -1, "launched from outside run: queued, not run inline");
+    cr_assert_gt(cor_io_context_run(io), 0);
+    cr_assert_eq(got, 100, "every nop completed with 0");
+    cr_assert_eq(cor_io_context_run(io), 0, "idle again");
+    cor_io_context_destroy(io);
+}
+
+struct bare {
+    cor_frame hdr;
+    long *log;
+    long id;
+    int *count;
+};
+
+static cor_handle bare_resume(cor_frame *f)
+{
+    struct bare *b = (struct bare *)f;
+    b->log[(*b->count)++] = b->id;
+    return COR_NOOP;
+}
+
+Test(io_context, poll_one_poll_run_one)
+{
+    cor_io_context *io = make();
+    cor_executor ex = cor_io_context_executor(io);
+    long log[8];
+    int count = 0;
+    struct bare b[3];
+    for (int i = 0; i < 3; i++) {
+        b[i] = (struct bare){.hdr = {.resume = bare_resume}, .log = log, .id = i, .count = &count};
+        cr_assert_eq(cor_executor_post(ex, &b[i].hdr), 0);
+    }
+    cr_assert_eq(cor_io_context_poll_one(io), 1);
+    cr_assert_eq(count, 1);
+    cr_assert_eq(cor_io_context_run_one(io), 1);
+    cr_assert_eq(cor_io_context_poll(io), 1);
+    cr_assert_eq(count, 3);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(log[i], i, "FIFO");
+    cr_assert_eq(cor_io_context_poll_one(io), 0);
+    cr_assert_eq(cor_io_context_run_one(io), 0, "no work: returns at once");
+    cor_io_context_destroy(io);
+}
+
+struct spinner {
+    COR_PROMISE(int);
+    int *flag;
+    long turns;
+};
+COR_DEFINE_STATIC(spinner, (int *flag), { self->flag = flag; })
+{
+    COR_BEGIN(self);
+    self->turns = 0;
+    while (!*self->flag) {
+        COR_AWAIT_VOID(cor_yield());
+        self->turns++;
+    }
+    COR_RETURN(0);
+}
+
+struct stopper {
+    COR_PROMISE(int);
+    cor_io_context *io;
+};
+COR_DEFINE_STATIC(stopper, (cor_io_context * io), { self->io = io; })
+{
+    COR_BEGIN(self);
+    COR_AWAIT_VOID(cor_yield());
+    COR_AWAIT_VOID(cor_yield());
+    cor_io_context_stop(self->io);
+    COR_RETURN(0);
+}
+
+Test(io_context, stop_and_restart)
+{
+    cor_io_context *io = make();
+    int flag = 0;
+    cor_executor ex = cor_io_context_executor(io);
+    cr_assert_eq(COR_RUN_ASYNC(ex, NULL, spinner(&flag)), 0);
+    cr_assert_eq(COR_RUN_ASYNC(ex, NULL, stopper(io)), 0);
+    cr_assert_geq(cor_io_context_run(io), 1, "returns once stopped, with work left");
+    cr_assert(cor_io_context_stopped(io));
+    cr_assert_eq(cor_io_context_run(io), -ECANCELED, "a stopped context does not run");
+    cr_assert_eq(cor_io_context_poll(io), -ECANCELED);
+    cr_assert_eq(cor_io_context_restart(io), 0);
+    cr_assert_not(cor_io_context_stopped(io));
+    flag = 1;
+    cr_assert_geq(cor_io_context_run(io), 1);
+    cr_assert_eq(cor_io_context_run(io), 0, "the spinner finished");
+    cor_io_context_destroy(io);
+}
+
+Test(io_context, run_for_returns_after_the_duration)
+{
+    cor_io_context *io = make();
+    guard(io, true);
+    int64_t t0 = cor_clock_now();
+    cr_assert_eq(cor_io_context_run_for(io, 20 * 1000 * 1000), 0);
+    cr_assert_geq(cor_clock_now() - t0, 20 * 1000 * 1000, "waited the whole duration");
+    guard(io, false);
+    cr_assert_eq(cor_io_context_run_for(io, 1000LL * 1000 * 1000), 0, "no work: at once");
+    cor_io_context_destroy(io);
+}
+
+struct runner {
+    cor_io_context *io;
+    long result;
+    pthread_t thread;
+};
+
+static void *runner_main(void *arg)
+{
+    struct runner *r = arg;
+    r->result = cor_io_context_run(r->io);
+    return NULL;
+}
+
+static void runner_start(struct runner *r, cor_io_context *io)
+{
+    r->io = io;
+    r->result = -1;
+    cr_assert_eq(pthread_create(&r->thread, NULL, runner_main, r), 0);
+}
+
+static void runner_join(struct runner *r)
+{
+    cr_assert_eq(pthread_join(r->thread, NULL), 0);
+}
+
+struct flag_frame {
+    cor_frame hdr;
+    uint32_t *flag;
+};
+
+static cor_handle flag_resume(cor_frame *f)
+{
+    __atomic_store_n(((struct flag_frame *)f)->flag, 1, __ATOMIC_RELEASE);
+    return COR_NOOP;
+}
+
+Test(io_context, second_driver_is_refused)
+{
+    cor_io_context *io = make();
+    guard(io, true);
+    struct runner r;
+    runner_start(&r, io);
+    /* Wait until the runner is inside run: it ran our handle. */
+    uint32_t inside = 0;
+    struct flag_frame ff = {.hdr = {.resume = flag_resume}, .flag = &inside};
+    cor_executor_post(cor_io_context_executor(io), &ff.hdr);
+    while (!__atomic_load_n(&inside, __ATOMIC_ACQUIRE))
+        sched_yield();
+    cr_assert_eq(cor_io_context_poll(io), -EBUSY);
+    cr_assert_eq(cor_io_context_run(io), -EBUSY);
+    cr_assert_eq(cor_io_context_restart(io), -EBUSY);
+    cor_io_context_stop(io);
+    runner_join(&r);
+    cr_assert_geq(r.result, 0);
+    if (cor_io_context_features(io) & COR_IO_SINGLE_ISSUER) {
+        cor_io_context_restart(io);
+        cr_assert_eq(cor_io_context_poll(io), -EPERM, "the ring is bound to its first driver");
+    }
+    guard(io, false);
+    cor_io_context_destroy(io);
+}
+
+/* ---- posting ---- */
+
+struct local_order {
+    COR_PROMISE(int);
+    struct bare b[16];
+    long log[16];
+    int count, i;
+};
+COR_DEFINE_STATIC(local_order, (void), {})
+{
+    COR_BEGIN(self);
+    self->count = 0;
+    for (self->i = 0; self->i < 16; self->i++) {
+        self->b[self->i] = (struct bare){
+            .hdr = {.resume = bare_resume}, .log = self->log, .id = self->i, .count = &self->count};
+        cor_executor_post(COR_THIS_EXECUTOR(), &self->b[self->i].hdr);
+    }
+    /* Posted handles run after this coroutine yields (post never runs inline). */
+    if (self->count != 0)
+        COR_RETURN(-1);
+    COR_AWAIT_VOID(cor_yield());
+    for (self->i = 0; self->i < 16; self->i++)
+        if (self->log[self->i] != self->i)
+            COR_RETURN(-2);
+    COR_RETURN(self->count);
+}
+
+Test(io_context, local_posts_run_in_fifo_order)
+{
+    cor_io_context *io = make();
+    int got = 0;
+    cor_launch_options lo = {.on_result = store_int, .user = &got};
+    COR_RUN_ASYNC(cor_io_context_executor(io), &lo, local_order());
+    cr_assert_gt(cor_io_context_run(io), 0);
+    cr_assert_eq(got, 16);
+    cor_io_context_destroy(io);
+}
+
+/* Cross-thread: producers post recycled frames; the consumer checks per-producer order. */
+enum { PRODUCERS = 4, POOL = 1024 };
+
+struct xframe {
+    cor_frame hdr;
+    struct xtest *t;
+    int producer;
+    long seq;
+    uint32_t busy;
+};
+
+struct xtest {
+    cor_io_context *io;
+    long per_producer;
+    long next[PRODUCERS]; /* consumer: next expected seq per producer */
+    long total, errors;
+    struct xframe *frames; /* PRODUCERS * POOL */
+    int index[PRODUCERS];
+};
+
+static cor_handle xframe_resume(cor_frame *f)
+{
+    struct xframe *x = (struct xframe *)f;
+    struct xtest *t = x->t;
+    if (x->seq != t->next[x->producer])
+        t->errors++;
+    t->next[x->producer] = x->seq + 1;
+    __atomic_store_n(&x->busy, 0, __ATOMIC_RELEASE);
+    if (++t->total == PRODUCERS * t->per_producer)
+        guard(t->io, false);
+    return COR_NOOP;
+}
+
+struct producer_arg {
+    struct xtest *t;
+    int id;
+};
+
+static void *producer_main(void *arg)
+{
+    struct producer_arg *a = arg;
+    struct xtest *t = a->t;
+    cor_executor ex = cor_io_context_executor(t->io);
+    for (long s = 0; s < t->per_producer; s++) {
+        struct xframe *x = &t->frames[a->id * POOL + s % POOL];
+        while (__atomic_load_n(&x->busy, __ATOMIC_ACQUIRE))
+            sched_yield();
+        x->seq = s;
+        x->busy = 1;
+        cor_executor_post(ex, &x->hdr);
+    }
+    return NULL;
+}
+
+static void cross_thread_posts(long per_producer, unsigned flags)
+{
+    struct xtest t = {.per_producer = per_producer};
+    cor_io_context_options o = {.flags = flags};
+    cr_assert_eq(cor_io_context_create(&t.io, &o), 0);
+    t.frames = calloc(PRODUCERS * POOL, sizeof *t.frames);
+    for (int p = 0; p < PRODUCERS; p++)
+        for (int i = 0; i < POOL; i++)
+            t.frames[p * POOL + i] =
+                (struct xframe){.hdr = {.resume = xframe_resume}, .t = &t, .producer = p};
+    guard(t.io, true); /* released by the last handle */
+    pthread_t th[PRODUCERS];
+    struct producer_arg args[PRODUCERS];
+    for (int p = 0; p < PRODUCERS; p++) {
+        args[p] = (struct producer_arg){&t, p};
+        cr_assert_eq(pthread_create(&th[p], NULL, producer_main, &args[p]), 0);
+    }
+    long n = cor_io_context_run(t.io);
+    for (int p = 0; p < PRODUCERS; p++)
+        pthread_join(th[p], NULL);
+    cr_assert_eq(n, PRODUCERS * per_producer, "every handle resumed exactly once");
+    cr_assert_eq(t.total, PRODUCERS * per_producer);
+    cr_assert_eq(t.errors, 0, "FIFO per producer");
+    for (int p = 0; p < PRODUCERS; p++)
+        cr_assert_eq(t.next[p], per_producer);
+    free(t.frames);
+    cor_io_context_destroy(t.io);
+}
+
+Test(io_context, cross_thread_posts_4x1m_exactly_once_fifo, .timeout = 120)
+{
+    cross_thread_posts(UNDER_TSAN ? 100000 : 1000000, 0);
+}
+
+Test(io_context, cross_thread_posts_eventfd_wakeups, .timeout = 120)
+{
+    cross_thread_posts(UNDER_TSAN ? 20000 : 200000, COR_IO_WAKE_EVENTFD);
+}
+
+/* Wake-up of a sleeping owner: from a plain thread (eventfd) and from inside another ring (MSG_RING). */
+struct release_frame {
+    cor_frame hdr;
+    cor_io_context *io;
+    int ran;
+};
+
+static cor_handle release_resume(cor_frame *f)
+{
+    struct release_frame *r = (struct release_frame *)f;
+    r->ran++;
+    guard(r->io, false);
+    return COR_NOOP;
+}
+
+static void *late_poster(void *arg)
+{
+    struct release_frame *r = arg;
+    usleep(30 * 1000); /* the owner is asleep in the kernel by now */
+    cor_executor_post(cor_io_context_executor(r->io), &r->hdr);
+    return NULL;
+}
+
+Test(io_context, sleeping_owner_is_woken_by_a_plain_thread)
+{
+    cor_io_context *io = make();
+    struct release_frame r = {.hdr = {.resume = release_resume}, .io = io};
+    guard(io, true);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, late_poster, &r), 0);
+    cr_assert_eq(cor_io_context_run(io), 1);
+    cr_assert_eq(r.ran, 1);
+    pthread_join(th, NULL);
+    cor_io_context_destroy(io);
+}
+
+struct ring_poster {
+    COR_PROMISE(int);
+    struct release_frame *r;
+    int rc;
+};
+COR_DEFINE_STATIC(ring_poster, (struct release_frame * r), { self->r = r; })
+{
+    COR_BEGIN(self);
+    COR_AWAIT(self->rc, cor_sleep_for(30 * 1000 * 1000));
+    /* Inside this context's run: the wake-up goes by MSG_RING. */
+    cor_executor_post(cor_io_context_executor(self->r->io), &self->r->hdr);
+    COR_RETURN(0);
+}
+
+Test(io_context, sleeping_owner_is_woken_from_another_ring)
+{
+    cor_io_context *io = make(), *other = make();
+    struct release_frame r = {.hdr = {.resume = release_resume}, .io = io};
+    guard(io, true);
+    COR_RUN_ASYNC(cor_io_context_executor(other), NULL, ring_poster(&r));
+    struct runner th;
+    runner_start(&th, other);
+    cr_assert_eq(cor_io_context_run(io), 1);
+    cr_assert_eq(r.ran, 1);
+    runner_join(&th);
+    cr_assert_geq(th.result, 1);
+    cr_assert(cor_io_context_features(io) & COR_IO_MSG_RING);
+    cor_io_context_destroy(other);
+    cor_io_context_destroy(io);
+}
+
+Test(io_context, stop_wakes_a_sleeping_owner)
+{
+    cor_io_context *io = make();
+    guard(io, true);
+    struct runner r;
+    runner_start(&r, io);
+    usleep(20 * 1000);
+    cr_assert_eq(cor_io_context_stop(io), 0);
+    runner_join(&r);
+    cr_assert_eq(r.result, 0);
+    guard(io, false);
+    cor_io_context_destroy(io);
+}
+
+Test(io_context, launch_from_another_thread_is_run)
+{
+    cor_io_context *io = make();
+    guard(io, true);
+    struct runner r;
+    runner_start(&r, io);
+    usleep(10 * 1000);
+    int got = 0;
+    cor_launch_options lo = {.on_result = store_int, .user = &got};
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, nops(10)), 0);
+    guard(io, false); /* run ends once the launch is done */
+    runner_join(&r);
+    cr_assert_geq(r.result, 1);
+    cr_assert_eq(got, 10);
+    cor_io_context_destroy(io);
+}
+
+/* ---- tiny rings: SQ full, CQ overflow ---- */
+
+Test(io_context, full_sq_is_flushed_not_dropped)
+{
+    cor_io_context *io;
+    cor_io_context_options o = {.sq_entries = 2, .cq_entries = 64};
+    cr_assert_eq(cor_io_context_create(&io, &o), 0);
+    int got[200];
+    cor_launch_options lo[200];
+    for (int i = 0; i < 200; i++) {
+        got[i] = 0;
+        lo[i] = (cor_launch_options){.on_result = store_int, .user = &got[i]};
+        cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo[i], nops(20)), 0);
+    }
+    cr_assert_gt(cor_io_context_run(io), 0);
+    for (int i = 0; i < 200; i++)
+        cr_assert_eq(got[i], 20, "task %d: every nop completed", i);
+    cor_io_context_destroy(io);
+}
+
+struct sleeper_at {
+    COR_PROMISE(int);
+    int64_t when;
+    int r;
+};
+COR_DEFINE_STATIC(sleeper_at, (int64_t when), { self->when = when; })
+{
+    COR_BEGIN(self);
+    COR_AWAIT(self->r, cor_sleep_until(self->when));
+    COR_RETURN(self->r == 0 && cor_clock_now() >= self->when ? 1 : -1);
+}
+
+Test(io_context, cq_overflow_loses_nothing)
+{
+    cor_io_context *io;
+    cor_io_context_options o = {.sq_entries = 4, .cq_entries = 4};
+    cr_assert_eq(cor_io_context_create(&io, &o), 0);
+    enum { N = 2000 };
+    static int got[N];
+    static cor_launch_options lo[N];
+    /* All expire together, far more completions than the CQ holds. */
+    int64_t when = cor_clock_now() + 30 * 1000 * 1000;
+    for (int i = 0; i < N; i++) {
+        got[i] = 0;
+        lo[i] = (cor_launch_options){.on_result = store_int, .user = &got[i]};
+        cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo[i], sleeper_at(when)), 0);
+    }
+    cr_assert_eq(cor_io_context_run(io), 2 * N, "N starts and N completions");
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(got[i], 1, "timer %d completed once, on time", i);
+    cor_io_context_destroy(io);
+}
+
+/* ---- io_group ---- */
+
+struct on_thread {
+    COR_PROMISE(int);
+    cor_io_context *io;
+    int r;
+};
+COR_DEFINE_STATIC(on_thread, (cor_io_context * io), { self->io = io; })
+{
+    COR_BEGIN(self);
+    COR_AWAIT(self->r, cor_nop());
+    COR_RETURN(cor_io_context_current() == self->io && self->r == 0 ? 1 : -1);
+}
+
+static void add_int(void *user, void *result)
+{
+    __atomic_fetch_add((int *)user, *(int *)result, __ATOMIC_RELAXED);
+}
+
+Test(io_group, start_post_join)
+{
+    cor_io_group *g;
+    cr_assert_eq(cor_io_group_create(NULL, 2, NULL), -EINVAL);
+    cr_assert_eq(cor_io_group_create(&g, 2000, NULL), -EINVAL);
+    cr_assert_eq(cor_io_group_create(&g, 3, NULL), 0);
+    cr_assert_eq(cor_io_group_size(g), 3);
+    cr_assert_null(cor_io_group_context(g, 3));
+    int sum = 0;
+    cor_launch_options lo = {.on_result = add_int, .user = &sum};
+    for (unsigned i = 0; i < 3; i++)
+        for (int k = 0; k < 10; k++)
+            cr_assert_eq(COR_RUN_ASYNC(cor_io_group_executor(g, i), &lo,
+                                       on_thread(cor_io_group_context(g, i))),
+                         0);
+    struct release_frame dummy = {.hdr = {.resume = release_resume}};
+    cr_assert_eq(cor_io_group_post(g, 5, &dummy.hdr), -EINVAL);
+    cr_assert_eq(cor_io_group_post(g, 0, NULL), -EINVAL);
+    cr_assert_eq(cor_io_group_join(g), 0, "graceful: waits for the work");
+    cr_assert_eq(sum, 30, "every task ran on its own context's thread");
+    cr_assert_eq(cor_io_group_post(g, 0, &dummy.hdr), -ESHUTDOWN);
+    cor_io_group_destroy(g);
+}
+
+struct long_sleep {
+    COR_PROMISE(int);
+    int r;
+};
+COR_DEFINE_STATIC(long_sleep, (void), {})
+{
+    COR_BEGIN(self);
+    COR_AWAIT(self->r, cor_sleep_for(60LL * 1000 * 1000 * 1000));
+    COR_RETURN(self->r);
+}
+
+Test(io_group, stop_cancels_pending_work_and_frees_it)
+{
+    counting_resource cr;
+    counting_resource_init(&cr, -1);
+    cor_io_group *g;
+    cor_io_group_options go = {.no_pin = true};
+    cr_assert_eq(cor_io_group_create(&g, 2, &go), 0);
+    cor_launch_options lo = {.alloc = &cr.base};
+    for (unsigned i = 0; i < 2; i++)
+        for (int k = 0; k < 5; k++)
+            cr_assert_eq(COR_RUN_ASYNC(cor_io_group_executor(g, i), &lo, long_sleep()), 0);
+    usleep(20 * 1000);
+    int64_t t0 = cor_clock_now();
+    cr_assert_eq(cor_io_group_stop(g), 0);
+    cr_assert_lt(cor_clock_now() - t0, 10LL * 1000 * 1000 * 1000, "did not wait for the sleeps");
+    cor_io_group_destroy(g);
+    cr_assert_eq(cr.allocs, cr.frees, "every frame was destroyed");
+    cr_assert_eq(cr.live_bytes, 0);
+}
