@@ -1,0 +1,313 @@
+/*
+ * The stop-token bridge to IORING_OP_ASYNC_CANCEL: pending timers and long
+ * operations canceled from the same thread, another thread, before start,
+ * and racing completion; teardown with operations in flight.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <criterion/criterion.h>
+
+#include "ring/backend.h"
+#include "util.h"
+
+#define MS (1000LL * 1000)
+
+static cor_io_context *make(void)
+{
+    cor_io_context *io = NULL;
+    cr_assert_eq(cor_io_context_create(&io, NULL), 0);
+    return io;
+}
+
+static void store_int(void *user, void *result)
+{
+    *(int *)user = *(int *)result;
+}
+
+struct outcome {
+    int r, calls;
+};
+
+static void count_result(void *user, void *result)
+{
+    struct outcome *o = user;
+    o->r = *(int *)result;
+    o->calls++;
+}
+
+static struct cor_io_await *pipe_read(int fd, char *buf)
+{
+    struct cor_io_await *a = cor__io_await_new(NULL, COR__IO_READ);
+    if (a) {
+        a->op.fd = fd;
+        a->op.u.io.addr = buf;
+        a->op.u.io.len = 1;
+        a->op.u.io.off = (uint64_t)-1;
+    }
+    return a;
+}
+
+/* kind 0: a 10 s sleep; kind 1: a read on pipe fd. */
+struct victim {
+    COR_PROMISE(int);
+    int kind, fd;
+    int64_t ns;
+    char buf[4];
+    int r;
+};
+COR_DEFINE_STATIC(victim, (int kind, int fd, int64_t ns), { self->kind = kind; self->fd = fd; self->ns = ns; })
+{
+    COR_BEGIN(self);
+    if (self->kind == 0)
+        COR_AWAIT(self->r, cor_sleep_for(self->ns));
+    else
+        COR_AWAIT(self->r, pipe_read(self->fd, self->buf));
+    COR_RETURN(self->r);
+}
+
+struct requester {
+    COR_PROMISE(int);
+    cor_stop_source *src;
+    int r;
+};
+COR_DEFINE_STATIC(requester, (cor_stop_source * src), { self->src = src; })
+{
+    COR_BEGIN(self);
+    COR_AWAIT(self->r, cor_sleep_for(10 * MS));
+    COR_RETURN(cor_stop_source_request(self->src));
+}
+
+static void same_thread(int kind)
+{
+    cor_io_context *io = make();
+    int p[2];
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    cor_stop_source src = COR_STOP_SOURCE_INIT;
+    int r = 1, q = -1;
+    cor_launch_options lo = {.stop = cor_stop_source_token(&src), .on_result = store_int, .user = &r};
+    cor_launch_options ql = {.on_result = store_int, .user = &q};
+    int64_t t0 = cor_clock_now();
+    COR_RUN_ASYNC(cor_io_context_executor(io), &lo, victim(kind, p[0], 10000 * MS));
+    COR_RUN_ASYNC(cor_io_context_executor(io), &ql, requester(&src));
+    cor_io_context_run(io);
+    cr_assert_eq(q, 1);
+    cr_assert_eq(r, -ECANCELED);
+    cr_assert_lt(cor_clock_now() - t0, 5000 * MS);
+    close(p[0]);
+    close(p[1]);
+    cor_io_context_destroy(io);
+}
+
+Test(cancel, pending_timer_from_the_same_thread)
+{
+    same_thread(0);
+}
+
+Test(cancel, long_operation_from_the_same_thread)
+{
+    same_thread(1);
+}
+
+struct delayed_stop {
+    cor_stop_source *src;
+    int64_t delay_ns;
+    pthread_t th;
+};
+
+static void *delayed_stop_main(void *arg)
+{
+    struct delayed_stop *d = arg;
+    if (d->delay_ns)
+        usleep((useconds_t)(d->delay_ns / 1000));
+    cor_stop_source_request(d->src);
+    return NULL;
+}
+
+static void other_thread(int kind)
+{
+    cor_io_context *io = make();
+    int p[2];
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    cor_stop_source src = COR_STOP_SOURCE_INIT;
+    int r = 1;
+    cor_launch_options lo = {.stop = cor_stop_source_token(&src), .on_result = store_int, .user = &r};
+    COR_RUN_ASYNC(cor_io_context_executor(io), &lo, victim(kind, p[0], 10000 * MS));
+    struct delayed_stop d = {.src = &src, .delay_ns = 20 * MS};
+    cr_assert_eq(pthread_create(&d.th, NULL, delayed_stop_main, &d), 0);
+    int64_t t0 = cor_clock_now();
+    cor_io_context_run(io);
+    pthread_join(d.th, NULL);
+    cr_assert_eq(r, -ECANCELED);
+    cr_assert_lt(cor_clock_now() - t0, 5000 * MS, "the sleeping owner was reached");
+    close(p[0]);
+    close(p[1]);
+    cor_io_context_destroy(io);
+}
+
+Test(cancel, pending_timer_from_another_thread)
+{
+    other_thread(0);
+}
+
+Test(cancel, long_operation_from_another_thread)
+{
+    other_thread(1);
+}
+
+Test(cancel, stop_before_start_never_enters_the_kernel)
+{
+    cor_io_context *io = make();
+    cor_stop_source src = COR_STOP_SOURCE_INIT;
+    cor_stop_source_request(&src);
+    int r = 1;
+    cor_launch_options lo = {.stop = cor_stop_source_token(&src), .on_result = store_int, .user = &r};
+    COR_RUN_ASYNC(cor_io_context_executor(io), &lo, victim(0, -1, 10000 * MS));
+    /* One handler: the launch, which completes inline; no completion follows. */
+    cr_assert_eq(cor_io_context_run(io), 1);
+    cr_assert_eq(r, -ECANCELED);
+    cor_io_context_destroy(io);
+}
+
+/*
+ * Racing: the operation completes on its own at about the time another
+ * thread requests stop. Every iteration ends with exactly one outcome.
+ */
+struct racer {
+    cor_stop_source *src;
+    uint32_t go, done, quit;
+    int64_t delay_ns;
+    int wfd; /* kind 1: write here instead of waiting */
+};
+
+static void *racer_main(void *arg)
+{
+    struct racer *x = arg;
+    for (;;) {
+        while (!__atomic_load_n(&x->go, __ATOMIC_ACQUIRE))
+            sched_yield();
+        __atomic_store_n(&x->go, 0, __ATOMIC_RELAXED);
+        if (__atomic_load_n(&x->quit, __ATOMIC_ACQUIRE))
+            return NULL;
+        int64_t until = cor_clock_now() + x->delay_ns;
+        while (cor_clock_now() < until)
+            ;
+        cor_stop_source_request(x->src);
+        __atomic_store_n(&x->done, 1, __ATOMIC_RELEASE);
+    }
+}
+
+static void race(int kind, int iterations)
+{
+    cor_io_context *io = make();
+    int p[2];
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    struct racer x = {.go = 0};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, racer_main, &x), 0);
+    int completed = 0, canceled = 0, other = 0;
+    srand(11);
+    for (int i = 0; i < iterations; i++) {
+        cor_stop_source src = COR_STOP_SOURCE_INIT;
+        x.src = &src;
+        x.delay_ns = (rand() % 60) * 1000;
+        struct outcome oc = {1000, 0};
+        cor_launch_options lo = {.stop = cor_stop_source_token(&src), .on_result = count_result, .user = &oc};
+        int64_t own = (rand() % 60) * 1000;
+        COR_RUN_ASYNC(cor_io_context_executor(io), &lo, victim(kind, p[0], own));
+        __atomic_store_n(&x.go, 1, __ATOMIC_RELEASE);
+        if (kind == 1) {
+            int64_t until = cor_clock_now() + own;
+            cor_io_context_poll(io);
+            while (cor_clock_now() < until)
+                ;
+            cr_assert_eq(write(p[1], "y", 1), 1);
+        }
+        cor_io_context_run(io);
+        while (!__atomic_load_n(&x.done, __ATOMIC_ACQUIRE))
+            sched_yield();
+        __atomic_store_n(&x.done, 0, __ATOMIC_RELAXED);
+        cr_assert_eq(oc.calls, 1, "one completion: never none, never two");
+        int r = oc.r;
+        if (kind == 1 && r != 1) {
+            char c;
+            cr_assert_eq(read(p[0], &c, 1), 1, "the byte is left when the read was canceled");
+        }
+        if (r == (kind == 0 ? 0 : 1))
+            completed++;
+        else if (r == -ECANCELED)
+            canceled++;
+        else
+            other++;
+    }
+    __atomic_store_n(&x.quit, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&x.go, 1, __ATOMIC_RELEASE);
+    pthread_join(th, NULL);
+    cr_log_info("race kind %d: %d completed, %d canceled", kind, completed, canceled);
+    cr_assert_eq(other, 0, "no other outcome");
+    cr_assert_eq(completed + canceled, iterations, "exactly one outcome each time");
+    close(p[0]);
+    close(p[1]);
+    cor_io_context_destroy(io);
+}
+
+Test(cancel, timer_racing_a_cross_thread_stop, .timeout = 60)
+{
+    race(0, 2000);
+}
+
+Test(cancel, read_racing_a_cross_thread_stop, .timeout = 60)
+{
+    race(1, 2000);
+}
+
+/* ---- teardown ---- */
+
+Test(cancel, destroy_with_operations_in_flight_frees_every_frame)
+{
+    counting_resource cr;
+    counting_resource_init(&cr, -1);
+    cor_io_context *io = make();
+    int p[2];
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    cor_stop_source src = COR_STOP_SOURCE_INIT;
+    int results = 0;
+    cor_launch_options lo = {.alloc = &cr.base, .stop = cor_stop_source_token(&src),
+                             .on_result = store_int, .user = &results};
+    for (int i = 0; i < 50; i++) {
+        COR_RUN_ASYNC(cor_io_context_executor(io), &lo, victim(0, -1, 10000 * MS));
+        COR_RUN_ASYNC(cor_io_context_executor(io), &lo, victim(1, p[0], 0));
+    }
+    cor_timer t;
+    cor_timer_init(&t, io);
+    cor_io_context_run_for(io, 10 * MS);
+    cr_assert_gt(cr.allocs, 0);
+    cr_assert_neq(cr.allocs, cr.frees, "suspended in the kernel");
+    cor_io_context_destroy(io);
+    cr_assert_eq(cr.allocs, cr.frees, "destroy freed every frame");
+    cr_assert_eq(cr.live_bytes, 0);
+    cr_assert_eq(results, 0, "no handler ran");
+    /* The stop callbacks were deregistered: requesting stop touches nothing freed. */
+    cor_stop_source_request(&src);
+    close(p[0]);
+    close(p[1]);
+}
+
+Test(cancel, destroy_with_a_queued_cross_thread_cancel_request)
+{
+    counting_resource cr;
+    counting_resource_init(&cr, -1);
+    cor_io_context *io = make();
+    cor_stop_source src = COR_STOP_SOURCE_INIT;
+    cor_launch_options lo = {.alloc = &cr.base, .stop = cor_stop_source_token(&src)};
+    COR_RUN_ASYNC(cor_io_context_executor(io), &lo, victim(0, -1, 10000 * MS));
+    cor_io_context_poll(io);
+    /* Not inside run: the request is queued for the owner. */
+    struct delayed_stop d = {.src = &src};
+    cr_assert_eq(pthread_create(&d.th, NULL, delayed_stop_main, &d), 0);
+    pthread_join(d.th, NULL);
+    cor_io_context_destroy(io);
+    cr_assert_eq(cr.allocs, cr.frees);
+}
