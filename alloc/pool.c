@@ -29,6 +29,20 @@
 
 __thread struct cor__pool cor__pool;
 
+enum { POOL_UNINIT = 0, POOL_LIVE, POOL_DEAD };
+
+/* The rest of a thread's pool, which only the library's slow paths touch. */
+struct pool_state {
+    int state;              /* POOL_*                                 */
+    int mode;               /* COR_ALLOC_ARENA_THREAD or _SHARED       */
+    int alloc_flags;        /* jemalloc flags of refills               */
+    int free_flags;         /* jemalloc flags of frees                 */
+    unsigned arena, tcache; /* when mode is COR_ALLOC_ARENA_THREAD     */
+    bool has_arena;
+};
+
+static __thread struct pool_state ps;
+
 static void *pool_allocate(cor_memory_resource *mr, size_t size, size_t align)
 {
     return cor__pool_alloc(size, align);
@@ -71,7 +85,7 @@ static size_t block_size(size_t size, size_t align)
 
 /* ---- the backing heap ------------------------------------------------------------------ */
 
-static void *heap_alloc(struct cor__pool *p, size_t size, size_t align)
+static void *heap_alloc(struct pool_state *p, size_t size, size_t align)
 {
     cor__alloc_stats.arena_calls++;
 #if COR_ALLOC_JEMALLOC
@@ -86,7 +100,7 @@ static void *heap_alloc(struct cor__pool *p, size_t size, size_t align)
 #endif
 }
 
-static void heap_free(struct cor__pool *p, void *blk, size_t size, size_t align)
+static void heap_free(struct pool_state *p, void *blk, size_t size, size_t align)
 {
     cor__alloc_stats.arena_calls++;
 #if COR_ALLOC_JEMALLOC
@@ -101,7 +115,7 @@ static void heap_free(struct cor__pool *p, void *blk, size_t size, size_t align)
 
 #if COR_ALLOC_JEMALLOC
 /* Gives the thread an arena (a recycled one if any) and a tcache. Returns false if jemalloc refused. */
-static bool arena_acquire(struct cor__pool *p)
+static bool arena_acquire(struct pool_state *p)
 {
     unsigned arena = 0;
     bool have = false;
@@ -130,7 +144,7 @@ static bool arena_acquire(struct cor__pool *p)
 }
 
 /* Destroys the thread's tcache (flushing it) and puts its arena on the free list. */
-static void arena_release(struct cor__pool *p)
+static void arena_release(struct pool_state *p)
 {
     if (!p->has_arena)
         return;
@@ -154,7 +168,7 @@ static void arena_release(struct cor__pool *p)
 #endif
 
 /* Switches the refill path; the cache must be empty. A failed arena setup falls back to shared. */
-static void set_mode(struct cor__pool *p, int mode)
+static void set_mode(struct pool_state *p, int mode)
 {
 #if COR_ALLOC_JEMALLOC
     if (mode == COR_ALLOC_ARENA_THREAD && (p->has_arena || arena_acquire(p))) {
@@ -172,32 +186,32 @@ static void set_mode(struct cor__pool *p, int mode)
 #endif
 }
 
-static void pool_init(struct cor__pool *p)
+static void pool_init(void)
 {
     pthread_once(&key_once, make_key);
     /* Without the exit hook the thread's cached blocks would outlive it: do not cache. */
-    if (!key_ok || pthread_setspecific(key, p) != 0) {
-        p->state = COR__POOL_DEAD;
+    if (!key_ok || pthread_setspecific(key, &ps) != 0) {
+        ps.state = POOL_DEAD;
         return;
     }
-    p->state = COR__POOL_LIVE;
-    p->depth = COR_ALLOC_CACHE_DEPTH;
-    p->max_pooled = COR_ALLOC_MAX_POOLED;
-    set_mode(p, COR_ALLOC_ARENA_MODE);
+    ps.state = POOL_LIVE;
+    cor__pool.depth = COR_ALLOC_CACHE_DEPTH;
+    cor__pool.max_pooled = COR_ALLOC_MAX_POOLED;
+    set_mode(&ps, COR_ALLOC_ARENA_MODE);
 }
 
-/* Returns every cached block to the backing heap; returns how many. */
-static int flush(struct cor__pool *p)
+/* Returns every block the calling thread caches to the backing heap; returns how many. */
+static int flush(void)
 {
     int n = 0;
     for (unsigned c = 0; c < COR__POOL_CLASSES; c++) {
-        struct cor__pool_bin *b = &p->bins[c];
+        struct cor__pool_bin *b = &cor__pool.bins[c];
         size_t size = cor__pool_class_size(c);
         while (b->head) {
             void *blk = b->head;
             COR__UNPOISON(blk, size);
             b->head = *(void **)blk;
-            heap_free(p, blk, size, COR__POOL_ALIGN);
+            heap_free(&ps, blk, size, COR__POOL_ALIGN);
             n++;
         }
         b->count = 0;
@@ -208,15 +222,14 @@ static int flush(struct cor__pool *p)
 /* The thread exits: flush, release the arena, keep its statistics in the retired sum. */
 static void pool_exit(void *arg)
 {
-    struct cor__pool *p = arg;
-    flush(p);
+    flush();
 #if COR_ALLOC_JEMALLOC
-    arena_release(p);
+    arena_release(&ps);
     /* Whatever the thread's other exit hooks free goes straight to jemalloc. */
-    p->alloc_flags = p->free_flags = MALLOCX_TCACHE_NONE;
+    ps.alloc_flags = ps.free_flags = MALLOCX_TCACHE_NONE;
 #endif
-    p->max_pooled = 0;
-    p->state = COR__POOL_DEAD;
+    cor__pool.max_pooled = 0;
+    ps.state = POOL_DEAD;
     const cor_alloc_stats *s = &cor__alloc_stats;
     pthread_mutex_lock(&global_lock);
     retired.allocations += s->allocations;
@@ -233,29 +246,55 @@ static void pool_exit(void *arg)
     pthread_mutex_unlock(&global_lock);
 }
 
-/* ---- slow paths -------------------------------------------------------------------------- */
+/* ---- the pool's entry points ------------------------------------------------------------- */
 
-void *cor__pool_alloc_slow(size_t size, size_t align)
+void *cor__pool_alloc(size_t size, size_t align)
 {
     struct cor__pool *p = &cor__pool;
-    if (p->state == COR__POOL_UNINIT)
-        pool_init(p);
+    if (cor__pool_fits(p, size, align)) {
+        unsigned c = cor__pool_class(size);
+        void *blk = p->bins[c].head;
+        if (blk) {
+            COR__UNPOISON(blk, sizeof(void *));
+            p->bins[c].head = *(void **)blk;
+            p->bins[c].count--;
+            COR__UNPOISON(blk, cor__pool_class_size(c));
+            cor__alloc_stats.pool_hits++;
+            return blk;
+        }
+    }
+    if (ps.state == POOL_UNINIT) {
+        pool_init();
+        if (ps.state == POOL_LIVE)
+            return cor__pool_alloc(size, align);
+    }
     cor__alloc_stats.pool_misses++;
     cor__alloc_stats.heap_calls++;
-    return heap_alloc(p, block_size(size, align), align);
+    return heap_alloc(&ps, block_size(size, align), align);
 }
 
-void cor__pool_free_slow(void *blk, size_t size, size_t align)
+void cor__pool_free(void *blk, size_t size, size_t align)
 {
     struct cor__pool *p = &cor__pool;
-    if (p->state == COR__POOL_UNINIT) {
-        pool_init(p);
-        if (p->state == COR__POOL_LIVE) {
+    if (cor__pool_fits(p, size, align)) {
+        unsigned c = cor__pool_class(size);
+        struct cor__pool_bin *b = &p->bins[c];
+        if (b->count < p->depth) {
+            *(void **)blk = b->head;
+            b->head = blk;
+            b->count++;
+            COR__POISON(blk, cor__pool_class_size(c));
+            return;
+        }
+    }
+    if (ps.state == POOL_UNINIT) {
+        pool_init();
+        if (ps.state == POOL_LIVE) {
             cor__pool_free(blk, size, align);
             return;
         }
     }
-    heap_free(p, blk, block_size(size, align), align);
+    heap_free(&ps, blk, block_size(size, align), align);
 }
 
 /* ---- public API ------------------------------------------------------------------------- */
@@ -273,21 +312,20 @@ int cor_alloc_configure(const cor_alloc_options *o)
         return -EINVAL;
     if (!COR_ALLOC_JEMALLOC && o->arena != COR_ALLOC_ARENA_DEFAULT)
         return -ENOTSUP;
-    struct cor__pool *p = &cor__pool;
-    if (p->state == COR__POOL_UNINIT)
-        pool_init(p);
-    if (p->state != COR__POOL_LIVE)
+    if (ps.state == POOL_UNINIT)
+        pool_init();
+    if (ps.state != POOL_LIVE)
         return -EPERM;
-    flush(p);
-    p->max_pooled = o->max_pooled ? o->max_pooled : COR_ALLOC_MAX_POOLED;
-    p->depth = o->cache_depth ? o->cache_depth : COR_ALLOC_CACHE_DEPTH;
-    set_mode(p, o->arena ? o->arena : COR_ALLOC_ARENA_MODE);
+    flush();
+    cor__pool.max_pooled = o->max_pooled ? o->max_pooled : COR_ALLOC_MAX_POOLED;
+    cor__pool.depth = o->cache_depth ? o->cache_depth : COR_ALLOC_CACHE_DEPTH;
+    set_mode(&ps, o->arena ? o->arena : COR_ALLOC_ARENA_MODE);
     return 0;
 }
 
 int cor_alloc_trim(void)
 {
-    return flush(&cor__pool);
+    return flush();
 }
 
 int cor_alloc_stats_get(cor_alloc_stats *out)

@@ -14,29 +14,24 @@ static bool is_pow2(size_t x)
     return x && !(x & (x - 1));
 }
 
-void *cor_mr_allocate(cor_memory_resource *mr, size_t size, size_t align)
+/* Everything cor_mr_allocate does not do inline: checks, pool misses, other resources. */
+void *cor__mr_allocate(cor_memory_resource *mr, size_t size, size_t align)
 {
     if (!mr || !mr->ops || !size || !is_pow2(align)) {
         cor__alloc_stats.failures++;
         return NULL;
     }
-    /* The default resource is called directly: no indirect call on the hot path. */
     void *p = mr == &cor__pool_resource ? cor__pool_alloc(size, align)
                                         : mr->ops->allocate(mr, size, align);
     if (!p) {
         cor__alloc_stats.failures++;
         return NULL;
     }
-    cor_alloc_stats *st = &cor__alloc_stats;
-    st->allocations++;
-    st->bytes += size;
-    st->live_bytes += (int64_t)size;
-    if (st->live_bytes > st->peak_bytes)
-        st->peak_bytes = st->live_bytes;
+    cor__count_allocation(size);
     return p;
 }
 
-void cor_mr_deallocate(cor_memory_resource *mr, void *p, size_t size, size_t align)
+void cor__mr_deallocate(cor_memory_resource *mr, void *p, size_t size, size_t align)
 {
     if (!p || !mr || !mr->ops)
         return;

@@ -45,16 +45,6 @@ COR_API cor_memory_resource *cor_malloc_resource(void);
 COR_API cor_memory_resource *cor_default_resource(void);
 
 /*
- * Allocates size bytes aligned to align from mr, counting the call in the
- * calling thread's statistics. Returns NULL if mr is NULL, size is 0, align
- * is not a power of two, or the resource is out of memory.
- */
-COR_API void *cor_mr_allocate(cor_memory_resource *mr, size_t size, size_t align);
-
-/* Returns p (from cor_mr_allocate on mr with the same size and align) to mr. NULL p is a no-op. */
-COR_API void cor_mr_deallocate(cor_memory_resource *mr, void *p, size_t size, size_t align);
-
-/*
  * Allocation statistics of one thread: counts of what passed through
  * cor_mr_allocate/cor_mr_deallocate (every frame allocation does) and, for the
  * library's own resources, how the memory was obtained. Counters are
@@ -131,6 +121,139 @@ COR_API int cor_alloc_configure(const cor_alloc_options *o);
  * heap. Returns the number of blocks returned (>= 0). Calling thread only.
  */
 COR_API int cor_alloc_trim(void);
+
+/* ---- library internals the inline fast paths expand to ------------------------------ */
+
+/*
+ * Size classes of the pool. Every allocation of at most COR__POOL_ABS_MAX
+ * bytes with at most max_align_t alignment gets a block of its class's size
+ * from the backing heap, whatever the allocating thread's max_pooled is, so
+ * any thread can cache any such block when it is freed. Classes are 64 bytes
+ * apart up to 1 KiB, then four per doubling (1280, 1536, 1792, 2048, 2560,
+ * ...) up to 64 KiB: 40 classes.
+ */
+#define COR__POOL_ABS_MAX 65536u
+#define COR__POOL_CLASSES 40u
+
+static inline unsigned cor__pool_class(size_t size)
+{
+    if (size <= 1024)
+        return (unsigned)((size - 1) >> 6);
+    unsigned lg = 63u - (unsigned)__builtin_clzll((unsigned long long)(size - 1));
+    return 16u + (lg - 10u) * 4u + (unsigned)(((size - 1) >> (lg - 2u)) & 3u);
+}
+
+static inline size_t cor__pool_class_size(unsigned c)
+{
+    if (c < 16)
+        return (size_t)(c + 1) * 64;
+    unsigned j = c - 16, lg = 10 + j / 4;
+    return (size_t)(5 + j % 4) << (lg - 2);
+}
+
+/* A size class's cache: an intrusive stack threaded through the free blocks. */
+struct cor__pool_bin {
+    void *head;
+    uint32_t count;
+};
+
+/*
+ * The part of a thread's pool the inline fast paths touch. max_pooled is 0
+ * until the pool is set up and again once its thread is exiting, so the one
+ * size test sends those calls to the library.
+ */
+struct cor__pool {
+    uint32_t max_pooled;
+    uint32_t depth;
+    struct cor__pool_bin bins[COR__POOL_CLASSES];
+};
+
+COR_API extern __thread struct cor__pool cor__pool;
+COR_API extern __thread cor_alloc_stats cor__alloc_stats;
+COR_API extern cor_memory_resource cor__pool_resource;
+COR_API void *cor__mr_allocate(cor_memory_resource *mr, size_t size, size_t align);
+COR_API void cor__mr_deallocate(cor_memory_resource *mr, void *p, size_t size, size_t align);
+
+#if COR_ALLOC_POISON
+/* An AddressSanitizer build poisons cached blocks, so a use after free of a pooled frame is reported. */
+void __asan_poison_memory_region(void const volatile *addr, size_t size);
+void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
+#define COR__POISON(p, n) __asan_poison_memory_region((p), (n))
+#define COR__UNPOISON(p, n) __asan_unpoison_memory_region((p), (n))
+#else
+#define COR__POISON(p, n) ((void)(p), (void)(n))
+#define COR__UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+static inline void cor__count_allocation(size_t size)
+{
+    cor_alloc_stats *st = &cor__alloc_stats;
+    st->allocations++;
+    st->bytes += size;
+    st->live_bytes += (int64_t)size;
+    if (st->live_bytes > st->peak_bytes)
+        st->peak_bytes = st->live_bytes;
+}
+
+/* True if (size, align) may be served from the calling thread's cache. */
+static inline bool cor__pool_fits(struct cor__pool *p, size_t size, size_t align)
+{
+    return size - 1 < p->max_pooled && align - 1 < __alignof__(max_align_t) &&
+           !(align & (align - 1));
+}
+
+/* ---- allocating through a resource ---------------------------------------------------- */
+
+/*
+ * Allocates size bytes aligned to align from mr, counting the call in the
+ * calling thread's statistics. Returns NULL if mr is NULL, size is 0, align
+ * is not a power of two, or the resource is out of memory. Any thread.
+ *
+ * Inline: a hit in the calling thread's pool (the default resource) pops a
+ * cached block here, without a call; everything else goes to the library.
+ */
+static inline void *cor_mr_allocate(cor_memory_resource *mr, size_t size, size_t align)
+{
+    struct cor__pool *p = &cor__pool;
+    if (__builtin_expect(mr == &cor__pool_resource && cor__pool_fits(p, size, align), 1)) {
+        unsigned c = cor__pool_class(size);
+        void *blk = p->bins[c].head;
+        if (__builtin_expect(blk != NULL, 1)) {
+            COR__UNPOISON(blk, sizeof(void *));
+            p->bins[c].head = *(void **)blk;
+            p->bins[c].count--;
+            COR__UNPOISON(blk, cor__pool_class_size(c));
+            cor__alloc_stats.pool_hits++;
+            cor__count_allocation(size);
+            return blk;
+        }
+    }
+    return cor__mr_allocate(mr, size, align);
+}
+
+/*
+ * Returns p (from cor_mr_allocate on mr with the same size and align) to mr.
+ * NULL p is a no-op. Any thread: a block of the default resource goes to the
+ * calling thread's cache (inline, when its class has room) or to the heap.
+ */
+static inline void cor_mr_deallocate(cor_memory_resource *mr, void *p, size_t size, size_t align)
+{
+    struct cor__pool *pool = &cor__pool;
+    if (__builtin_expect(mr == &cor__pool_resource && p && cor__pool_fits(pool, size, align), 1)) {
+        unsigned c = cor__pool_class(size);
+        struct cor__pool_bin *b = &pool->bins[c];
+        if (__builtin_expect(b->count < pool->depth, 1)) {
+            cor__alloc_stats.frees++;
+            cor__alloc_stats.live_bytes -= (int64_t)size;
+            *(void **)p = b->head;
+            b->head = p;
+            b->count++;
+            COR__POISON(p, cor__pool_class_size(c));
+            return;
+        }
+    }
+    cor__mr_deallocate(mr, p, size, align);
+}
 
 COR_END_DECLS
 
