@@ -178,8 +178,8 @@ Test(cancel, stop_before_start_never_enters_the_kernel)
 struct racer {
     cor_stop_source *src;
     uint32_t go, done, quit;
-    int64_t delay_ns;
-    int wfd; /* kind 1: write here instead of waiting */
+    int64_t delay_ns, write_ns;
+    int wfd; /* kind 1: the pipe to write the byte to; -1 for kind 0 */
 };
 
 static void *racer_main(void *arg)
@@ -191,10 +191,23 @@ static void *racer_main(void *arg)
         __atomic_store_n(&x->go, 0, __ATOMIC_RELAXED);
         if (__atomic_load_n(&x->quit, __ATOMIC_ACQUIRE))
             return NULL;
-        int64_t until = cor_clock_now() + x->delay_ns;
-        while (cor_clock_now() < until)
+        /* Kind 1: write the byte the read waits for, before or after the stop. */
+        int64_t t0 = cor_clock_now();
+        bool written = x->wfd < 0;
+        if (!written && x->write_ns <= x->delay_ns) {
+            while (cor_clock_now() < t0 + x->write_ns)
+                ;
+            written = write(x->wfd, "y", 1) == 1;
+        }
+        while (cor_clock_now() < t0 + x->delay_ns)
             ;
         cor_stop_source_request(x->src);
+        if (!written) {
+            while (cor_clock_now() < t0 + x->write_ns)
+                ;
+            if (write(x->wfd, "y", 1) != 1)
+                abort();
+        }
         __atomic_store_n(&x->done, 1, __ATOMIC_RELEASE);
     }
 }
@@ -216,15 +229,11 @@ static void race(int kind, int iterations)
         struct outcome oc = {1000, 0};
         cor_launch_options lo = {.stop = cor_stop_source_token(&src), .on_result = count_result, .user = &oc};
         int64_t own = (rand() % 60) * 1000;
+        x.write_ns = own;
+        x.wfd = kind == 1 ? p[1] : -1;
         COR_RUN_ASYNC(cor_io_context_executor(io), &lo, victim(kind, p[0], own));
+        cor_io_context_poll(io); /* submitted before the race starts */
         __atomic_store_n(&x.go, 1, __ATOMIC_RELEASE);
-        if (kind == 1) {
-            int64_t until = cor_clock_now() + own;
-            cor_io_context_poll(io);
-            while (cor_clock_now() < until)
-                ;
-            cr_assert_eq(write(p[1], "y", 1), 1);
-        }
         cor_io_context_run(io);
         while (!__atomic_load_n(&x.done, __ATOMIC_ACQUIRE))
             sched_yield();
