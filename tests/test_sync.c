@@ -175,7 +175,7 @@ COR_DEFINE_STATIC(contender, (struct guarded * g, cor_executor hop, cor_thread_p
     COR_RETURN(0);
 }
 
-Test(sync, mutex_excludes_coroutines_on_many_threads, .timeout = 300)
+Test(sync, mutex_excludes_coroutines_on_many_threads)
 {
     cor_thread_pool *p;
     cr_assert_eq(cor_thread_pool_create(&p, 4), 0);
@@ -364,7 +364,7 @@ static void *request_stop(void *arg)
     return NULL;
 }
 
-Test(sync, cancellation_racing_unlock_removes_each_waiter_exactly_once, .timeout = 300)
+Test(sync, cancellation_racing_unlock_removes_each_waiter_exactly_once)
 {
     cor_thread_pool *p;
     cr_assert_eq(cor_thread_pool_create(&p, 3), 0);
@@ -466,7 +466,7 @@ static void *drive_main(void *arg)
     return NULL;
 }
 
-Test(sync, event_broadcast_wakes_every_waiter_on_its_own_executor, .timeout = 120)
+Test(sync, event_broadcast_wakes_every_waiter_on_its_own_executor)
 {
     struct driven d[2];
     struct outcome on[2] = {{0}};

@@ -209,7 +209,7 @@ COR_DEFINE_STATIC(hop_parent, (cor_thread_pool * pool, pthread_t home),
     COR_RETURN(self->ok);
 }
 
-Test(thread_pool, run_hops_to_the_pool_and_back_home, .timeout = 120)
+Test(thread_pool, run_hops_to_the_pool_and_back_home)
 {
     cor_manual *home;
     cr_assert_eq(cor_manual_create(&home), 0);
