@@ -52,6 +52,8 @@ typedef struct loadgen_result {
     int cdf_n;
 } loadgen_result;
 
+/* One run at a time per process (runs share the byte pattern and the stop flag). */
+
 /* Fills c with the defaults above (port 0: the caller must set it). */
 void loadgen_config_default(loadgen_config *c);
 

@@ -38,7 +38,7 @@ static inline void peer_parse_args(int argc, char **argv, const char *prog, peer
     a->port = 0;
     a->threads = 1;
     a->duration_s = 0;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         if (i + 1 >= argc)
             peer_usage(prog);
         char *end;
@@ -53,7 +53,6 @@ static inline void peer_parse_args(int argc, char **argv, const char *prog, peer
             a->duration_s = v;
         else
             peer_usage(prog);
-        i++;
     }
     if (a->port <= 0 || a->port > 65535 || a->threads < 1 || a->threads > 256 ||
         a->duration_s < 0)
