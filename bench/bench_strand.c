@@ -9,8 +9,9 @@
  *                               batch: the shared-queue pool against a per-worker-queue pool
  *                               with stealing (a prototype kept here only to measure the choice).
  *  pool.post_from_workers       tokens that re-post themselves from the workers, same two pools.
- *  hop.manual_pool_manual       a run() round trip from a coroutine on a manual executor to the
- *                               pool and back, against a same-executor child await.
+ *  hop.io_pool_io               a run() round trip from a coroutine on an io_context to a
+ *                               1-worker pool and back, against a same-executor child await.
+ *  hop.manual_pool_manual       the same round trip from a manual executor.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -338,15 +339,27 @@ COR_DEFINE_STATIC(hop_loop, (cor_executor away, long n),
 }
 
 struct hop_ctx {
-    cor_manual *home;
+    cor_executor home;
+    long (*drive)(void *home_obj);
+    void *home_obj;
     cor_executor away;
 };
 
 static void hop_round_trips(void *arg, long iters)
 {
     struct hop_ctx *h = arg;
-    COR_RUN_ASYNC(cor_manual_executor(h->home), NULL, hop_loop(h->away, iters));
-    cor_manual_run(h->home);
+    COR_RUN_ASYNC(h->home, NULL, hop_loop(h->away, iters));
+    h->drive(h->home_obj);
+}
+
+static long drive_manual(void *m)
+{
+    return cor_manual_run(m);
+}
+
+static long drive_io(void *io)
+{
+    return cor_io_context_run(io);
 }
 
 static cor_thread_pool *make_pool(unsigned n)
@@ -430,19 +443,36 @@ int main(int argc, char **argv)
         cor_thread_pool_destroy(pool);
     }
 
+    if (bench_enabled("hop.io_pool_io")) {
+        cor_io_context *io;
+        if (cor_io_context_create(&io, NULL)) {
+            fprintf(stderr, "bench_strand: no io_context on this kernel, hop.io_pool_io skipped\n");
+        } else {
+            cor_thread_pool *pool = make_pool(1);
+            struct hop_ctx same = {cor_io_context_executor(io), drive_io, io, COR_EXECUTOR_NULL};
+            struct hop_ctx away = {cor_io_context_executor(io), drive_io, io,
+                                   cor_thread_pool_executor(pool)};
+            bench_result base = bench_measure("baseline.io_child_await", hop_round_trips, &same, n);
+            bench_report(&base, NULL, NULL);
+            bench_result r = bench_measure("hop.io_pool_io", hop_round_trips, &away, nt / 20);
+            bench_report(&r, &base, NULL);
+            cor_thread_pool_destroy(pool);
+            cor_io_context_destroy(io);
+        }
+    }
     if (bench_enabled("hop.manual_pool_manual")) {
         cor_thread_pool *pool = make_pool(1);
-        static struct hop_ctx same, away;
-        cor_manual_create(&same.home);
-        away.home = same.home;
-        same.away = COR_EXECUTOR_NULL;
-        away.away = cor_thread_pool_executor(pool);
+        cor_manual *m;
+        cor_manual_create(&m);
+        struct hop_ctx same = {cor_manual_executor(m), drive_manual, m, COR_EXECUTOR_NULL};
+        struct hop_ctx away = {cor_manual_executor(m), drive_manual, m,
+                               cor_thread_pool_executor(pool)};
         bench_result base = bench_measure("baseline.child_await", hop_round_trips, &same, n);
         bench_report(&base, NULL, NULL);
-        bench_result r = bench_measure("hop.manual_pool_manual", hop_round_trips, &away, nt / 4);
+        bench_result r = bench_measure("hop.manual_pool_manual", hop_round_trips, &away, nt / 20);
         bench_report(&r, &base, NULL);
         cor_thread_pool_destroy(pool);
-        cor_manual_destroy(same.home);
+        cor_manual_destroy(m);
     }
     return 0;
 }

@@ -466,10 +466,9 @@ COR_DEFINE_STATIC(at_home, (struct env_check * e), { self->e = e; })
     COR_RETURN(self->ok);
 }
 
-Test(strand, nested_hops_home_pool_strand_and_back_keep_executor_identity)
+/* Runs at_home on home (driven by drive on this thread) with a strand over a 3-worker pool. */
+static void nested_hops_from(cor_executor home, long (*drive)(void *), void *home_obj)
 {
-    cor_manual *home;
-    cr_assert_eq(cor_manual_create(&home), 0);
     cor_thread_pool *pool;
     cr_assert_eq(cor_thread_pool_create(&pool, 3), 0);
     cor_strand s;
@@ -477,23 +476,113 @@ Test(strand, nested_hops_home_pool_strand_and_back_keep_executor_identity)
     struct env_check e = {.pool = pool,
                           .s = &s,
                           .home_thread = pthread_self(),
-                          .home = cor_manual_executor(home),
+                          .home = home,
                           .pool_ex = cor_thread_pool_executor(pool),
                           .strand_ex = cor_strand_executor(&s)};
     struct outcome oc = {0};
     cor_launch_options o = {.on_result = rec_result, .on_error = rec_error, .user = &oc};
     cr_assert_eq(COR_RUN_ASYNC(e.home, &o, at_home(&e)), 0);
-    cr_assert_gt(cor_manual_run(home), 1);
+    cr_assert_gt(drive(home_obj), 1);
     cr_assert_eq(oc.errors, 0);
     cr_assert_eq(oc.results, 1);
     cr_assert_eq(oc.result, 1, "every step ran on the executor and thread it belongs to");
-    cr_assert_eq(cor_manual_outstanding(home), 0);
     /* The drainer that resumed the last parent may still be finishing on a
      * worker: the strand is idle for certain once the pool is joined. */
     cr_assert_eq(cor_thread_pool_join(pool), 0);
     cr_assert_eq(cor_strand_destroy(&s), 0);
     cr_assert_eq(cor_thread_pool_destroy(pool), 0);
+}
+
+static long drive_manual(void *m)
+{
+    return cor_manual_run(m);
+}
+
+Test(strand, nested_hops_home_pool_strand_and_back_keep_executor_identity)
+{
+    cor_manual *home;
+    cr_assert_eq(cor_manual_create(&home), 0);
+    nested_hops_from(cor_manual_executor(home), drive_manual, home);
+    cr_assert_eq(cor_manual_outstanding(home), 0);
     cor_manual_destroy(home);
+}
+
+/* ---- io_context: as the home of a hop chain, and as a strand's inner executor ---- */
+
+static cor_io_context *make_io_or_skip(void)
+{
+    cor_io_context *io;
+    int rc = cor_io_context_create(&io, NULL);
+    if (rc)
+        cr_skip_test("no io_context on this kernel: %s", cor_strerror(rc));
+    return io;
+}
+
+static long drive_io(void *io)
+{
+    return cor_io_context_run(io);
+}
+
+Test(strand, nested_hops_io_context_pool_strand_and_back_keep_executor_identity)
+{
+    cor_io_context *io = make_io_or_skip();
+    nested_hops_from(cor_io_context_executor(io), drive_io, io);
+    cor_io_context_destroy(io);
+}
+
+struct io_incrementer {
+    COR_PROMISE(int);
+    struct shared *sh;
+    cor_io_context *io;
+    int i, n, r;
+};
+COR_DEFINE_STATIC(io_incrementer, (struct shared * sh, cor_io_context *io, int n),
+                  {
+                      self->sh = sh;
+                      self->io = io;
+                      self->n = n;
+                  })
+{
+    COR_BEGIN(self);
+    for (self->i = 0; self->i < self->n; self->i++) {
+        if (self->sh->in_strand)
+            self->sh->overlaps++;
+        self->sh->in_strand = 1;
+        if (!cor_strand_running_in_this_thread(self->sh->strand) ||
+            cor_io_context_current() != self->io)
+            self->sh->outside++;
+        self->sh->counter++;
+        self->sh->in_strand = 0;
+        /* Through the kernel and back through the strand, then to the back of its queue. */
+        if (self->i % 2)
+            COR_AWAIT(self->r, cor_nop());
+        else
+            COR_AWAIT(self->r, cor_yield());
+        if (self->r)
+            COR_RETURN(self->r);
+    }
+    COR_RETURN(0);
+}
+
+Test(strand, over_an_io_context)
+{
+    cor_io_context *io = make_io_or_skip();
+    cor_strand s;
+    cr_assert_eq(cor_strand_init(&s, cor_io_context_executor(io)), 0);
+    struct shared sh = {.strand = &s};
+    struct outcome oc = {0};
+    cor_launch_options o = {.on_result = rec_result, .on_error = rec_error, .user = &oc};
+    for (int i = 0; i < COUNTERS; i++)
+        cr_assert_eq(COR_RUN_ASYNC(cor_strand_executor(&s), &o, io_incrementer(&sh, io, 1000)), 0);
+    cr_assert_gt(cor_io_context_run(io), 1);
+    cr_assert_eq(oc.errors, 0);
+    cr_assert_eq(oc.results, COUNTERS);
+    cr_assert_eq(oc.result, 0);
+    cr_assert_eq(sh.counter, COUNTERS * 1000);
+    cr_assert_eq(sh.overlaps, 0);
+    cr_assert_eq(sh.outside, 0, "every resumption went through the strand on the io thread");
+    cr_assert_eq(cor_strand_destroy(&s), 0);
+    cor_io_context_destroy(io);
 }
 
 /* ---- teardown: destroying the inner executor destroys what the strand queued ---- */
