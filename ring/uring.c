@@ -404,8 +404,13 @@ static long uring_run(cor__backend *b, int64_t timeout_ns, long max)
             ts_from_ns(&ts, timeout_ns);
             tsp = &ts;
         }
-        struct io_uring_cqe *cqe;
-        rc = io_uring_submit_and_wait_timeout(r, &cqe, 1, tsp, NULL);
+        if (tsp) {
+            struct io_uring_cqe *cqe;
+            rc = io_uring_submit_and_wait_timeout(r, &cqe, 1, tsp, NULL);
+        } else {
+            /* One io_uring_enter: submit and wait for a completion. */
+            rc = io_uring_submit_and_wait(r, 1);
+        }
     } else if (needs_enter(b)) {
         rc = io_uring_submit_and_get_events(r);
     }

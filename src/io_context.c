@@ -373,7 +373,8 @@ static cor_handle op_start(cor_frame *f, cor_io_op *op)
     op->io = io;
     if ((op->flags & OPF_EINVAL) || op->deadline < 0)
         return op_now(op, -EINVAL);
-    if (cor_stop_requested(f->env.stop))
+    cor_stop_source *src = f->env.stop.src;
+    if (src && __atomic_load_n(&src->stopped, __ATOMIC_ACQUIRE))
         return op_now(op, -ECANCELED);
     cor_timer *t = NULL;
     if (op->opcode == COR__IO_TIMEOUT && (t = op->u.tmo.timer)) {
@@ -390,7 +391,7 @@ static cor_handle op_start(cor_frame *f, cor_io_op *op)
     }
     op->state = OP_IN_FLIGHT;
     io->inflight++;
-    if (f->env.stop.src) {
+    if (src) {
         op->flags |= OPF_STOP_CB;
         /* If stop was requested meanwhile, op_stop_fn runs here, inline. */
         cor_stop_callback_register(&op->stop_cb, f->env.stop, op_stop_fn);
