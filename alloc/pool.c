@@ -255,7 +255,6 @@ void *cor__pool_alloc(size_t size, size_t align)
         unsigned c = cor__pool_class(size);
         void *blk = p->bins[c].head;
         if (blk) {
-            COR__UNPOISON(blk, sizeof(void *));
             p->bins[c].head = *(void **)blk;
             p->bins[c].count--;
             COR__UNPOISON(blk, cor__pool_class_size(c));
@@ -283,7 +282,7 @@ void cor__pool_free(void *blk, size_t size, size_t align)
             *(void **)blk = b->head;
             b->head = blk;
             b->count++;
-            COR__POISON(blk, cor__pool_class_size(c));
+            COR__POISON_CACHED(blk, cor__pool_class_size(c));
             return;
         }
     }

@@ -184,6 +184,12 @@ void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
 #define COR__POISON(p, n) ((void)(p), (void)(n))
 #define COR__UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
+/*
+ * A cached block's first word (the stack link) stays unpoisoned: LeakSanitizer
+ * does not scan poisoned memory, and the blocks below the top of a class's
+ * stack are reachable only through those links.
+ */
+#define COR__POISON_CACHED(p, n) COR__POISON((char *)(p) + sizeof(void *), (n) - sizeof(void *))
 
 static inline void cor__count_allocation(size_t size)
 {
@@ -219,7 +225,6 @@ static inline void *cor_mr_allocate(cor_memory_resource *mr, size_t size, size_t
         unsigned c = cor__pool_class(size);
         void *blk = p->bins[c].head;
         if (__builtin_expect(blk != NULL, 1)) {
-            COR__UNPOISON(blk, sizeof(void *));
             p->bins[c].head = *(void **)blk;
             p->bins[c].count--;
             COR__UNPOISON(blk, cor__pool_class_size(c));
@@ -248,7 +253,7 @@ static inline void cor_mr_deallocate(cor_memory_resource *mr, void *p, size_t si
             *(void **)p = b->head;
             b->head = p;
             b->count++;
-            COR__POISON(p, cor__pool_class_size(c));
+            COR__POISON_CACHED(p, cor__pool_class_size(c));
             return;
         }
     }
