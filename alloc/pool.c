@@ -114,7 +114,7 @@ static void heap_free(struct pool_state *p, void *blk, size_t size, size_t align
 }
 
 #if COR_ALLOC_JEMALLOC
-/* Gives the thread an arena (a recycled one if any) and a tcache. Returns false if jemalloc refused. */
+/* Gives the thread an arena (a recycled one if any) and a tcache; false if jemalloc refused. */
 static bool arena_acquire(struct pool_state *p)
 {
     unsigned arena = 0;

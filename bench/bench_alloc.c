@@ -118,8 +118,8 @@ static void report_pool_counters(const char *name, bench_fn fn, void *arg, long 
     snprintf(n, sizeof n, "%s.pool_hits_per_op", name);
     bench_report_value(n, "hits/op", (double)(b.pool_hits - a.pool_hits) / (double)iters, NULL, 0);
     snprintf(n, sizeof n, "%s.arena_calls_per_op", name);
-    bench_report_value(n, "calls/op", (double)(b.arena_calls - a.arena_calls) / (double)iters,
-                       NULL, 0);
+    bench_report_value(n, "calls/op", (double)(b.arena_calls - a.arena_calls) / (double)iters, NULL,
+                       0);
 }
 
 int main(int argc, char **argv)

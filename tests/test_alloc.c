@@ -248,10 +248,8 @@ Test(alloc, options_out_of_range_are_rejected)
 {
     cr_assert_eq(cor_alloc_configure(NULL), -EINVAL);
     cor_alloc_options bad[] = {
-        {.max_pooled = 63},
-        {.max_pooled = COR__POOL_ABS_MAX + 1},
-        {.cache_depth = 4097},
-        {.arena = 3},
+        {.max_pooled = 63},    {.max_pooled = COR__POOL_ABS_MAX + 1},
+        {.cache_depth = 4097}, {.arena = 3},
         {.arena = -1},
     };
     /* Fill the cache so a rejected call can be seen to change nothing. */
@@ -401,8 +399,8 @@ Test(alloc, budget_resource_fails_mid_chain_through_the_error_channel)
                          sizeof(struct await_loop) - 1);
     cor_alloc_stats a = stats();
     struct outcome oc = {0};
-    cor_launch_options o = {.alloc = &br.base, .on_result = rec_result, .on_error = rec_error,
-                            .user = &oc};
+    cor_launch_options o = {
+        .alloc = &br.base, .on_result = rec_result, .on_error = rec_error, .user = &oc};
     cr_assert_eq(COR_RUN_ASYNC(cor_inline_executor(), &o, top(5)), 0);
     cr_assert_eq(oc.errors, 1);
     cr_assert_eq(oc.err, -ENOMEM);
@@ -440,8 +438,8 @@ Test(alloc, budget_exhaustion_can_be_caught)
     budget_init(&br, sizeof(struct catcher) + ROOT_SIZE + sizeof(struct mid) +
                          sizeof(struct await_loop) - 1);
     struct outcome oc = {0};
-    cor_launch_options o = {.alloc = &br.base, .on_result = rec_result, .on_error = rec_error,
-                            .user = &oc};
+    cor_launch_options o = {
+        .alloc = &br.base, .on_result = rec_result, .on_error = rec_error, .user = &oc};
     cr_assert_eq(COR_RUN_ASYNC(cor_inline_executor(), &o, catcher()), 0);
     cr_assert_eq(oc.errors, 0);
     cr_assert_eq(oc.result, -1, "the caller saw -ENOMEM and went on");
@@ -591,8 +589,8 @@ Test(alloc, thread_exit_returns_cached_blocks)
     cor_alloc_stats r0;
     cr_assert_eq(cor_alloc_stats_retired(&r0), 0);
     /* This thread's own pool (and arena) exists before counting arenas. */
-    cor_mr_deallocate(cor_default_resource(), cor_mr_allocate(cor_default_resource(), 64, 16),
-                      64, 16);
+    cor_mr_deallocate(cor_default_resource(), cor_mr_allocate(cor_default_resource(), 64, 16), 64,
+                      16);
 #if COR_ALLOC_JEMALLOC
     unsigned arenas_before = narenas();
 #endif

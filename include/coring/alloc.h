@@ -175,7 +175,7 @@ COR_API void *cor__mr_allocate(cor_memory_resource *mr, size_t size, size_t alig
 COR_API void cor__mr_deallocate(cor_memory_resource *mr, void *p, size_t size, size_t align);
 
 #if COR_ALLOC_POISON
-/* An AddressSanitizer build poisons cached blocks, so a use after free of a pooled frame is reported. */
+/* An AddressSanitizer build poisons cached blocks: a use after free of a frame is reported. */
 void __asan_poison_memory_region(void const volatile *addr, size_t size);
 void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
 #define COR__POISON(p, n) __asan_poison_memory_region((p), (n))
