@@ -115,10 +115,10 @@ int main(int argc, char **argv)
         loadgen_print_json(stdout, name, engine, &c, &r);
         printf("\n");
     } else {
-        printf("%s: %d conns x %zu B, depth %d: %.0f msgs/s over %.2f s (%ld round trips)\n",
-               name, c.conns, c.msg_size, c.depth, r.msgs_per_s, r.elapsed_s, r.messages);
-        printf("  latency us: p50 %.1f  p90 %.1f  p99 %.1f  p999 %.1f  max %.1f\n",
-               r.p50_ns / 1e3, r.p90_ns / 1e3, r.p99_ns / 1e3, r.p999_ns / 1e3, r.max_ns / 1e3);
+        printf("%s: %d conns x %zu B, depth %d: %.0f msgs/s over %.2f s (%ld round trips)\n", name,
+               c.conns, c.msg_size, c.depth, r.msgs_per_s, r.elapsed_s, r.messages);
+        printf("  latency us: p50 %.1f  p90 %.1f  p99 %.1f  p999 %.1f  max %.1f\n", r.p50_ns / 1e3,
+               r.p90_ns / 1e3, r.p99_ns / 1e3, r.p999_ns / 1e3, r.max_ns / 1e3);
         if (r.server_cpu_s >= 0)
             printf("  server CPU: %.0f ns/msg, %.0f%% of one core\n", r.server_cpu_ns_per_msg,
                    r.server_cpu_util * 100);

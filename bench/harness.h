@@ -41,7 +41,8 @@ bench_result bench_measure(const char *name, bench_fn fn, void *arg, long iters)
  */
 void bench_report(const bench_result *r, const bench_result *baseline, const char *extra_json);
 
-/* Prints a figure that is not a time per op (throughput, latency percentile), with an optional baseline. */
+/* Prints a figure that is not a time per op (a throughput, a percentile), with an optional
+ * baseline. */
 void bench_report_value(const char *name, const char *unit, double value, const char *baseline_name,
                         double baseline_value);
 

@@ -108,13 +108,13 @@ static double hist_quantile(const hist *h, double p)
 
 typedef struct conn {
     int fd;
-    bool want_out;     /* EPOLLOUT armed                              */
-    uint64_t queued;   /* stream bytes issued (whole messages)        */
-    uint64_t sent;     /* stream bytes written                        */
-    uint64_t received; /* stream bytes read back                      */
-    uint64_t done;     /* messages whose echo fully arrived           */
+    bool want_out;     /* EPOLLOUT armed */
+    uint64_t queued;   /* stream bytes issued (whole messages) */
+    uint64_t sent;     /* stream bytes written */
+    uint64_t received; /* stream bytes read back */
+    uint64_t done;     /* messages whose echo fully arrived */
     unsigned head, inflight;
-    uint64_t *ts;      /* issue time of each in-flight message (ring) */
+    uint64_t *ts; /* issue time of each in-flight message (ring) */
 } conn;
 
 typedef struct worker {
@@ -126,7 +126,7 @@ typedef struct worker {
     int epfd;
     int error;
     _Atomic long measured; /* round trips completed while measuring */
-    _Atomic int ready;     /* connections with a round trip done   */
+    _Atomic int ready;     /* connections with a round trip done */
     hist h;
 } worker;
 
@@ -287,7 +287,8 @@ void loadgen_config_default(loadgen_config *c)
     c->connect_timeout_ms = 5000;
 }
 
-/* Connects one socket, retrying a refused connect until the deadline (the server may be starting). */
+/* Connects one socket, retrying a refused connect until the deadline; the server may be starting.
+ */
 static int connect_one(const loadgen_config *c, const struct sockaddr_storage *sa, socklen_t len,
                        uint64_t deadline)
 {
@@ -342,17 +343,18 @@ static double process_cpu_s(pid_t pid)
     line[n] = 0;
     char *p = strrchr(line, ')'); /* the command name may contain spaces */
     unsigned long utime, stime;
-    /* After ")": state, ppid, pgrp, session, tty, tpgid, flags, minflt, cminflt, majflt, cmajflt, utime, stime. */
-    if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
-                     &stime) != 2)
+    /* After ")": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+     */
+    if (!p ||
+        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
         return -1;
     return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
 static const double cdf_quantiles[] = {
-    0.0,  0.02, 0.04, 0.06, 0.08, 0.10, 0.15, 0.20,  0.25,   0.30,   0.35,  0.40,  0.45, 0.50,
-    0.55, 0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.875, 0.90,   0.925,  0.95,  0.96,  0.97, 0.98,
-    0.99, 0.993, 0.995, 0.997, 0.998, 0.999, 0.9995, 0.9999, 1.0,
+    0.0,  0.02, 0.04, 0.06,  0.08,  0.10,  0.15,  0.20,  0.25,   0.30,   0.35,  0.40, 0.45,
+    0.50, 0.55, 0.60, 0.65,  0.70,  0.75,  0.80,  0.85,  0.875,  0.90,   0.925, 0.95, 0.96,
+    0.97, 0.98, 0.99, 0.993, 0.995, 0.997, 0.998, 0.999, 0.9995, 0.9999, 1.0,
 };
 
 int loadgen_run(const loadgen_config *c, loadgen_result *r)
@@ -405,7 +407,8 @@ int loadgen_run(const loadgen_config *c, loadgen_result *r)
     /* Connections are dealt out in contiguous runs, one run per thread. */
     for (int i = 0; i < nthreads && !err; i++) {
         worker *w = &ws[i];
-        int lo = (int)((long)c->conns * i / nthreads), hi = (int)((long)c->conns * (i + 1) / nthreads);
+        int lo = (int)((long)c->conns * i / nthreads),
+            hi = (int)((long)c->conns * (i + 1) / nthreads);
         w->conns = cs + lo;
         w->nconns = hi - lo;
         w->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -500,9 +503,8 @@ int loadgen_run(const loadgen_config *c, loadgen_result *r)
             }
             r->server_cpu_ns_per_msg =
                 r->server_cpu_s >= 0 && all->n ? r->server_cpu_s * 1e9 / (double)all->n : -1;
-            r->server_cpu_util = r->server_cpu_s >= 0 && r->elapsed_s > 0
-                                     ? r->server_cpu_s / r->elapsed_s
-                                     : -1;
+            r->server_cpu_util =
+                r->server_cpu_s >= 0 && r->elapsed_s > 0 ? r->server_cpu_s / r->elapsed_s : -1;
             free(all);
         }
     }
@@ -527,9 +529,9 @@ void loadgen_print_json(FILE *out, const char *name, const char *engine, const l
             "\"msgs_per_s\": %.1f, \"messages\": %ld, \"elapsed_s\": %.3f, \"min_ns\": %.0f, "
             "\"mean_ns\": %.0f, \"p50_ns\": %.0f, \"p90_ns\": %.0f, \"p99_ns\": %.0f, "
             "\"p999_ns\": %.0f, \"max_ns\": %.0f",
-            name, engine, c->conns, c->msg_size, c->depth, c->threads, r->msgs_per_s,
-            r->msgs_per_s, r->messages, r->elapsed_s, r->min_ns, r->mean_ns, r->p50_ns, r->p90_ns,
-            r->p99_ns, r->p999_ns, r->max_ns);
+            name, engine, c->conns, c->msg_size, c->depth, c->threads, r->msgs_per_s, r->msgs_per_s,
+            r->messages, r->elapsed_s, r->min_ns, r->mean_ns, r->p50_ns, r->p90_ns, r->p99_ns,
+            r->p999_ns, r->max_ns);
     if (r->server_cpu_s >= 0)
         fprintf(out, ", \"server_cpu_ns_per_msg\": %.1f, \"server_cpu_util\": %.3f",
                 r->server_cpu_ns_per_msg, r->server_cpu_util);

@@ -23,31 +23,31 @@
 #define LOADGEN_CDF_POINTS 64
 
 typedef struct loadgen_config {
-    const char *host;   /* numeric IPv4 or IPv6 address; default 127.0.0.1  */
-    int port;           /* required                                          */
-    int conns;          /* connections; default 1                            */
-    size_t msg_size;    /* bytes per message; default 64                     */
-    int depth;          /* messages in flight per connection; default 1      */
-    int threads;        /* client threads; default 1, at most conns          */
-    double duration_s;  /* measured time; default 2 (ignored if messages > 0) */
-    double warmup_s;    /* unmeasured time before it; default 0.3            */
-    long messages;      /* if > 0: stop after this many measured messages    */
-    int cpus[LOADGEN_MAX_THREADS]; /* thread i pins to cpus[i % ncpus]       */
-    int ncpus;          /* 0: no pinning                                     */
-    pid_t server_pid;   /* if > 0: measure its CPU time (/proc/pid/stat)     */
-    int stall_ms;       /* no byte received for this long: fail; default 5000 */
-    int connect_timeout_ms; /* waiting for the server to listen; default 5000 */
+    const char *host;              /* numeric IPv4 or IPv6 address; default 127.0.0.1 */
+    int port;                      /* required */
+    int conns;                     /* connections; default 1 */
+    size_t msg_size;               /* bytes per message; default 64 */
+    int depth;                     /* messages in flight per connection; default 1 */
+    int threads;                   /* client threads; default 1, at most conns */
+    double duration_s;             /* measured time; default 2 (ignored if messages > 0) */
+    double warmup_s;               /* unmeasured time before it; default 0.3 */
+    long messages;                 /* if > 0: stop after this many measured messages */
+    int cpus[LOADGEN_MAX_THREADS]; /* thread i pins to cpus[i % ncpus] */
+    int ncpus;                     /* 0: no pinning */
+    pid_t server_pid;              /* if > 0: measure its CPU time (/proc/pid/stat) */
+    int stall_ms;                  /* no byte received for this long: fail; default 5000 */
+    int connect_timeout_ms;        /* waiting for the server to listen; default 5000 */
 } loadgen_config;
 
 typedef struct loadgen_result {
-    long messages;        /* round trips completed in the measured window  */
-    double elapsed_s;     /* length of the measured window                 */
+    long messages;    /* round trips completed in the measured window */
+    double elapsed_s; /* length of the measured window */
     double msgs_per_s;
     double min_ns, mean_ns, p50_ns, p90_ns, p99_ns, p999_ns, max_ns;
-    double server_cpu_s;  /* server user+system time in the window, or -1  */
-    double server_cpu_ns_per_msg; /* or -1                                  */
-    double server_cpu_util;       /* server CPU time / window, or -1       */
-    /* The latency distribution: cdf_ns[i] is the cdf_p[i] quantile.        */
+    double server_cpu_s;          /* server user+system time in the window, or -1 */
+    double server_cpu_ns_per_msg; /* or -1 */
+    double server_cpu_util;       /* server CPU time / window, or -1 */
+    /* The latency distribution: cdf_ns[i] is the cdf_p[i] quantile. */
     double cdf_p[LOADGEN_CDF_POINTS], cdf_ns[LOADGEN_CDF_POINTS];
     int cdf_n;
 } loadgen_result;

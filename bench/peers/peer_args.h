@@ -54,8 +54,7 @@ static inline void peer_parse_args(int argc, char **argv, const char *prog, peer
         else
             peer_usage(prog);
     }
-    if (a->port <= 0 || a->port > 65535 || a->threads < 1 || a->threads > 256 ||
-        a->duration_s < 0)
+    if (a->port <= 0 || a->port > 65535 || a->threads < 1 || a->threads > 256 || a->duration_s < 0)
         peer_usage(prog);
     /* A thousand connections need more descriptors than the usual soft limit of 1024. */
     struct rlimit rl;
