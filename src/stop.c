@@ -10,21 +10,6 @@
 #include "coring/stop.h"
 #include "internal.h"
 
-static void spin_lock(uint32_t *l)
-{
-    for (;;) {
-        if (!__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE))
-            return;
-        while (__atomic_load_n(l, __ATOMIC_RELAXED))
-            sched_yield();
-    }
-}
-
-static void spin_unlock(uint32_t *l)
-{
-    __atomic_store_n(l, 0, __ATOMIC_RELEASE);
-}
-
 int cor_stop_source_init(cor_stop_source *s)
 {
     if (!s)
@@ -52,9 +37,9 @@ int cor_stop_source_request(cor_stop_source *s)
 {
     if (!s)
         return -EINVAL;
-    spin_lock(&s->lock);
+    cor__spin_lock(&s->lock);
     if (s->stopped) {
-        spin_unlock(&s->lock);
+        cor__spin_unlock(&s->lock);
         return 0;
     }
     __atomic_store_n(&s->stopped, 1, __ATOMIC_RELEASE);
@@ -68,7 +53,7 @@ int cor_stop_source_request(cor_stop_source *s)
         cb->destroyed = &destroyed;
         s->running = cb;
         s->running_thread = (unsigned long)pthread_self();
-        spin_unlock(&s->lock);
+        cor__spin_unlock(&s->lock);
 
         cb->fn(cb);
 
@@ -77,10 +62,10 @@ int cor_stop_source_request(cor_stop_source *s)
             cb->destroyed = NULL;
             __atomic_store_n(&cb->done, 1, __ATOMIC_RELEASE);
         }
-        spin_lock(&s->lock);
+        cor__spin_lock(&s->lock);
         s->running = NULL;
     }
-    spin_unlock(&s->lock);
+    cor__spin_unlock(&s->lock);
     return 1;
 }
 
@@ -93,9 +78,9 @@ int cor_stop_callback_register(cor_stop_callback *cb, cor_stop_token t, cor_stop
     cb->src = s;
     cb->destroyed = NULL;
     cb->prev = cb->next = NULL;
-    spin_lock(&s->lock);
+    cor__spin_lock(&s->lock);
     if (s->stopped) {
-        spin_unlock(&s->lock);
+        cor__spin_unlock(&s->lock);
         cb->linked = 0;
         fn(cb);
         __atomic_store_n(&cb->done, 1, __ATOMIC_RELEASE);
@@ -114,7 +99,7 @@ int cor_stop_callback_register(cor_stop_callback *cb, cor_stop_token t, cor_stop
         tail->next = cb;
         cb->prev = tail;
     }
-    spin_unlock(&s->lock);
+    cor__spin_unlock(&s->lock);
     return 0;
 }
 
@@ -125,7 +110,7 @@ int cor_stop_callback_deregister(cor_stop_callback *cb)
     cor_stop_source *s = cb->src;
     if (!s)
         return 0;
-    spin_lock(&s->lock);
+    cor__spin_lock(&s->lock);
     if (cb->linked) {
         if (cb->prev)
             cb->prev->next = cb->next;
@@ -135,7 +120,7 @@ int cor_stop_callback_deregister(cor_stop_callback *cb)
             cb->next->prev = cb->prev;
         cb->linked = 0;
         cb->src = NULL;
-        spin_unlock(&s->lock);
+        cor__spin_unlock(&s->lock);
         return 0;
     }
     if (s->running == cb) {
@@ -143,16 +128,16 @@ int cor_stop_callback_deregister(cor_stop_callback *cb)
             /* fn is deregistering its own callback: do not wait for ourselves. */
             *cb->destroyed = true;
             cb->src = NULL;
-            spin_unlock(&s->lock);
+            cor__spin_unlock(&s->lock);
             return 0;
         }
-        spin_unlock(&s->lock);
+        cor__spin_unlock(&s->lock);
         while (!__atomic_load_n(&cb->done, __ATOMIC_ACQUIRE))
             sched_yield();
         cb->src = NULL;
         return 0;
     }
-    spin_unlock(&s->lock);
+    cor__spin_unlock(&s->lock);
     cb->src = NULL;
     return 0;
 }

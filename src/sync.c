@@ -12,25 +12,9 @@
  * executor. The `waiting` flag, read and cleared under the lock, makes the
  * removal happen exactly once whichever waker comes first.
  */
-#include <sched.h>
 
 #include "coring/sync.h"
 #include "internal.h"
-
-static void spin_lock(uint32_t *l)
-{
-    for (;;) {
-        if (!__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE))
-            return;
-        while (__atomic_load_n(l, __ATOMIC_RELAXED))
-            sched_yield();
-    }
-}
-
-static void spin_unlock(uint32_t *l)
-{
-    __atomic_store_n(l, 0, __ATOMIC_RELEASE);
-}
 
 /* ---- the wait list, under its lock ---- */
 
@@ -104,13 +88,13 @@ static void wait_cancel(cor_stop_callback *cb)
 {
     cor_sync_wait *w = cor__container_of(cb, cor_sync_wait, stop_cb);
     cor__wait_list *l = w->list;
-    spin_lock(&l->lock);
+    cor__spin_lock(&l->lock);
     uint32_t mine = w->waiting;
     if (mine) {
         unlink_locked(l, w);
         w->result = -ECANCELED;
     }
-    spin_unlock(&l->lock);
+    cor__spin_unlock(&l->lock);
     if (mine)
         release(w);
 }
@@ -128,7 +112,7 @@ static cor_handle suspend_locked(cor_sync_wait *w, cor__wait_list *l)
     f->resume = wait_finish;
     f->on_destroy = wait_destroyed;
     append_locked(l, w);
-    spin_unlock(&l->lock);
+    cor__spin_unlock(&l->lock);
     if (cor_stop_possible(f->env.stop)) {
         w->has_cb = 1;
         /* Stop already requested: wait_cancel has run here and dropped its reference. */
@@ -167,9 +151,9 @@ int cor_async_mutex_destroy(cor_async_mutex *m)
 {
     if (!m)
         return -EINVAL;
-    spin_lock(&m->waiters.lock);
+    cor__spin_lock(&m->waiters.lock);
     int rc = m->locked || m->waiters.head ? -EBUSY : 0;
-    spin_unlock(&m->waiters.lock);
+    cor__spin_unlock(&m->waiters.lock);
     return rc;
 }
 
@@ -179,10 +163,10 @@ static cor_handle mutex_lock_start(cor_frame *f)
     cor_async_mutex *m = w->obj;
     if (!m)
         return complete_with(w, -EINVAL);
-    spin_lock(&m->waiters.lock);
+    cor__spin_lock(&m->waiters.lock);
     if (!m->locked) {
         m->locked = 1;
-        spin_unlock(&m->waiters.lock);
+        cor__spin_unlock(&m->waiters.lock);
         return complete_with(w, 0);
     }
     return suspend_locked(w, &m->waiters);
@@ -197,10 +181,10 @@ int cor_async_mutex_try_lock(cor_async_mutex *m)
 {
     if (!m)
         return -EINVAL;
-    spin_lock(&m->waiters.lock);
+    cor__spin_lock(&m->waiters.lock);
     int rc = m->locked ? -EBUSY : 0;
     m->locked = 1;
-    spin_unlock(&m->waiters.lock);
+    cor__spin_unlock(&m->waiters.lock);
     return rc;
 }
 
@@ -208,16 +192,16 @@ int cor_async_mutex_unlock(cor_async_mutex *m)
 {
     if (!m)
         return -EINVAL;
-    spin_lock(&m->waiters.lock);
+    cor__spin_lock(&m->waiters.lock);
     if (!m->locked) {
-        spin_unlock(&m->waiters.lock);
+        cor__spin_unlock(&m->waiters.lock);
         return -EPERM;
     }
     /* Hand-off: with a waiter, m stays locked and the waiter owns it. */
     cor_sync_wait *w = pop_locked(&m->waiters);
     if (!w)
         m->locked = 0;
-    spin_unlock(&m->waiters.lock);
+    cor__spin_unlock(&m->waiters.lock);
     if (w)
         release(w);
     return 0;
@@ -237,9 +221,9 @@ int cor_async_event_destroy(cor_async_event *e)
 {
     if (!e)
         return -EINVAL;
-    spin_lock(&e->waiters.lock);
+    cor__spin_lock(&e->waiters.lock);
     int rc = e->waiters.head ? -EBUSY : 0;
-    spin_unlock(&e->waiters.lock);
+    cor__spin_unlock(&e->waiters.lock);
     return rc;
 }
 
@@ -249,9 +233,9 @@ static cor_handle event_wait_start(cor_frame *f)
     cor_async_event *e = w->obj;
     if (!e)
         return complete_with(w, -EINVAL);
-    spin_lock(&e->waiters.lock);
+    cor__spin_lock(&e->waiters.lock);
     if (e->set) {
-        spin_unlock(&e->waiters.lock);
+        cor__spin_unlock(&e->waiters.lock);
         return complete_with(w, 0);
     }
     return suspend_locked(w, &e->waiters);
@@ -266,7 +250,7 @@ int cor_async_event_set(cor_async_event *e)
 {
     if (!e)
         return -EINVAL;
-    spin_lock(&e->waiters.lock);
+    cor__spin_lock(&e->waiters.lock);
     __atomic_store_n(&e->set, 1, __ATOMIC_RELEASE);
     /* Take every waiter off the list under the lock; wake them outside it. */
     cor_sync_wait *first = NULL, *last = NULL, *w;
@@ -278,7 +262,7 @@ int cor_async_event_set(cor_async_event *e)
             first = w;
         last = w;
     }
-    spin_unlock(&e->waiters.lock);
+    cor__spin_unlock(&e->waiters.lock);
     int n = 0;
     for (w = first; w; n++) {
         /* Once released, w may resume and vanish: read the link first. */
@@ -293,9 +277,9 @@ int cor_async_event_reset(cor_async_event *e)
 {
     if (!e)
         return -EINVAL;
-    spin_lock(&e->waiters.lock);
+    cor__spin_lock(&e->waiters.lock);
     __atomic_store_n(&e->set, 0, __ATOMIC_RELEASE);
-    spin_unlock(&e->waiters.lock);
+    cor__spin_unlock(&e->waiters.lock);
     return 0;
 }
 
@@ -303,9 +287,9 @@ int cor_async_event_notify_one(cor_async_event *e)
 {
     if (!e)
         return -EINVAL;
-    spin_lock(&e->waiters.lock);
+    cor__spin_lock(&e->waiters.lock);
     cor_sync_wait *w = pop_locked(&e->waiters);
-    spin_unlock(&e->waiters.lock);
+    cor__spin_unlock(&e->waiters.lock);
     if (!w)
         return 0;
     release(w);
