@@ -418,3 +418,52 @@ Test(task, destroying_a_suspended_chain_frees_it)
     cr_assert_eq(oc.results + oc.errors, 0, "no handler runs for a destroyed launch");
     cr_assert_eq(ce.started, ce.finished, "the launch's work must be finished");
 }
+
+/* ---- over-aligned frames are freed with the alignment they were allocated with ---- */
+
+struct aligned_task {
+    COR_PROMISE(int);
+    _Alignas(128) char line[128];
+};
+COR_DEFINE_STATIC(aligned_task, (void), {})
+{
+    COR_BEGIN(self);
+    COR_RETURN(((uintptr_t)self->line % 128) == 0 ? 1 : 0);
+}
+
+struct awaits_aligned {
+    COR_PROMISE(int);
+    int r;
+};
+COR_DEFINE_STATIC(awaits_aligned, (void), {})
+{
+    COR_BEGIN(self);
+    COR_AWAIT(self->r, aligned_task());
+    COR_RETURN(self->r);
+}
+
+Test(task, over_aligned_frames_round_trip_their_alignment)
+{
+    counting_resource cr;
+    counting_resource_init(&cr, -1);
+    struct outcome oc = {0};
+    cor_launch_options o = {.alloc = &cr.base, .on_result = rec_result, .user = &oc};
+    cr_assert_eq(COR_RUN_ASYNC(cor_inline_executor(), &o, awaits_aligned()), 0);
+    cr_assert_eq(oc.result, 1, "the over-aligned field is aligned");
+    cr_assert_eq(cr.allocs, 3);
+    cr_assert_eq(cr.frees, 3);
+    /* The launch record is freed last, so check the child's own calls directly. */
+    counting_resource_init(&cr, -1);
+    struct aligned_task *t;
+    {
+        cor__window w = cor__window_enter(&cr.base, NULL);
+        t = aligned_task();
+        cor__window_leave(w);
+    }
+    cr_assert_not_null(t);
+    cr_assert_eq(cr.last_alloc_align, 128);
+    cr_assert_eq(((uintptr_t)t % 128), 0);
+    cor__frame_free(&t->cor_hdr);
+    cr_assert_eq(cr.last_free_align, 128);
+    cr_assert_eq(cr.live_bytes, 0);
+}

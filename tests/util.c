@@ -10,6 +10,7 @@ static void *cr_allocate(cor_memory_resource *mr, size_t size, size_t align)
         return NULL;
     __atomic_fetch_add(&r->allocs, 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(&r->live_bytes, (long)size, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->last_alloc_align, align, __ATOMIC_RELAXED);
     return aligned_alloc(align, (size + align - 1) & ~(align - 1));
 }
 
@@ -18,6 +19,7 @@ static void cr_deallocate(cor_memory_resource *mr, void *p, size_t size, size_t 
     counting_resource *r = (counting_resource *)mr;
     __atomic_fetch_add(&r->frees, 1, __ATOMIC_RELAXED);
     __atomic_fetch_sub(&r->live_bytes, (long)size, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->last_free_align, align, __ATOMIC_RELAXED);
     free(p);
 }
 
@@ -27,6 +29,7 @@ void counting_resource_init(counting_resource *r, long budget)
 {
     r->base.ops = &cr_ops;
     r->allocs = r->frees = r->live_bytes = 0;
+    r->last_alloc_align = r->last_free_align = 0;
     r->budget = budget;
 }
 

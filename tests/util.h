@@ -11,6 +11,7 @@ typedef struct counting_resource {
     long allocs, frees;
     long budget; /* allocations allowed; < 0: unlimited */
     long live_bytes;
+    size_t last_alloc_align, last_free_align; /* alignment of the latest calls */
 } counting_resource;
 
 void counting_resource_init(counting_resource *r, long budget);

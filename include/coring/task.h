@@ -73,7 +73,8 @@ enum {
     COR_FRAME_IN_SLOT = 1u << 2,  /* lives in its parent's await slot          */
     COR_FRAME_SET_EX = 1u << 3,   /* run() chose its executor                  */
     COR_FRAME_SET_STOP = 1u << 4, /* run() chose its stop token                */
-    COR_FRAME_SET_ALLOC = 1u << 5 /* run() chose its frame allocator           */
+    COR_FRAME_SET_ALLOC = 1u << 5, /* run() chose its frame allocator          */
+    COR_FRAME_OVERALIGNED = 1u << 6 /* allocated with more than max_align_t     */
 };
 
 /*
@@ -157,16 +158,24 @@ static inline void cor__window_leave(cor__window prev)
     cor__tls.slot = prev.slot;
 }
 
+#define COR__UNLIKELY_FLAG(flags, bit) __builtin_expect(((flags) & (bit)) != 0, 0)
+
 static inline void cor__frame_init(cor_frame *f, cor_resume_fn resume, cor_memory_resource *mr,
                                    size_t size, size_t align, unsigned flags,
                                    size_t result_off, size_t result_size)
 {
-    memset(f, 0, sizeof *f);
+    /* Every field is read only after it is written, except these: `next` is
+     * set by whichever queue takes the frame and `env` when it starts. */
     f->resume = resume;
+    f->point = NULL;
+    f->continuation = NULL;
+    f->awaited = NULL;
     f->mr = mr;
+    f->on_destroy = NULL;
     f->size = (uint32_t)size;
+    f->error = 0;
+    f->flags = (uint16_t)(align > __alignof__(max_align_t) ? flags | COR_FRAME_OVERALIGNED : flags);
     f->align = (uint16_t)align;
-    f->flags = (uint16_t)flags;
     f->result_off = (uint16_t)result_off;
     f->result_size = (uint16_t)result_size;
 }
@@ -204,8 +213,13 @@ static inline cor_frame *cor__leaf_new(size_t size, size_t align, cor_resume_fn 
 
 static inline void cor__frame_free(cor_frame *f)
 {
+    /* The alignment is a constant unless the frame type is over-aligned, so
+     * the allocator's fast path folds its checks. */
     if (!(f->flags & COR_FRAME_IN_SLOT))
-        cor_mr_deallocate(f->mr, f, f->size, f->align);
+        cor_mr_deallocate(f->mr, f, f->size,
+                          COR__UNLIKELY_FLAG(f->flags, COR_FRAME_OVERALIGNED)
+                              ? f->align
+                              : __alignof__(max_align_t));
 }
 
 COR_API cor_handle cor__start_child(cor_frame *parent, cor_frame *child);
