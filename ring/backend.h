@@ -93,6 +93,7 @@ typedef struct cor__backend_ops {
 } cor__backend_ops;
 
 extern const cor__backend_ops cor__uring_backend;
+extern const cor__backend_ops cor__epoll_backend;
 
 /* Implemented by the front end: op has completed with res. Owner thread, inside run. */
 void cor__io_complete(cor_io_op *op, int res);

@@ -206,13 +206,16 @@ int cor_io_context_create(cor_io_context **out, const cor_io_context_options *o)
     if (!(d.flags & COR_IO_NO_DEFAULT_FLAGS))
         flags |= default_flags();
     const cor__backend_ops *be_ops;
-    switch (d.backend) {
-    case COR_IO_BACKEND_DEFAULT:
+    switch (d.backend == COR_IO_BACKEND_DEFAULT ? COR_IO_BACKEND_BUILD_DEFAULT : d.backend) {
     case COR_IO_BACKEND_URING:
         be_ops = &cor__uring_backend;
         break;
     case COR_IO_BACKEND_EPOLL:
-        return -EOPNOTSUPP;
+        /* Ring flags mean nothing to epoll; a deliberate SQPOLL is refused, not dropped. */
+        if (d.flags & COR_IO_SQPOLL)
+            return -EINVAL;
+        be_ops = &cor__epoll_backend;
+        break;
     default:
         return -EINVAL;
     }

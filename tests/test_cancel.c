@@ -1,7 +1,8 @@
 /*
- * The stop-token bridge to IORING_OP_ASYNC_CANCEL: pending timers and long
- * operations canceled from the same thread, another thread, before start,
- * and racing completion; teardown with operations in flight.
+ * The stop-token bridge to the backend's cancel (IORING_OP_ASYNC_CANCEL on
+ * io_uring): pending timers and long operations canceled from the same
+ * thread, another thread, before start, and racing completion; teardown
+ * with operations in flight. Every test runs on io_uring and epoll.
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -11,15 +12,14 @@
 #include <criterion/criterion.h>
 
 #include "ring/backend.h"
+#include "io_backends.h"
 #include "util.h"
 
 #define MS (1000LL * 1000)
 
-static cor_io_context *make(void)
+static cor_io_context *make(int backend)
 {
-    cor_io_context *io = NULL;
-    cr_assert_eq(cor_io_context_create(&io, NULL), 0);
-    return io;
+    return io_test_create(backend, NULL);
 }
 
 static void store_int(void *user, void *result)
@@ -80,9 +80,9 @@ COR_DEFINE_STATIC(requester, (cor_stop_source * src), { self->src = src; })
     COR_RETURN(cor_stop_source_request(self->src));
 }
 
-static void same_thread(int kind)
+static void same_thread(int backend, int kind)
 {
-    cor_io_context *io = make();
+    cor_io_context *io = make(backend);
     int p[2];
     cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
     cor_stop_source src = COR_STOP_SOURCE_INIT;
@@ -101,14 +101,14 @@ static void same_thread(int kind)
     cor_io_context_destroy(io);
 }
 
-Test(cancel, pending_timer_from_the_same_thread)
+IO_TEST(cancel, pending_timer_from_the_same_thread)
 {
-    same_thread(0);
+    same_thread(backend, 0);
 }
 
-Test(cancel, long_operation_from_the_same_thread)
+IO_TEST(cancel, long_operation_from_the_same_thread)
 {
-    same_thread(1);
+    same_thread(backend, 1);
 }
 
 struct delayed_stop {
@@ -126,9 +126,9 @@ static void *delayed_stop_main(void *arg)
     return NULL;
 }
 
-static void other_thread(int kind)
+static void other_thread(int backend, int kind)
 {
-    cor_io_context *io = make();
+    cor_io_context *io = make(backend);
     int p[2];
     cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
     cor_stop_source src = COR_STOP_SOURCE_INIT;
@@ -147,19 +147,19 @@ static void other_thread(int kind)
     cor_io_context_destroy(io);
 }
 
-Test(cancel, pending_timer_from_another_thread)
+IO_TEST(cancel, pending_timer_from_another_thread)
 {
-    other_thread(0);
+    other_thread(backend, 0);
 }
 
-Test(cancel, long_operation_from_another_thread)
+IO_TEST(cancel, long_operation_from_another_thread)
 {
-    other_thread(1);
+    other_thread(backend, 1);
 }
 
-Test(cancel, stop_before_start_never_enters_the_kernel)
+IO_TEST(cancel, stop_before_start_never_enters_the_kernel)
 {
-    cor_io_context *io = make();
+    cor_io_context *io = make(backend);
     cor_stop_source src = COR_STOP_SOURCE_INIT;
     cor_stop_source_request(&src);
     int r = 1;
@@ -212,9 +212,9 @@ static void *racer_main(void *arg)
     }
 }
 
-static void race(int kind, int iterations)
+static void race(int backend, int kind, int iterations)
 {
-    cor_io_context *io = make();
+    cor_io_context *io = make(backend);
     int p[2];
     cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
     struct racer x = {.go = 0};
@@ -262,23 +262,23 @@ static void race(int kind, int iterations)
     cor_io_context_destroy(io);
 }
 
-Test(cancel, timer_racing_a_cross_thread_stop, .timeout = 60)
+IO_TEST_OPTS(cancel, timer_racing_a_cross_thread_stop, .timeout = 60)
 {
-    race(0, 2000);
+    race(backend, 0, 2000);
 }
 
-Test(cancel, read_racing_a_cross_thread_stop, .timeout = 60)
+IO_TEST_OPTS(cancel, read_racing_a_cross_thread_stop, .timeout = 60)
 {
-    race(1, 2000);
+    race(backend, 1, 2000);
 }
 
 /* ---- teardown ---- */
 
-Test(cancel, destroy_with_operations_in_flight_frees_every_frame)
+IO_TEST(cancel, destroy_with_operations_in_flight_frees_every_frame)
 {
     counting_resource cr;
     counting_resource_init(&cr, -1);
-    cor_io_context *io = make();
+    cor_io_context *io = make(backend);
     int p[2];
     cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
     cor_stop_source src = COR_STOP_SOURCE_INIT;
@@ -304,11 +304,11 @@ Test(cancel, destroy_with_operations_in_flight_frees_every_frame)
     close(p[1]);
 }
 
-Test(cancel, destroy_with_a_queued_cross_thread_cancel_request)
+IO_TEST(cancel, destroy_with_a_queued_cross_thread_cancel_request)
 {
     counting_resource cr;
     counting_resource_init(&cr, -1);
-    cor_io_context *io = make();
+    cor_io_context *io = make(backend);
     cor_stop_source src = COR_STOP_SOURCE_INIT;
     cor_launch_options lo = {.alloc = &cr.base, .stop = cor_stop_source_token(&src)};
     COR_RUN_ASYNC(cor_io_context_executor(io), &lo, victim(0, -1, 10000 * MS));

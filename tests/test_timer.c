@@ -5,15 +5,14 @@
 #include <criterion/criterion.h>
 
 #include "ring/backend.h"
+#include "io_backends.h"
 #include "util.h"
 
 #define MS (1000LL * 1000)
 
-static cor_io_context *make(void)
+static cor_io_context *make(int backend)
 {
-    cor_io_context *io = NULL;
-    cr_assert_eq(cor_io_context_create(&io, NULL), 0);
-    return io;
+    return io_test_create(backend, NULL);
 }
 
 static void store_int(void *user, void *result)
@@ -49,9 +48,9 @@ COR_DEFINE_STATIC(sleeper, (int64_t ns, int id, struct order_log *log),
     COR_RETURN(self->r);
 }
 
-Test(timer, sleeps_complete_in_deadline_order)
+IO_TEST(timer, sleeps_complete_in_deadline_order)
 {
-    cor_io_context *io = make();
+    cor_io_context *io = make(backend);
     struct order_log log = {.n = 0};
     int r[3] = {-1, -1, -1};
     cor_launch_options lo[3];
@@ -82,9 +81,9 @@ COR_DEFINE_STATIC(until, (int64_t when), { self->when = when; })
     COR_RETURN(self->r);
 }
 
-Test(timer, bad_durations_and_past_deadlines)
+IO_TEST(timer, bad_durations_and_past_deadlines)
 {
-    cor_io_context *io = make();
+    cor_io_context *io = make(backend);
     int r = 1;
     cor_launch_options lo = {.on_result = store_int, .user = &r};
     COR_RUN_ASYNC(cor_io_context_executor(io), &lo, sleeper(-5, 0, NULL));
@@ -117,6 +116,7 @@ COR_DEFINE_STATIC(outside, (void), {})
     COR_RETURN(self->r);
 }
 
+/* No io_context at all: the same on every backend. */
 Test(timer, sleep_without_an_io_context_is_refused)
 {
     int r = 1;
@@ -125,9 +125,9 @@ Test(timer, sleep_without_an_io_context_is_refused)
     cr_assert_eq(r, -EPERM);
 }
 
-Test(timer, ten_thousand_concurrent_timers, .timeout = 60)
+IO_TEST_OPTS(timer, ten_thousand_concurrent_timers, .timeout = 60)
 {
-    cor_io_context *io = make();
+    cor_io_context *io = make(backend);
     enum { N = 10000 };
     static int r[N];
     static cor_launch_options lo[N];
@@ -172,9 +172,9 @@ COR_DEFINE_STATIC(canceller, (cor_timer * t, int64_t after), { self->t = t; self
     COR_RETURN(cor_timer_cancel(self->t));
 }
 
-Test(timer, several_waiters_wake_at_the_expiry)
+IO_TEST(timer, several_waiters_wake_at_the_expiry)
 {
-    cor_io_context *io = make();
+    cor_io_context *io = make(backend);
     cor_timer t;
     cr_assert_eq(cor_timer_init(&t, io), 0);
     cr_assert_eq(cor_timer_expiry(&t), INT64_MAX, "no expiry yet");
@@ -195,9 +195,9 @@ Test(timer, several_waiters_wake_at_the_expiry)
     cor_io_context_destroy(io);
 }
 
-Test(timer, cancel_completes_every_waiter_with_ecanceled)
+IO_TEST(timer, cancel_completes_every_waiter_with_ecanceled)
 {
-    cor_io_context *io = make();
+    cor_io_context *io = make(backend);
     cor_timer t;
     cor_timer_init(&t, io); /* no expiry: waits until canceled */
     int r[3], n = -1;
@@ -229,9 +229,9 @@ COR_DEFINE_STATIC(resetter, (cor_timer * t), { self->t = t; })
     COR_RETURN(cor_timer_expires_after(self->t, 5 * MS));
 }
 
-Test(timer, new_expiry_cancels_current_waiters)
+IO_TEST(timer, new_expiry_cancels_current_waiters)
 {
-    cor_io_context *io = make();
+    cor_io_context *io = make(backend);
     cor_timer t;
     cor_timer_init(&t, io);
     cor_timer_expires_after(&t, 10 * 1000 * MS);
@@ -251,9 +251,9 @@ Test(timer, new_expiry_cancels_current_waiters)
     cor_io_context_destroy(io);
 }
 
-Test(timer, bad_input)
+IO_TEST(timer, bad_input)
 {
-    cor_io_context *io = make();
+    cor_io_context *io = make(backend);
     cor_timer t;
     cr_assert_eq(cor_timer_init(NULL, io), -EINVAL);
     cr_assert_eq(cor_timer_init(&t, NULL), -EINVAL);
@@ -269,7 +269,7 @@ Test(timer, bad_input)
     cor_io_context_run(io);
     cr_assert_eq(r, -EINVAL, "waiting on NULL");
     /* A timer of another context. */
-    cor_io_context *other = make();
+    cor_io_context *other = make(backend);
     cor_timer ot;
     cor_timer_init(&ot, other);
     r = 1;
@@ -333,9 +333,9 @@ COR_DEFINE_STATIC(deadline_sleep, (int64_t sleep, int64_t deadline),
     COR_RETURN(self->r);
 }
 
-Test(timer, deadline_expires_a_long_operation_with_etime)
+IO_TEST(timer, deadline_expires_a_long_operation_with_etime)
 {
-    cor_io_context *io = make();
+    cor_io_context *io = make(backend);
     int p[2];
     cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
     int r = 1;
@@ -361,9 +361,9 @@ Test(timer, deadline_expires_a_long_operation_with_etime)
     cor_io_context_destroy(io);
 }
 
-Test(timer, deadline_on_nop_and_on_sleeps)
+IO_TEST(timer, deadline_on_nop_and_on_sleeps)
 {
-    cor_io_context *io = make();
+    cor_io_context *io = make(backend);
     int r = 1;
     cor_launch_options lo = {.on_result = store_int, .user = &r};
     COR_RUN_ASYNC(cor_io_context_executor(io), &lo, deadline_nop());

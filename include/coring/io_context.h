@@ -38,9 +38,9 @@ typedef struct cor_io_context cor_io_context;
 
 /* Backends (cor_io_context_options.backend). */
 enum {
-    COR_IO_BACKEND_DEFAULT = 0, /* io_uring                                    */
+    COR_IO_BACKEND_DEFAULT = 0, /* the build default (Meson io_backend; io_uring) */
     COR_IO_BACKEND_URING = 1,   /* io_uring: the engine                        */
-    COR_IO_BACKEND_EPOLL = 2    /* epoll: the baseline (-EOPNOTSUPP until built) */
+    COR_IO_BACKEND_EPOLL = 2    /* epoll: the baseline (README, "The epoll baseline") */
 };
 
 /*
@@ -84,8 +84,9 @@ typedef struct cor_io_context_options {
 
 /*
  * Creates an io_context in *out with options o (NULL: all defaults).
- * Returns 0; -EINVAL for a NULL out, sizes out of range or unknown flags;
- * -EOPNOTSUPP for a backend that is not built; -ENOMEM; or the kernel's
+ * Returns 0; -EINVAL for a NULL out, sizes out of range, unknown flags, an
+ * unknown backend, or COR_IO_SQPOLL with the epoll backend (which ignores
+ * the other ring flags); -ENOMEM; or the kernel's
  * error when no ring could be set up (-EPERM for SQPOLL without privilege,
  * -ENOSYS without io_uring). On failure *out is untouched. Any thread.
  */

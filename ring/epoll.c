@@ -1,0 +1,735 @@
+/*
+ * The epoll backend: the baseline coring is measured against. Readiness is
+ * turned into completions behind the same seam as io_uring (backend.h), so
+ * the same programs and tests run on both.
+ *
+ * How an operation runs. submit tries the non-blocking syscall at once
+ * (recv/send with MSG_DONTWAIT, read/write through preadv2/pwritev2 with
+ * RWF_NOWAIT, accept4/connect on sockets the front end made O_NONBLOCK). A result,
+ * success or error, goes to the ready list and is delivered by the next run
+ * (submit never completes inline). -EAGAIN puts the op on its descriptor's
+ * queue for its direction (in: READ, RECV, ACCEPT; out: WRITE, SEND,
+ * CONNECT; POLL has its own queue), and an epoll event for that descriptor
+ * retries the queue head first, in FIFO order, until one answers -EAGAIN.
+ * A new op on a descriptor whose queue is not empty joins the queue without
+ * trying, so two reads on one socket complete in submission order.
+ *
+ * Edge-triggered, persistent registration. A descriptor is added to the
+ * epoll set (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) the first time an
+ * op has to wait on it, and stays there until it is closed through the
+ * engine (COR__IO_CLOSE deletes it first). Under edge triggering an idle
+ * registration costs nothing (an edge with no waiter is dropped; the next
+ * op tries its syscall first, so nothing is lost), so no op ever needs an
+ * epoll_ctl: the steady state of a connection is one syscall per op plus
+ * the batched epoll_wait. Level triggering would need an EPOLL_CTL_MOD each
+ * time a queue empties (or it reports an always-writable socket forever),
+ * and EPOLLONESHOT a MOD to re-arm every wait: both add a syscall per wait.
+ *
+ * Timers. TIMEOUT ops and deadlines live on a binary min-heap (the op
+ * records its index); run waits with epoll_pwait2 (nanosecond timeout; a
+ * kernel without it: epoll_wait rounded up to the next millisecond) until
+ * the earliest expiry, then expires what is due against CLOCK_MONOTONIC.
+ *
+ * Wake-ups. An eventfd registered edge-triggered: every write is a new
+ * edge, so the owner never reads it (one syscall saved per wake-up).
+ *
+ * Regular files cannot be waited on with epoll (EPERM): READ and WRITE on
+ * them run synchronously inside submit. RWF_NOWAIT serves cached data
+ * without blocking; when it answers -EAGAIN and epoll refuses the file, the
+ * plain blocking pread/pwrite runs on the owner thread.
+ *
+ * op->bk[0]: the queue link (a descriptor queue or the ready list).
+ * op->bk[1]: low 32 bits, heap index + 1 (0: not on the heap); high 32,
+ *            bytes already moved by a MSG_WAITALL recv/send. On the ready
+ *            list, the result.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+
+#include "backend.h"
+#include "internal.h"
+
+#ifndef RWF_NOWAIT
+#define RWF_NOWAIT 0x00000008
+#endif
+
+/* bk_flags */
+enum {
+    BK_QUEUED = 1u << 0,         /* on its descriptor's queue               */
+    BK_READY = 1u << 1,          /* on the ready list, result in bk[1]      */
+    BK_DEADLINE_FIRST = 1u << 2, /* a TIMEOUT op expires at its deadline     */
+    BK_CONNECTING = 1u << 3,     /* connect answered EINPROGRESS            */
+    BK_BLOCKING_RW = 1u << 4,    /* no RWF_NOWAIT here: O_NONBLOCK was set   */
+    BK_STREAM = 1u << 5          /* a MSG_WAITALL op is on a stream socket  */
+};
+
+enum { Q_IN, Q_OUT, Q_POLL, NQ };
+
+enum { WAKE_TAG = UINT64_MAX };
+
+struct opq {
+    cor_io_op *head, *tail;
+};
+
+struct fd_entry {
+    struct opq q[NQ];
+    bool registered; /* in the epoll set */
+};
+
+struct cor__backend {
+    int epfd;
+    int efd;
+    bool have_pwait2;
+    struct opq ready;
+    long waiting; /* ops on descriptor queues */
+    struct fd_entry *fds;
+    size_t nfds;
+    cor_io_op **heap;
+    size_t heap_len, heap_cap;
+    struct epoll_event *events;
+    int max_events;
+};
+
+/* ---- queues ------------------------------------------------------------------------- */
+
+static inline cor_io_op *link_of(cor_io_op *op)
+{
+    return (cor_io_op *)(uintptr_t)op->bk[0];
+}
+
+static void q_push(struct opq *q, cor_io_op *op)
+{
+    op->bk[0] = 0;
+    if (q->tail)
+        q->tail->bk[0] = (uint64_t)(uintptr_t)op;
+    else
+        q->head = op;
+    q->tail = op;
+}
+
+static cor_io_op *q_pop(struct opq *q)
+{
+    cor_io_op *op = q->head;
+    if (op) {
+        q->head = link_of(op);
+        if (!q->head)
+            q->tail = NULL;
+    }
+    return op;
+}
+
+/* Unlinks op from q (descriptor queues are short: a walk is cheaper than a second link). */
+static void q_remove(struct opq *q, cor_io_op *op)
+{
+    cor_io_op *prev = NULL;
+    for (cor_io_op *p = q->head; p; prev = p, p = link_of(p)) {
+        if (p != op)
+            continue;
+        if (prev)
+            prev->bk[0] = op->bk[0];
+        else
+            q->head = link_of(op);
+        if (q->tail == op)
+            q->tail = prev;
+        return;
+    }
+}
+
+static int queue_of(const cor_io_op *op)
+{
+    switch (op->opcode) {
+    case COR__IO_WRITE:
+    case COR__IO_SEND:
+    case COR__IO_CONNECT:
+        return Q_OUT;
+    case COR__IO_POLL:
+        return Q_POLL;
+    default:
+        return Q_IN;
+    }
+}
+
+static struct fd_entry *entry_of(cor__backend *b, int fd)
+{
+    if ((size_t)fd < b->nfds)
+        return &b->fds[fd];
+    size_t n = b->nfds ? b->nfds : 64;
+    while (n <= (size_t)fd)
+        n *= 2;
+    struct fd_entry *t = realloc(b->fds, n * sizeof *t);
+    if (!t)
+        return NULL;
+    memset(t + b->nfds, 0, (n - b->nfds) * sizeof *t);
+    b->fds = t;
+    b->nfds = n;
+    return &t[fd];
+}
+
+/* ---- the timer heap ------------------------------------------------------------------- */
+
+static inline int64_t expiry_of(const cor_io_op *op)
+{
+    if (op->opcode == COR__IO_TIMEOUT && !(op->bk_flags & BK_DEADLINE_FIRST))
+        return op->u.tmo.when;
+    return op->deadline;
+}
+
+static inline size_t heap_index(const cor_io_op *op)
+{
+    return (size_t)(uint32_t)op->bk[1];
+}
+
+static inline void heap_set(cor__backend *b, size_t i, cor_io_op *op)
+{
+    b->heap[i] = op;
+    op->bk[1] = (op->bk[1] & ~(uint64_t)UINT32_MAX) | (uint64_t)(i + 1);
+}
+
+static void sift_up(cor__backend *b, size_t i)
+{
+    cor_io_op *op = b->heap[i];
+    int64_t t = expiry_of(op);
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (expiry_of(b->heap[parent]) <= t)
+            break;
+        heap_set(b, i, b->heap[parent]);
+        i = parent;
+    }
+    heap_set(b, i, op);
+}
+
+static void sift_down(cor__backend *b, size_t i)
+{
+    cor_io_op *op = b->heap[i];
+    int64_t t = expiry_of(op);
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= b->heap_len)
+            break;
+        if (c + 1 < b->heap_len && expiry_of(b->heap[c + 1]) < expiry_of(b->heap[c]))
+            c++;
+        if (expiry_of(b->heap[c]) >= t)
+            break;
+        heap_set(b, i, b->heap[c]);
+        i = c;
+    }
+    heap_set(b, i, op);
+}
+
+static int heap_add(cor__backend *b, cor_io_op *op)
+{
+    if (b->heap_len == b->heap_cap) {
+        size_t cap = b->heap_cap ? b->heap_cap * 2 : 64;
+        cor_io_op **h = realloc(b->heap, cap * sizeof *h);
+        if (!h)
+            return -ENOMEM;
+        b->heap = h;
+        b->heap_cap = cap;
+    }
+    b->heap[b->heap_len++] = op;
+    sift_up(b, b->heap_len - 1);
+    return 0;
+}
+
+static void heap_remove(cor__backend *b, cor_io_op *op)
+{
+    size_t i = heap_index(op);
+    if (!i)
+        return;
+    i--;
+    op->bk[1] &= ~(uint64_t)UINT32_MAX;
+    cor_io_op *last = b->heap[--b->heap_len];
+    if (last == op)
+        return;
+    heap_set(b, i, last);
+    if (i > 0 && expiry_of(last) < expiry_of(b->heap[(i - 1) / 2]))
+        sift_up(b, i);
+    else
+        sift_down(b, i);
+}
+
+/* ---- completion ----------------------------------------------------------------------- */
+
+/* Takes op off every wait structure and queues its result for the next delivery. */
+static void make_ready(cor__backend *b, cor_io_op *op, int res)
+{
+    if (op->bk_flags & BK_QUEUED) {
+        q_remove(&b->fds[op->fd].q[queue_of(op)], op);
+        op->bk_flags &= (uint8_t)~BK_QUEUED;
+        b->waiting--;
+    }
+    heap_remove(b, op);
+    op->bk_flags |= BK_READY;
+    op->bk[1] = (uint64_t)(int64_t)res;
+    q_push(&b->ready, op);
+}
+
+/* ---- the syscalls --------------------------------------------------------------------- */
+
+static int set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -errno;
+    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -errno;
+    return 0;
+}
+
+/*
+ * read/write without blocking: preadv2/pwritev2 with RWF_NOWAIT (the raw
+ * syscall, so an offset of -1 means the file position everywhere). A stream
+ * (pipe, socket) ignores the offset, as io_uring does. A file that does not
+ * support RWF_NOWAIT is made O_NONBLOCK once and uses plain read/write.
+ */
+static int rw_nowait(cor_io_op *op, bool write)
+{
+    struct iovec v = {op->u.io.addr, op->u.io.len};
+    long off = (long)op->u.io.off;
+    long nr = write ? SYS_pwritev2 : SYS_preadv2;
+    for (;;) {
+        long r;
+        if (op->bk_flags & BK_BLOCKING_RW) {
+            if (off == -1)
+                r = write ? (long)writev(op->fd, &v, 1) : (long)readv(op->fd, &v, 1);
+            else
+                r = write ? (long)pwritev(op->fd, &v, 1, off) : (long)preadv(op->fd, &v, 1, off);
+        } else {
+            r = syscall(nr, op->fd, &v, 1, off, off == -1 ? -1L : 0L, RWF_NOWAIT);
+        }
+        if (r >= 0)
+            return (int)r;
+        int e = errno;
+        if (e == EINTR)
+            continue;
+        if (e == ESPIPE && off != -1) {
+            off = -1;
+            continue;
+        }
+        if (e == EOPNOTSUPP && !(op->bk_flags & BK_BLOCKING_RW)) {
+            int rc = set_nonblock(op->fd);
+            if (rc)
+                return rc;
+            op->bk_flags |= BK_BLOCKING_RW;
+            continue;
+        }
+        return e == EWOULDBLOCK ? -EAGAIN : -e;
+    }
+}
+
+/* A regular file: epoll cannot wait on it, so the blocking call runs here. */
+static int rw_sync(cor_io_op *op, bool write)
+{
+    op->bk_flags |= BK_BLOCKING_RW;
+    return rw_nowait(op, write);
+}
+
+static int sock_io(cor_io_op *op, bool send_)
+{
+    bool all = op->op_flags & MSG_WAITALL;
+    int flags = (int)(op->op_flags & ~(uint32_t)MSG_WAITALL) | MSG_DONTWAIT;
+    uint32_t done = (uint32_t)(op->bk[1] >> 32);
+    for (;;) {
+        char *p = (char *)op->u.io.addr + done;
+        size_t len = op->u.io.len - done;
+        ssize_t r = send_ ? send(op->fd, p, len, flags) : recv(op->fd, p, len, flags);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno == EWOULDBLOCK ? EAGAIN : errno;
+            /* MSG_WAITALL: what was moved counts; the error comes next time. */
+            if (done && e != EAGAIN)
+                return (int)done;
+            return -e;
+        }
+        done += (uint32_t)r;
+        /* MSG_WAITALL keeps going until len, EOF or an error, on a stream
+         * only (as io_uring): a datagram is one message. */
+        if (!all || r == 0 || done == op->u.io.len)
+            return (int)done;
+        if (!(op->bk_flags & BK_STREAM)) {
+            int type = 0;
+            socklen_t tl = sizeof type;
+            if (getsockopt(op->fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 ||
+                (type != SOCK_STREAM && type != SOCK_SEQPACKET))
+                return (int)done;
+            op->bk_flags |= BK_STREAM;
+        }
+        op->bk[1] = (op->bk[1] & UINT32_MAX) | ((uint64_t)done << 32);
+    }
+}
+
+/*
+ * Runs op's syscall once more. ev: the epoll events that prompted the retry
+ * (0 at submission). Returns the result, or -EAGAIN to keep waiting.
+ */
+static int try_op(cor_io_op *op, uint32_t ev)
+{
+    int r;
+    switch (op->opcode) {
+    case COR__IO_READ:
+    case COR__IO_WRITE:
+        return rw_nowait(op, op->opcode == COR__IO_WRITE);
+    case COR__IO_RECV:
+    case COR__IO_SEND:
+        return sock_io(op, op->opcode == COR__IO_SEND);
+    case COR__IO_ACCEPT:
+        do
+            r = accept4(op->fd, (struct sockaddr *)op->u.io.addr, (socklen_t *)op->u.io.addr2,
+                        (int)op->op_flags);
+        while (r < 0 && errno == EINTR);
+        return r >= 0 ? r : (errno == EWOULDBLOCK ? -EAGAIN : -errno);
+    case COR__IO_CONNECT:
+        if (op->bk_flags & BK_CONNECTING) {
+            int err = 0;
+            socklen_t len = sizeof err;
+            if (getsockopt(op->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+                return -errno;
+            if (err)
+                return -err;
+            return ev & EPOLLOUT ? 0 : -EAGAIN;
+        }
+        r = connect(op->fd, (const struct sockaddr *)op->u.io.addr, (socklen_t)op->u.io.len);
+        if (r == 0)
+            return 0;
+        if (errno == EINPROGRESS || errno == EINTR) {
+            op->bk_flags |= BK_CONNECTING;
+            return -EAGAIN;
+        }
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    case COR__IO_POLL: {
+        if (ev) {
+            uint32_t m = ev & (op->op_flags | POLLERR | POLLHUP);
+            return m ? (int)m : -EAGAIN;
+        }
+        struct pollfd p = {.fd = op->fd, .events = (short)op->op_flags};
+        r = poll(&p, 1, 0);
+        if (r < 0)
+            return -errno;
+        return r ? p.revents : -EAGAIN;
+    }
+    default:
+        return -EOPNOTSUPP;
+    }
+}
+
+/* ---- the backend ops ------------------------------------------------------------------ */
+
+static int ep_create(cor__backend **out, const cor__backend_config *cfg, cor_io_context *io)
+{
+    (void)io;
+    cor__backend *b = calloc(1, sizeof *b);
+    if (!b)
+        return -ENOMEM;
+    int rc;
+    /* cq_entries is the completion batch of io_uring; here, of epoll_wait. */
+    b->max_events = (int)(cfg->cq_entries < 4096 ? cfg->cq_entries : 4096);
+    b->events = calloc((size_t)b->max_events, sizeof *b->events);
+    if (!b->events) {
+        rc = -ENOMEM;
+        goto fail_events;
+    }
+    b->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (b->epfd < 0) {
+        rc = -errno;
+        goto fail_ep;
+    }
+    b->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (b->efd < 0) {
+        rc = -errno;
+        goto fail_efd;
+    }
+    struct epoll_event e = {.events = EPOLLIN | EPOLLET, .data.u64 = WAKE_TAG};
+    if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, b->efd, &e) < 0) {
+        rc = -errno;
+        goto fail_add;
+    }
+    b->have_pwait2 = true;
+    *out = b;
+    return 0;
+fail_add:
+    close(b->efd);
+fail_efd:
+    close(b->epfd);
+fail_ep:
+    free(b->events);
+fail_events:
+    free(b);
+    return rc;
+}
+
+static int ep_bind(cor__backend *b)
+{
+    (void)b;
+    return 0;
+}
+
+static void ep_destroy(cor__backend *b)
+{
+    close(b->efd);
+    close(b->epfd);
+    free(b->events);
+    free(b->fds);
+    free(b->heap);
+    free(b);
+}
+
+/* Puts op on its descriptor's queue, registering the descriptor on first use. */
+static int wait_fd(cor__backend *b, cor_io_op *op)
+{
+    struct fd_entry *e = entry_of(b, op->fd);
+    if (!e)
+        return -ENOMEM;
+    if (!e->registered) {
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                                 .data.u64 = (uint64_t)op->fd};
+        if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, op->fd, &ev) < 0 && errno != EEXIST)
+            return -errno;
+        e->registered = true;
+    }
+    if (op->deadline > 0) {
+        int rc = heap_add(b, op);
+        if (rc)
+            return rc;
+    }
+    q_push(&e->q[queue_of(op)], op);
+    op->bk_flags |= BK_QUEUED;
+    b->waiting++;
+    return 0;
+}
+
+/* Completes with -ECANCELED every op waiting on fd (it is being closed). */
+static void cancel_fd(cor__backend *b, struct fd_entry *e)
+{
+    for (int q = 0; q < NQ; q++)
+        while (e->q[q].head)
+            make_ready(b, e->q[q].head, -ECANCELED);
+}
+
+static int do_close(cor__backend *b, int fd)
+{
+    if ((size_t)fd < b->nfds) {
+        struct fd_entry *e = &b->fds[fd];
+        cancel_fd(b, e);
+        /* A dup of fd would keep the file in the set after close. */
+        if (e->registered)
+            epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, NULL);
+        e->registered = false;
+    }
+    return close(fd) < 0 && errno != EINTR ? -errno : 0;
+}
+
+static int ep_submit(cor__backend *b, cor_io_op *op)
+{
+    op->bk_flags = 0;
+    op->bk[0] = 0;
+    op->bk[1] = 0;
+    op->bk_pending = 1;
+    int r;
+    switch (op->opcode) {
+    case COR__IO_NOP:
+        make_ready(b, op, 0);
+        return 0;
+    case COR__IO_TIMEOUT:
+        if (op->deadline > 0 && op->deadline < op->u.tmo.when)
+            op->bk_flags |= BK_DEADLINE_FIRST;
+        return heap_add(b, op);
+    case COR__IO_CLOSE:
+        if (op->fd < 0)
+            return -EBADF;
+        make_ready(b, op, do_close(b, op->fd));
+        return 0;
+    case COR__IO_READ:
+    case COR__IO_WRITE:
+    case COR__IO_RECV:
+    case COR__IO_SEND:
+    case COR__IO_ACCEPT:
+    case COR__IO_CONNECT:
+    case COR__IO_POLL:
+        break;
+    default:
+        return -EOPNOTSUPP;
+    }
+    if (op->fd < 0)
+        return -EBADF;
+    /* FIFO per direction: behind a waiting op, an op waits too. */
+    int q = queue_of(op);
+    if (q != Q_POLL && (size_t)op->fd < b->nfds && b->fds[op->fd].q[q].head)
+        return wait_fd(b, op);
+    r = try_op(op, 0);
+    if (r != -EAGAIN) {
+        make_ready(b, op, r);
+        return 0;
+    }
+    r = wait_fd(b, op);
+    if (r == -EPERM && (op->opcode == COR__IO_READ || op->opcode == COR__IO_WRITE)) {
+        /* A regular file whose data is not cached: epoll cannot wait on it. */
+        make_ready(b, op, rw_sync(op, op->opcode == COR__IO_WRITE));
+        return 0;
+    }
+    return r;
+}
+
+static void ep_cancel(cor__backend *b, cor_io_op *op)
+{
+    if (op->bk_flags & BK_READY)
+        return; /* it won the race: its result is queued */
+    make_ready(b, op, -ECANCELED);
+}
+
+static void ep_cancel_all(cor__backend *b)
+{
+    while (b->heap_len)
+        make_ready(b, b->heap[0], -ECANCELED);
+    for (size_t fd = 0; fd < b->nfds && b->waiting; fd++)
+        cancel_fd(b, &b->fds[fd]);
+}
+
+/* Retries the ops waiting in q after events ev, in order, until one must wait again. */
+static void drive_queue(cor__backend *b, struct opq *q, uint32_t ev, bool all)
+{
+    cor_io_op *op = q->head;
+    while (op) {
+        cor_io_op *next = link_of(op);
+        int r = try_op(op, ev);
+        if (r != -EAGAIN)
+            make_ready(b, op, r);
+        else if (!all)
+            return;
+        op = next;
+    }
+}
+
+static void on_event(cor__backend *b, const struct epoll_event *e)
+{
+    uint64_t fd = e->data.u64;
+    if (fd == WAKE_TAG || fd >= b->nfds)
+        return;
+    struct fd_entry *ent = &b->fds[fd];
+    uint32_t ev = e->events;
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
+        drive_queue(b, &ent->q[Q_IN], ev, false);
+    if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+        drive_queue(b, &ent->q[Q_OUT], ev, false);
+    /* Each POLL op waits for its own events: look at every one. */
+    drive_queue(b, &ent->q[Q_POLL], ev, true);
+}
+
+static void expire(cor__backend *b, int64_t now)
+{
+    while (b->heap_len && expiry_of(b->heap[0]) <= now) {
+        cor_io_op *op = b->heap[0];
+        int res = -ETIME;
+        if (op->opcode == COR__IO_TIMEOUT && !(op->bk_flags & BK_DEADLINE_FIRST))
+            res = 0;
+        make_ready(b, op, res);
+    }
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* One batched epoll_wait; timeout_ns < 0 waits without limit. Returns the event count. */
+static int wait_events(cor__backend *b, int64_t timeout_ns)
+{
+    int n;
+    if (b->have_pwait2) {
+        struct timespec ts, *tsp = NULL;
+        if (timeout_ns >= 0) {
+            ts.tv_sec = timeout_ns / 1000000000;
+            ts.tv_nsec = timeout_ns % 1000000000;
+            tsp = &ts;
+        }
+        n = epoll_pwait2(b->epfd, b->events, b->max_events, tsp, NULL);
+        if (n >= 0 || errno != ENOSYS)
+            return n < 0 ? 0 : n;
+        b->have_pwait2 = false;
+    }
+    int ms = -1;
+    if (timeout_ns >= 0) {
+        int64_t m = (timeout_ns + 999999) / 1000000; /* never wake early */
+        ms = m > INT32_MAX ? INT32_MAX : (int)m;
+    }
+    n = epoll_wait(b->epfd, b->events, b->max_events, ms);
+    return n < 0 ? 0 : n;
+}
+
+static long ep_run(cor__backend *b, int64_t timeout_ns, long max)
+{
+    int64_t tmo = timeout_ns;
+    if (b->ready.head) {
+        tmo = 0;
+    } else if (b->heap_len && tmo != 0) {
+        int64_t d = expiry_of(b->heap[0]) - now_ns();
+        if (d < 0)
+            d = 0;
+        if (tmo < 0 || d < tmo)
+            tmo = d;
+    }
+    /* Nothing can be ready on a descriptor nobody waits on, and wake-ups need no read:
+     * with completions queued and no waiter, epoll_wait would be a wasted syscall. */
+    if (tmo != 0 || b->waiting) {
+        int n = wait_events(b, tmo);
+        for (int i = 0; i < n; i++)
+            on_event(b, &b->events[i]);
+    }
+    if (b->heap_len)
+        expire(b, now_ns());
+    /* Deliver what is ready now, not what the handlers make ready. */
+    cor_io_op *last = b->ready.tail;
+    long n = 0;
+    while (n < max && b->ready.head) {
+        cor_io_op *op = q_pop(&b->ready);
+        bool end = op == last;
+        op->bk_flags &= (uint8_t)~BK_READY;
+        op->bk_pending = 0;
+        cor__io_complete(op, (int)(int64_t)op->bk[1]);
+        n++;
+        if (end)
+            break;
+    }
+    return n;
+}
+
+static void ep_wake(cor__backend *t, cor__backend *from)
+{
+    (void)from;
+    uint64_t one = 1;
+    /* EAGAIN: the counter is at its maximum, so an edge is pending anyway. */
+    while (write(t->efd, &one, sizeof one) < 0 && errno == EINTR)
+        ;
+}
+
+static unsigned ep_features(cor__backend *b)
+{
+    (void)b;
+    return 0;
+}
+
+const cor__backend_ops cor__epoll_backend = {
+    .name = "epoll",
+    .create = ep_create,
+    .bind = ep_bind,
+    .destroy = ep_destroy,
+    .submit = ep_submit,
+    .cancel = ep_cancel,
+    .cancel_all = ep_cancel_all,
+    .run = ep_run,
+    .wake = ep_wake,
+    .features = ep_features,
+};
