@@ -7,31 +7,44 @@
  *     round-trip latency between two io_contexts on two threads, woken by
  *     IORING_OP_MSG_RING against woken by eventfd;
  *  3. timer schedule + cancel throughput against a raw liburing
- *     timeout + async-cancel loop.
+ *     timeout + async-cancel loop;
+ *  4. socket ping-pong: 64-byte round trips over 1 and 32 AF_UNIX stream
+ *     socketpairs on one io_context (real readiness: every receive waits).
+ * Each of 1-4 also runs on the epoll backend in the same run: an epoll.*
+ * row has the io_uring row as its baseline (ratio > 1: epoll is slower).
  */
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
 
 #include <liburing.h>
 #include <coring/coring.h>
 
 #include "harness.h"
+#include "ring/backend.h"
 
 static const cor_io_context_options bench_opts = {.sq_entries = 256, .cq_entries = 512};
 
-static cor_io_context *make(unsigned flags)
+static cor_io_context *make_on(int backend, unsigned flags)
 {
     cor_io_context_options o = bench_opts;
     o.flags = flags;
+    o.backend = backend;
     cor_io_context *io;
     if (cor_io_context_create(&io, &o)) {
         fprintf(stderr, "bench_ring: cannot create an io_context\n");
         exit(1);
     }
     return io;
+}
+
+static cor_io_context *make(unsigned flags)
+{
+    return make_on(COR_IO_BACKEND_URING, flags);
 }
 
 /* ---- 1. nop: coring await vs raw liburing ---- */
@@ -122,6 +135,12 @@ static void bench_nops(int batch)
     bench_report(&r, &base, NULL);
     io_uring_queue_exit(&a.ring);
     cor_io_context_destroy(a.io);
+    /* On epoll a nop never leaves user space: this measures the front end. */
+    snprintf(name, sizeof name, "epoll.nop_await.batch%d", batch);
+    struct nop_arg e = {.io = make_on(COR_IO_BACKEND_EPOLL, 0), .batch = batch};
+    bench_result er = bench_measure(name, coring_nops, &e, n);
+    bench_report(&er, &r, NULL);
+    cor_io_context_destroy(e.io);
 }
 
 /* ---- 2a. cross-thread post throughput ---- */
@@ -175,9 +194,10 @@ static void *producer_main(void *arg)
     return NULL;
 }
 
-static double post_throughput(int producers, long total)
+static double post_throughput(int backend, int producers, long total)
 {
-    struct xbench x = {.io = make(0), .producers = producers, .per_producer = total / producers};
+    struct xbench x = {
+        .io = make_on(backend, 0), .producers = producers, .per_producer = total / producers};
     x.frames = calloc((size_t)producers * POOL, sizeof *x.frames);
     for (int i = 0; i < producers * POOL; i++)
         x.frames[i] = (struct xframe){.hdr = {.resume = xframe_resume}, .x = &x};
@@ -242,9 +262,11 @@ static int cmp_u64(const void *x, const void *y)
     return a < b ? -1 : a > b;
 }
 
-static void ping_pong(unsigned flags, long rounds, double *p50, double *p99)
+static void ping_pong(int backend, unsigned flags, long rounds, double *p50, double *p99)
 {
-    struct ball bl = {.hdr = {.resume = ball_resume}, .a = make(flags), .b = make(flags),
+    struct ball bl = {.hdr = {.resume = ball_resume},
+                      .a = make_on(backend, flags),
+                      .b = make_on(backend, flags),
                       .rounds = rounds};
     bl.lat = calloc((size_t)rounds, sizeof *bl.lat);
     cor_executor ea = cor_io_context_executor(bl.a), eb = cor_io_context_executor(bl.b);
@@ -333,6 +355,110 @@ static void raw_timers(void *arg, long iters)
     }
 }
 
+/* ---- 4. socket ping-pong ---- */
+
+enum { MSG = 64 };
+
+static struct cor_io_await *sock_op(int opcode, int fd, void *buf, uint32_t len)
+{
+    struct cor_io_await *a = cor__io_await_new(NULL, opcode);
+    if (a) {
+        a->op.fd = fd;
+        a->op.u.io.addr = buf;
+        a->op.u.io.len = len;
+    }
+    return a;
+}
+
+/* Sends MSG bytes and waits for them to come back, n times; then ends the stream. */
+struct pinger {
+    COR_PROMISE(int);
+    int fd;
+    long i, n;
+    uint32_t got;
+    char buf[MSG];
+    int r;
+};
+COR_DEFINE_STATIC(pinger, (int fd, long n), { self->fd = fd; self->n = n; })
+{
+    COR_BEGIN(self);
+    memset(self->buf, 'x', sizeof self->buf);
+    for (self->i = 0; self->i < self->n; self->i++) {
+        COR_AWAIT(self->r, sock_op(COR__IO_SEND, self->fd, self->buf, MSG));
+        if (self->r != MSG)
+            break;
+        for (self->got = 0; self->got < MSG; self->got += (uint32_t)self->r) {
+            COR_AWAIT(self->r, sock_op(COR__IO_RECV, self->fd, self->buf + self->got, MSG - self->got));
+            if (self->r <= 0)
+                COR_RETURN(-1);
+        }
+    }
+    shutdown(self->fd, SHUT_WR);
+    COR_AWAIT(self->r, sock_op(COR__IO_CLOSE, self->fd, NULL, 0));
+    COR_RETURN(0);
+}
+
+/* Echoes what it receives until the end of the stream. */
+struct ponger {
+    COR_PROMISE(int);
+    int fd;
+    char buf[MSG];
+    int r, w;
+};
+COR_DEFINE_STATIC(ponger, (int fd), { self->fd = fd; })
+{
+    COR_BEGIN(self);
+    for (;;) {
+        COR_AWAIT(self->r, sock_op(COR__IO_RECV, self->fd, self->buf, MSG));
+        if (self->r <= 0)
+            break;
+        COR_AWAIT(self->w, sock_op(COR__IO_SEND, self->fd, self->buf, (uint32_t)self->r));
+        if (self->w != self->r)
+            break;
+    }
+    COR_AWAIT(self->r, sock_op(COR__IO_CLOSE, self->fd, NULL, 0));
+    COR_RETURN(0);
+}
+
+struct sock_arg {
+    cor_io_context *io;
+    int pairs;
+};
+
+static void sock_pingpong(void *arg, long iters)
+{
+    struct sock_arg *a = arg;
+    cor_executor ex = cor_io_context_executor(a->io);
+    for (int p = 0; p < a->pairs; p++) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv)) {
+            perror("bench_ring: socketpair");
+            exit(1);
+        }
+        COR_RUN_ASYNC(ex, NULL, ponger(sv[1]));
+        COR_RUN_ASYNC(ex, NULL, pinger(sv[0], iters / a->pairs));
+    }
+    cor_io_context_run(a->io);
+}
+
+static void bench_sockets(int pairs)
+{
+    char name[64], ename[64];
+    snprintf(name, sizeof name, "ring.socket_ping_pong.pairs%d", pairs);
+    snprintf(ename, sizeof ename, "epoll.socket_ping_pong.pairs%d", pairs);
+    if (!bench_enabled(name))
+        return;
+    long n = bench_iters(200 * 1000) / pairs * pairs;
+    struct sock_arg u = {.io = make(0), .pairs = pairs};
+    struct sock_arg e = {.io = make_on(COR_IO_BACKEND_EPOLL, 0), .pairs = pairs};
+    bench_result ur = bench_measure(name, sock_pingpong, &u, n);
+    bench_report(&ur, NULL, NULL);
+    bench_result er = bench_measure(ename, sock_pingpong, &e, n);
+    bench_report(&er, &ur, NULL);
+    cor_io_context_destroy(u.io);
+    cor_io_context_destroy(e.io);
+}
+
 int main(int argc, char **argv)
 {
     bench_init(argc, argv);
@@ -342,23 +468,34 @@ int main(int argc, char **argv)
 
     if (bench_enabled("ring.post_throughput")) {
         long total = bench_iters(4 * 1000 * 1000);
-        double one = post_throughput(1, total);
-        double two = post_throughput(2, total);
+        double one = post_throughput(COR_IO_BACKEND_URING, 1, total);
+        double two = post_throughput(COR_IO_BACKEND_URING, 2, total);
+        double eone = post_throughput(COR_IO_BACKEND_EPOLL, 1, total);
+        double etwo = post_throughput(COR_IO_BACKEND_EPOLL, 2, total);
         bench_report_value("ring.post_throughput.1_producer", "ns/post", one, NULL, 0);
         bench_report_value("ring.post_throughput.2_producers", "ns/post", two,
                            "ring.post_throughput.1_producer", one);
+        bench_report_value("epoll.post_throughput.1_producer", "ns/post", eone,
+                           "ring.post_throughput.1_producer", one);
+        bench_report_value("epoll.post_throughput.2_producers", "ns/post", etwo,
+                           "ring.post_throughput.2_producers", two);
     }
     if (bench_enabled("ring.ping_pong")) {
         long rounds = bench_iters(100000);
-        double e50, e99, m50, m99;
-        ping_pong(COR_IO_WAKE_EVENTFD, rounds, &e50, &e99);
-        ping_pong(0, rounds, &m50, &m99);
+        double e50, e99, m50, m99, p50, p99;
+        ping_pong(COR_IO_BACKEND_URING, COR_IO_WAKE_EVENTFD, rounds, &e50, &e99);
+        ping_pong(COR_IO_BACKEND_URING, 0, rounds, &m50, &m99);
+        ping_pong(COR_IO_BACKEND_EPOLL, 0, rounds, &p50, &p99);
         bench_report_value("baseline.ping_pong_eventfd.p50", "ns/round_trip", e50, NULL, 0);
         bench_report_value("baseline.ping_pong_eventfd.p99", "ns/round_trip", e99, NULL, 0);
         bench_report_value("ring.ping_pong_msg_ring.p50", "ns/round_trip", m50,
                            "baseline.ping_pong_eventfd.p50", e50);
         bench_report_value("ring.ping_pong_msg_ring.p99", "ns/round_trip", m99,
                            "baseline.ping_pong_eventfd.p99", e99);
+        bench_report_value("epoll.ping_pong_eventfd.p50", "ns/round_trip", p50,
+                           "ring.ping_pong_msg_ring.p50", m50);
+        bench_report_value("epoll.ping_pong_eventfd.p99", "ns/round_trip", p99,
+                           "ring.ping_pong_msg_ring.p99", m99);
     }
     if (bench_enabled("ring.timer_schedule_cancel")) {
         cor_io_context *io = make(0);
@@ -372,6 +509,12 @@ int main(int argc, char **argv)
         bench_report(&t, &base, NULL);
         io_uring_queue_exit(&r);
         cor_io_context_destroy(io);
+        cor_io_context *eio = make_on(COR_IO_BACKEND_EPOLL, 0);
+        bench_result et = bench_measure("epoll.timer_schedule_cancel", coring_timers, eio, n);
+        bench_report(&et, &t, NULL);
+        cor_io_context_destroy(eio);
     }
+    bench_sockets(1);
+    bench_sockets(32);
     return 0;
 }
