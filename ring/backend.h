@@ -37,7 +37,12 @@
 
 #include "coring/io_context.h"
 
-/* Backend-neutral operations; arguments live in cor_io_op. */
+/*
+ * Backend-neutral operations; arguments live in cor_io_op. Results are the
+ * kernel's (a count or 0 on success, -errno on failure). Descriptors come
+ * from the front end already O_NONBLOCK for sockets (accept is asked for
+ * SOCK_NONBLOCK | SOCK_CLOEXEC in op_flags); regular files are blocking.
+ */
 enum cor__io_opcode {
     COR__IO_NOP = 0, /* completes with 0                                              */
     COR__IO_TIMEOUT, /* u.tmo.when: absolute CLOCK_MONOTONIC ns; 0 at expiry          */
@@ -47,10 +52,45 @@ enum cor__io_opcode {
     COR__IO_SEND,    /* as RECV                                                       */
     COR__IO_ACCEPT,  /* fd, u.io.addr (sockaddr *), u.io.addr2 (socklen_t *), op_flags: SOCK_* flags */
     COR__IO_CONNECT, /* fd, u.io.addr (const sockaddr *), u.io.len (socklen_t)        */
-    COR__IO_CLOSE,   /* fd                                                            */
-    COR__IO_POLL,    /* fd, op_flags: poll events; completes with the revents         */
+    /*
+     * fd. Cancels every operation of this backend still pending on fd first
+     * (they complete with -ECANCELED), then closes it; completes with
+     * close's result. Multishot streams on fd end as with stream_close.
+     */
+    COR__IO_CLOSE,
+    COR__IO_POLL,     /* fd, op_flags: poll events; completes with the revents        */
+    COR__IO_READV,    /* fd, u.io.addr (const struct iovec *), u.io.len (count), u.io.off (-1: position) */
+    COR__IO_WRITEV,   /* as READV                                                     */
+    COR__IO_SENDMSG,  /* fd, u.io.addr (const struct msghdr *), op_flags: MSG_* flags  */
+    COR__IO_RECVMSG,  /* fd, u.io.addr (struct msghdr *), op_flags: MSG_* flags        */
+    COR__IO_SHUTDOWN, /* fd, op_flags: SHUT_RD, SHUT_WR or SHUT_RDWR                   */
+    COR__IO_FSYNC,    /* fd, op_flags: 0 (fsync) or COR__FSYNC_DATA (fdatasync)        */
+    /* fd: directory (AT_FDCWD), u.io.addr (const char *path), op_flags: O_* flags,
+     * u.io.len: mode; completes with the new descriptor. */
+    COR__IO_OPENAT,
+    /* fd: directory, u.io.addr (const char *path), u.io.addr2 (struct statx *),
+     * op_flags: AT_* flags, u.io.len: STATX_* mask. */
+    COR__IO_STATX,
+    /*
+     * The next result of a multishot stream (see stream_open): u.io.addr
+     * (cor__stream *). An accept stream completes with a descriptor; a
+     * receive stream with the byte count (0: end of stream) and, when it is
+     * positive, writes the buffer into *(cor_buf *)u.io.addr2. One waiter at
+     * a time per stream (the front end enforces it). Deadlines and cancel
+     * work as for every op.
+     */
+    COR__IO_STREAM_NEXT,
     COR__IO_OPCODES
 };
+
+/* COR__IO_FSYNC op_flags. */
+#define COR__FSYNC_DATA 1u
+
+/* Multishot stream kinds (stream_open). */
+enum { COR__STREAM_ACCEPT = 1, COR__STREAM_RECV = 2 };
+
+typedef struct cor__stream cor__stream;
+typedef struct cor__bufring cor__bufring;
 
 typedef struct cor__backend cor__backend;
 
@@ -90,6 +130,37 @@ typedef struct cor__backend_ops {
     void (*wake)(cor__backend *target, cor__backend *from);
     /* COR_IO_* flags in force. Any thread. */
     unsigned (*features)(cor__backend *b);
+
+    /*
+     * Optional: provided buffer rings and multishot streams. A backend that
+     * leaves them NULL makes the public calls return -EOPNOTSUPP (README,
+     * "Sockets and files", lists what each backend does). Owner thread.
+     *
+     * bufring_create: registers count buffers of size bytes each, buffer i
+     *   at mem + i * size (the front end owns mem and frees it after
+     *   bufring_destroy). count is a power of two <= 32768. Returns 0 or -errno.
+     * bufring_put: buffer id is free again (the user returned it).
+     * bufring_destroy: unregisters; no stream uses it any more.
+     * stream_open: starts a multishot stream of kind COR__STREAM_* on fd
+     *   (br: the buffer ring of a receive stream). Results queue in the
+     *   stream until COR__IO_STREAM_NEXT ops take them, in order. A receive
+     *   stream that runs out of buffers (-ENOBUFS from the kernel) parks and
+     *   resumes by itself once a buffer is put back; a waiter sees -ENOBUFS
+     *   only when the stream is parked, nothing is queued and no buffer is
+     *   free (every buffer is held by users). A stream that ends (error, end
+     *   of file) delivers that result; the next waiter re-arms an accept
+     *   stream, while a receive stream ended by 0 or an error keeps
+     *   delivering it.
+     * stream_close: ends s: a waiter completes with -ECANCELED, queued
+     *   descriptors are closed, queued buffers go back to the ring; the
+     *   backend frees s once the kernel is done with it.
+     */
+    int (*bufring_create)(cor__backend *b, cor__bufring **out, void *mem, unsigned count,
+                          unsigned size);
+    void (*bufring_put)(cor__backend *b, cor__bufring *br, unsigned id);
+    void (*bufring_destroy)(cor__backend *b, cor__bufring *br);
+    int (*stream_open)(cor__backend *b, cor__stream **out, int kind, int fd, cor__bufring *br);
+    void (*stream_close)(cor__backend *b, cor__stream *s);
 } cor__backend_ops;
 
 extern const cor__backend_ops cor__uring_backend;
@@ -106,5 +177,14 @@ void cor__io_complete(cor_io_op *op, int res);
  * Returns NULL if the frame could not be allocated.
  */
 struct cor_io_await *cor__io_await_new(cor_io_context *io, int opcode);
+
+/*
+ * As cor__io_await_new with size bytes (>= sizeof(struct cor_io_await)) for
+ * the frame: the bytes past the struct hold per-op state such as a msghdr.
+ */
+struct cor_io_await *cor__io_await_new_size(cor_io_context *io, int opcode, size_t size);
+
+/* The backend of io and its ops (for the optional calls above). Owner thread. */
+cor__backend *cor__io_backend(cor_io_context *io, const cor__backend_ops **ops);
 
 #endif

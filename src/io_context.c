@@ -293,6 +293,24 @@ struct cor_io_await *cor__io_await_new(cor_io_context *io, int opcode)
     return a;
 }
 
+struct cor_io_await *cor__io_await_new_size(cor_io_context *io, int opcode, size_t size)
+{
+    if (size < sizeof(struct cor_io_await))
+        size = sizeof(struct cor_io_await);
+    struct cor_io_await *a = (struct cor_io_await *)cor__leaf_new(
+        size, _Alignof(struct cor_io_await), io_op_resume, offsetof(struct cor_io_await, result),
+        sizeof(int));
+    if (a)
+        op_init(&a->op, &a->cor_hdr, io, opcode);
+    return a;
+}
+
+cor__backend *cor__io_backend(cor_io_context *io, const cor__backend_ops **ops)
+{
+    *ops = io->be_ops;
+    return io->be;
+}
+
 /* Finishes op: the handle to run next (the awaiting frame, or what its executor says). */
 static cor_handle op_finish(cor_io_op *op)
 {

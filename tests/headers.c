@@ -14,6 +14,9 @@
 #include <coring/io_context.h>
 #include <coring/timer.h>
 #include <coring/io_group.h>
+#include <coring/net.h>
+#include <coring/file.h>
+#include <coring/resolve.h>
 #include <coring/coring.h>
 
 #include <stdio.h>

@@ -17,5 +17,8 @@
 #include "coring/io_context.h"
 #include "coring/timer.h"
 #include "coring/io_group.h"
+#include "coring/net.h"
+#include "coring/file.h"
+#include "coring/resolve.h"
 
 #endif

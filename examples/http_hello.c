@@ -1,0 +1,161 @@
+/*
+ * http_hello: a minimal HTTP/1.1 server on 127.0.0.1:P answering every
+ * request with "hello world". Keep-alive, pipelining (every complete request
+ * in a read is answered, in order, with one send), Content-Length bodies,
+ * 400 for a malformed request, 431 for a head above 8 KiB, 413 for a body
+ * above 8 KiB; after an error answer the connection is closed cleanly
+ * (shutdown of the sending side, then the rest of the request is read
+ * until the peer closes, for at most a second, so the answer is not lost
+ * to a reset).
+ *
+ *     http_hello [--port P] [--threads N] [--backend uring|epoll]
+ */
+#include "http_parse.h"
+#include "server_main.h"
+
+enum { MAX_HEAD = 8192, MAX_BODY = 8192, IN_CAP = MAX_HEAD + MAX_BODY, OUT_CAP = 16384 };
+
+static const char ok_keep[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                              "Content-Length: 11\r\n\r\nhello world";
+static const char ok_keep10[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                                "Connection: keep-alive\r\nContent-Length: 11\r\n\r\nhello world";
+static const char ok_close[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                               "Connection: close\r\nContent-Length: 11\r\n\r\nhello world";
+
+static const char *error_answer(int status)
+{
+    switch (status) {
+    case HTTP_TOO_LARGE:
+        return "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
+               "Content-Length: 0\r\n\r\n";
+    case HTTP_BODY_LARGE:
+        return "HTTP/1.1 413 Content Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+    default:
+        return "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+    }
+}
+
+struct conn {
+    COR_PROMISE(int);
+    int fd, r, status, i;
+    bool closing;
+    size_t have, pos, olen;
+    ssize_t sent;
+    http_request req;
+    char in[IN_CAP];
+    char out[OUT_CAP];
+    char drain[512];
+};
+
+static void append(struct conn *c, const char *s, size_t n)
+{
+    memcpy(c->out + c->olen, s, n);
+    c->olen += n;
+}
+
+COR_DEFINE_STATIC(conn, (int fd), { self->fd = fd; })
+{
+    COR_BEGIN(self);
+    self->have = self->pos = self->olen = 0;
+    self->status = 0;
+    self->closing = false;
+    for (;;) {
+        /* Answer every complete request in the buffer, in order. */
+        for (;;) {
+            self->r = http_parse(self->in + self->pos, self->have - self->pos, MAX_HEAD, MAX_BODY,
+                                 &self->req);
+            if (self->r == 0)
+                break;
+            if (self->r < 0) {
+                self->status = self->r;
+                break;
+            }
+            if (self->olen + sizeof ok_keep10 > OUT_CAP) {
+                COR_AWAIT(self->sent, cor_send_all(self->fd, self->out, self->olen));
+                if (self->sent < 0)
+                    goto done;
+                self->olen = 0;
+            }
+            if (!self->req.keep_alive)
+                append(self, ok_close, sizeof ok_close - 1);
+            else if (self->req.minor == 0)
+                append(self, ok_keep10, sizeof ok_keep10 - 1);
+            else
+                append(self, ok_keep, sizeof ok_keep - 1);
+            self->pos += (size_t)self->r;
+            if (!self->req.keep_alive) {
+                self->closing = true;
+                break;
+            }
+        }
+        if (self->status) {
+            const char *e = error_answer(self->status);
+            append(self, e, strlen(e));
+        }
+        if (self->olen) {
+            COR_AWAIT(self->sent, cor_send_all(self->fd, self->out, self->olen));
+            if (self->sent < 0)
+                goto done;
+            self->olen = 0;
+        }
+        if (self->status || self->closing)
+            break;
+        memmove(self->in, self->in + self->pos, self->have - self->pos);
+        self->have -= self->pos;
+        self->pos = 0;
+        COR_AWAIT(self->r, cor_recv(self->fd, self->in + self->have, IN_CAP - self->have, 0));
+        if (self->r <= 0)
+            goto done;
+        self->have += (size_t)self->r;
+    }
+    /* Closing after an answer: stop sending, read what the client still sends until it closes. */
+    COR_AWAIT(self->r, cor_shutdown(self->fd, SHUT_WR));
+    for (self->i = 0; self->i < 64; self->i++) {
+        COR_AWAIT(self->r, COR_DEADLINE_AFTER(cor_recv(self->fd, self->drain, sizeof self->drain, 0),
+                                              1000000000));
+        if (self->r <= 0)
+            break;
+    }
+done:
+    COR_AWAIT(self->r, cor_close(self->fd));
+    COR_RETURN(0);
+}
+
+struct acceptor {
+    COR_PROMISE(int);
+    int fd, c, slept;
+    cor_launch_options opts;
+};
+COR_DEFINE_STATIC(acceptor, (int fd), { self->fd = fd; })
+{
+    COR_BEGIN(self);
+    self->opts = (cor_launch_options){.stop = COR_THIS_STOP_TOKEN()};
+    for (;;) {
+        COR_AWAIT(self->c, cor_accept(self->fd, NULL));
+        if (self->c == -ECANCELED)
+            break;
+        if (self->c < 0) {
+            if (self->c == -EMFILE || self->c == -ENFILE || self->c == -ENOMEM)
+                COR_AWAIT(self->slept, cor_sleep_for(1000000));
+            continue;
+        }
+        if (COR_RUN_ASYNC(COR_THIS_EXECUTOR(), &self->opts, conn(self->c)) != 0)
+            close(self->c);
+    }
+    COR_AWAIT(self->c, cor_close(self->fd));
+    COR_RETURN(0);
+}
+
+static cor_frame *start(int fd)
+{
+    return (cor_frame *)acceptor(fd);
+}
+
+int main(int argc, char **argv)
+{
+    server_args a;
+    server_parse_args(argc, argv, &a);
+    cor_stop_source stop;
+    cor_stop_source_init(&stop);
+    return server_run("http_hello", &a, start, &stop);
+}
