@@ -33,10 +33,13 @@
  * Wake-ups. An eventfd registered edge-triggered: every write is a new
  * edge, so the owner never reads it (one syscall saved per wake-up).
  *
- * Regular files cannot be waited on with epoll (EPERM): READ and WRITE on
+ * Regular files cannot be waited on with epoll (EPERM): READ/WRITE(V) on
  * them run synchronously inside submit. RWF_NOWAIT serves cached data
  * without blocking; when it answers -EAGAIN and epoll refuses the file, the
- * plain blocking pread/pwrite runs on the owner thread.
+ * plain blocking pread/pwrite runs on the owner thread. FSYNC, OPENAT,
+ * STATX and SHUTDOWN always run synchronously there (sync_op). Multishot
+ * streams and provided buffer rings are io_uring's: the optional ops are
+ * left NULL, so the public calls answer -EOPNOTSUPP on epoll.
  *
  * op->bk[0]: the queue link (a descriptor queue or the ready list).
  * op->bk[1]: low 32 bits, heap index + 1 (0: not on the heap); high 32,
@@ -53,6 +56,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 
@@ -149,7 +153,9 @@ static int queue_of(const cor_io_op *op)
 {
     switch (op->opcode) {
     case COR__IO_WRITE:
+    case COR__IO_WRITEV:
     case COR__IO_SEND:
+    case COR__IO_SENDMSG:
     case COR__IO_CONNECT:
         return Q_OUT;
     case COR__IO_POLL:
@@ -295,18 +301,24 @@ static int set_nonblock(int fd)
  */
 static int rw_nowait(cor_io_op *op, bool write)
 {
-    struct iovec v = {op->u.io.addr, op->u.io.len};
+    struct iovec one = {op->u.io.addr, op->u.io.len};
+    const struct iovec *v = &one;
+    int cnt = 1;
+    if (op->opcode == COR__IO_READV || op->opcode == COR__IO_WRITEV) {
+        v = (const struct iovec *)op->u.io.addr;
+        cnt = (int)op->u.io.len;
+    }
     long off = (long)op->u.io.off;
     long nr = write ? SYS_pwritev2 : SYS_preadv2;
     for (;;) {
         long r;
         if (op->bk_flags & BK_BLOCKING_RW) {
             if (off == -1)
-                r = write ? (long)writev(op->fd, &v, 1) : (long)readv(op->fd, &v, 1);
+                r = write ? (long)writev(op->fd, v, cnt) : (long)readv(op->fd, v, cnt);
             else
-                r = write ? (long)pwritev(op->fd, &v, 1, off) : (long)preadv(op->fd, &v, 1, off);
+                r = write ? (long)pwritev(op->fd, v, cnt, off) : (long)preadv(op->fd, v, cnt, off);
         } else {
-            r = syscall(nr, op->fd, &v, 1, off, off == -1 ? -1L : 0L, RWF_NOWAIT);
+            r = syscall(nr, op->fd, v, cnt, off, off == -1 ? -1L : 0L, RWF_NOWAIT);
         }
         if (r >= 0)
             return (int)r;
@@ -379,11 +391,25 @@ static int try_op(cor_io_op *op, uint32_t ev)
     int r;
     switch (op->opcode) {
     case COR__IO_READ:
+    case COR__IO_READV:
+        return rw_nowait(op, false);
     case COR__IO_WRITE:
-        return rw_nowait(op, op->opcode == COR__IO_WRITE);
+    case COR__IO_WRITEV:
+        return rw_nowait(op, true);
     case COR__IO_RECV:
     case COR__IO_SEND:
         return sock_io(op, op->opcode == COR__IO_SEND);
+    case COR__IO_RECVMSG:
+    case COR__IO_SENDMSG: {
+        ssize_t n;
+        int flags = (int)op->op_flags | MSG_DONTWAIT;
+        do
+            n = op->opcode == COR__IO_SENDMSG
+                    ? sendmsg(op->fd, (const struct msghdr *)op->u.io.addr, flags)
+                    : recvmsg(op->fd, (struct msghdr *)op->u.io.addr, flags);
+        while (n < 0 && errno == EINTR);
+        return n >= 0 ? (int)n : (errno == EWOULDBLOCK ? -EAGAIN : -errno);
+    }
     case COR__IO_ACCEPT:
         do
             r = accept4(op->fd, (struct sockaddr *)op->u.io.addr, (socklen_t *)op->u.io.addr2,
@@ -422,6 +448,33 @@ static int try_op(cor_io_op *op, uint32_t ev)
     default:
         return -EOPNOTSUPP;
     }
+}
+
+/*
+ * Operations epoll cannot wait for (files, metadata, shutdown): they run
+ * here, on the owner thread, and block it for as long as the kernel takes.
+ */
+static int sync_op(cor_io_op *op)
+{
+    int r;
+    switch (op->opcode) {
+    case COR__IO_SHUTDOWN:
+        r = shutdown(op->fd, (int)op->op_flags);
+        break;
+    case COR__IO_FSYNC:
+        r = (op->op_flags & COR__FSYNC_DATA) ? fdatasync(op->fd) : fsync(op->fd);
+        break;
+    case COR__IO_OPENAT:
+        r = openat(op->fd, (const char *)op->u.io.addr, (int)op->op_flags, (mode_t)op->u.io.len);
+        break;
+    case COR__IO_STATX:
+        r = statx(op->fd, (const char *)op->u.io.addr, (int)op->op_flags, op->u.io.len,
+                  (struct statx *)op->u.io.addr2);
+        break;
+    default:
+        return -EOPNOTSUPP;
+    }
+    return r < 0 ? -errno : r;
 }
 
 /* ---- the backend ops ------------------------------------------------------------------ */
@@ -550,10 +603,20 @@ static int ep_submit(cor__backend *b, cor_io_op *op)
             return -EBADF;
         make_ready(b, op, do_close(b, op->fd));
         return 0;
+    case COR__IO_SHUTDOWN:
+    case COR__IO_FSYNC:
+    case COR__IO_OPENAT:
+    case COR__IO_STATX:
+        make_ready(b, op, sync_op(op));
+        return 0;
     case COR__IO_READ:
     case COR__IO_WRITE:
+    case COR__IO_READV:
+    case COR__IO_WRITEV:
     case COR__IO_RECV:
     case COR__IO_SEND:
+    case COR__IO_RECVMSG:
+    case COR__IO_SENDMSG:
     case COR__IO_ACCEPT:
     case COR__IO_CONNECT:
     case COR__IO_POLL:
@@ -573,9 +636,10 @@ static int ep_submit(cor__backend *b, cor_io_op *op)
         return 0;
     }
     r = wait_fd(b, op);
-    if (r == -EPERM && (op->opcode == COR__IO_READ || op->opcode == COR__IO_WRITE)) {
+    if (r == -EPERM && (op->opcode == COR__IO_READ || op->opcode == COR__IO_WRITE ||
+                        op->opcode == COR__IO_READV || op->opcode == COR__IO_WRITEV)) {
         /* A regular file whose data is not cached: epoll cannot wait on it. */
-        make_ready(b, op, rw_sync(op, op->opcode == COR__IO_WRITE));
+        make_ready(b, op, rw_sync(op, queue_of(op) == Q_OUT));
         return 0;
     }
     return r;
