@@ -145,9 +145,10 @@ typedef struct cor__backend_ops {
      *   (br: the buffer ring of a receive stream). Results queue in the
      *   stream until COR__IO_STREAM_NEXT ops take them, in order. A receive
      *   stream that runs out of buffers (-ENOBUFS from the kernel) parks and
-     *   resumes by itself once a buffer is put back; a waiter sees -ENOBUFS
-     *   only when the stream is parked, nothing is queued and no buffer is
-     *   free (every buffer is held by users). A stream that ends (error, end
+     *   resumes by itself once any buffer is put back; a waiter sees -ENOBUFS
+     *   only when the stream is parked, nothing is queued and buffers this
+     *   stream handed out are still held (its user must put them back:
+     *   waiting would deadlock). A stream that ends (error, end
      *   of file) delivers that result; the next waiter re-arms an accept
      *   stream, while a receive stream ended by 0 or an error keeps
      *   delivering it.

@@ -268,9 +268,10 @@ COR_API int cor_recv_stream_open(cor_stream **out, cor_io_context *io, int fd, c
  * Awaitable: the next result of stream s. Accept stream: a descriptor (the
  * awaiting coroutine owns it) or -errno. Receive stream: the byte count with
  * *buf set to the buffer that holds them (give it back with
- * cor_buf_ring_put), 0 once the peer ended the stream, or -errno; -ENOBUFS
- * only when every buffer of the ring is held by users (put some back, then
- * await again). One waiter per stream at a time (a second one completes
+ * cor_buf_ring_put), 0 once the peer ended the stream, or -errno. When the
+ * ring runs dry the stream pauses and resumes by itself as soon as any
+ * buffer is put back; -ENOBUFS is the answer only if the ring is dry and
+ * buffers from this stream are still held (put them back, await again). One waiter per stream at a time (a second one completes
  * with -EBUSY). Honours stop tokens and deadlines like every operation.
  */
 COR_API struct cor_io_await *cor_stream_next(cor_stream *s, cor_buf *buf);

@@ -1,0 +1,936 @@
+/*
+ * Sockets on both backends (loopback only, every wait bounded): echo round
+ * trips over IPv4, IPv6 and Unix sockets, a thousand connections on one
+ * io_context, peer reset and half-close, cancellation of a pending accept
+ * and recv (same thread and cross-thread), a connect deadline, recv on a
+ * closed descriptor, UDP, address helpers, name resolution, multishot
+ * accept and receive streams with a provided buffer ring run dry.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+#include <criterion/criterion.h>
+
+#include "io_backends.h"
+#include "util.h"
+
+#define MS (1000LL * 1000)
+
+static void store_int(void *user, void *result)
+{
+    *(int *)user = *(int *)result;
+}
+
+static void store_err(void *user, int err)
+{
+    *(int *)user = err;
+}
+
+/* COR_RUN_ASYNC needs the task expression inside it; the frame is already allocated here. */
+static int start_on(cor_io_context *io, const cor_launch_options *o, cor_frame *t)
+{
+    return COR_RUN_ASYNC(cor_io_context_executor(io), o, t);
+}
+
+/* Launches t on io with stop token st (may be a default token), result into *res. */
+static void launch(cor_io_context *io, cor_frame *t, int *res, cor_stop_token st)
+{
+    *res = -9999;
+    cor_launch_options o = {.stop = st, .on_result = store_int, .on_error = store_err, .user = res};
+    cr_assert_eq(start_on(io, &o, t), 0);
+}
+
+static cor_stop_token no_stop(void)
+{
+    cor_stop_token t;
+    memset(&t, 0, sizeof t);
+    return t;
+}
+
+/* A listening socket on text's address (port 0 for IP); skips when the family is unavailable. */
+static int listen_on(const char *text, cor_sockaddr *bound, int backlog)
+{
+    cor_sockaddr a;
+    cr_assert_eq(cor_addr_parse(&a, text), 0, "parse %s", text);
+    int fd = cor_listen(&a, backlog, 0);
+    if (fd == -EADDRNOTAVAIL || fd == -EAFNOSUPPORT)
+        cr_skip_test("%s is not available here: %s", text, cor_strerror(fd));
+    cr_assert_geq(fd, 0, "listen %s: %s", text, cor_strerror(fd));
+    if (a.u.sa.sa_family == AF_UNIX)
+        *bound = a;
+    else
+        cr_assert_eq(cor_local_addr(fd, bound), 0);
+    return fd;
+}
+
+/* ---- echo server and client coroutines ---- */
+
+struct echo_conn {
+    COR_PROMISE(int);
+    int fd, n;
+    ssize_t w;
+    long total;
+    char buf[1024];
+};
+COR_DEFINE_STATIC(echo_conn, (int fd), { self->fd = fd; })
+{
+    COR_BEGIN(self);
+    self->total = 0;
+    for (;;) {
+        COR_AWAIT(self->n, cor_recv(self->fd, self->buf, sizeof self->buf, 0));
+        if (self->n <= 0)
+            break;
+        self->total += self->n;
+        COR_AWAIT(self->w, cor_send_all(self->fd, self->buf, (size_t)self->n));
+        if (self->w < 0)
+            break;
+    }
+    COR_AWAIT(self->n, cor_close(self->fd));
+    COR_RETURN((int)self->total);
+}
+
+/* Accepts n connections, each served by an echo_conn; returns how many were accepted. */
+struct echo_server {
+    COR_PROMISE(int);
+    int lfd, n, i, c;
+    int *results;
+};
+COR_DEFINE_STATIC(echo_server, (int lfd, int n, int *results),
+                  { self->lfd = lfd; self->n = n; self->results = results; })
+{
+    COR_BEGIN(self);
+    for (self->i = 0; self->i < self->n; self->i++) {
+        cor_sockaddr peer;
+        (void)peer;
+        COR_AWAIT(self->c, cor_accept(self->lfd, NULL));
+        if (self->c < 0)
+            COR_RETURN(self->c);
+        cor_launch_options o = {.on_result = store_int, .user = &self->results[self->i]};
+        if (COR_RUN_ASYNC(COR_THIS_EXECUTOR(), &o, echo_conn(self->c)))
+            COR_RETURN(-ENOMEM);
+    }
+    COR_RETURN(self->i);
+}
+
+/* Connects, sends msgs messages of size bytes (pattern from id and sequence), checks each echo. */
+struct echo_client {
+    COR_PROMISE(int);
+    const cor_sockaddr *addr;
+    int id, msgs, size, i, fd, r;
+    ssize_t n;
+    char out[256], in[256];
+};
+COR_DEFINE_STATIC(echo_client, (const cor_sockaddr *addr, int id, int msgs, int size),
+                  { self->addr = addr; self->id = id; self->msgs = msgs; self->size = size; })
+{
+    COR_BEGIN(self);
+    self->fd = cor_socket(self->addr->u.sa.sa_family, SOCK_STREAM);
+    if (self->fd < 0)
+        COR_RETURN(self->fd);
+    COR_AWAIT(self->r, COR_DEADLINE_AFTER(cor_connect(self->fd, self->addr), 5000 * MS));
+    if (self->r < 0)
+        goto out;
+    for (self->i = 0; self->i < self->msgs; self->i++) {
+        for (int k = 0; k < self->size; k++)
+            self->out[k] = (char)(self->id * 31 + self->i * 7 + k);
+        COR_AWAIT(self->n, cor_send_all(self->fd, self->out, (size_t)self->size));
+        if (self->n != self->size) {
+            self->r = -EIO;
+            goto out;
+        }
+        COR_AWAIT(self->n, cor_recv_exact(self->fd, self->in, (size_t)self->size));
+        if (self->n != self->size || memcmp(self->in, self->out, (size_t)self->size)) {
+            self->r = -EPROTO; /* lost, reordered or mixed up with another connection */
+            goto out;
+        }
+    }
+    self->r = self->msgs;
+out:
+    COR_AWAIT(self->n, cor_shutdown(self->fd, SHUT_WR));
+    COR_AWAIT(self->n, cor_close(self->fd));
+    COR_RETURN(self->r);
+}
+
+static void echo_roundtrip(int backend, const char *text)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    cor_sockaddr a;
+    int lfd = listen_on(text, &a, 16);
+    int conn_res[2], srv, cli[2];
+    launch(io, (cor_frame *)echo_server(lfd, 2, conn_res), &srv, no_stop());
+    launch(io, (cor_frame *)echo_client(&a, 1, 50, 200), &cli[0], no_stop());
+    launch(io, (cor_frame *)echo_client(&a, 2, 50, 17), &cli[1], no_stop());
+    cr_assert_geq(cor_io_context_run(io), 0);
+    cr_assert_eq(srv, 2);
+    cr_assert_eq(cli[0], 50, "client 1: %s", cor_strerror(cli[0]));
+    cr_assert_eq(cli[1], 50, "client 2: %s", cor_strerror(cli[1]));
+    cr_assert_eq(conn_res[0] + conn_res[1], 50 * 200 + 50 * 17, "every byte was echoed");
+    close(lfd);
+    if (a.u.sa.sa_family == AF_UNIX)
+        unlink(a.u.un.sun_path);
+    cor_io_context_destroy(io);
+}
+
+IO_TEST(net, echo_ipv4)
+{
+    echo_roundtrip(backend, "127.0.0.1:0");
+}
+
+IO_TEST(net, echo_ipv6)
+{
+    echo_roundtrip(backend, "[::1]:0");
+}
+
+IO_TEST(net, echo_unix)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/coring-net-%d-%d.sock", (int)getpid(), backend);
+    echo_roundtrip(backend, path);
+}
+
+IO_TEST(net, echo_unix_abstract)
+{
+    char path[64];
+    snprintf(path, sizeof path, "@coring-net-%d-%d", (int)getpid(), backend);
+    echo_roundtrip(backend, path);
+}
+
+/* ---- a thousand connections ---- */
+
+IO_TEST(net, thousand_connections_no_loss_no_reorder)
+{
+    enum { N = 1000, MSGS = 5, SIZE = 100 };
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < 2 * N + 64) {
+        if (rl.rlim_max < 2 * N + 64)
+            cr_skip_test("RLIMIT_NOFILE hard limit %ld is below %d", (long)rl.rlim_max, 2 * N + 64);
+        rl.rlim_cur = 2 * N + 64;
+        cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    }
+    cor_io_context *io = io_test_create(backend, NULL);
+    cor_sockaddr a;
+    int lfd = listen_on("127.0.0.1:0", &a, 4096);
+    int *conn_res = calloc(N, sizeof *conn_res), *cli = calloc(N, sizeof *cli), srv;
+    launch(io, (cor_frame *)echo_server(lfd, N, conn_res), &srv, no_stop());
+    for (int i = 0; i < N; i++)
+        launch(io, (cor_frame *)echo_client(&a, i, MSGS, SIZE), &cli[i], no_stop());
+    cr_assert_geq(cor_io_context_run(io), 0);
+    cr_assert_eq(srv, N);
+    long total = 0;
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(cli[i], MSGS, "client %d: %s", i, cor_strerror(cli[i]));
+        total += conn_res[i];
+    }
+    cr_assert_eq(total, (long)N * MSGS * SIZE);
+    free(conn_res);
+    free(cli);
+    close(lfd);
+    cor_io_context_destroy(io);
+}
+
+/* ---- peer reset and half-close ---- */
+
+struct reset_peer {
+    COR_PROMISE(int);
+    const cor_sockaddr *addr;
+    int fd, r;
+    bool reset;
+    ssize_t n;
+    char buf[16];
+};
+COR_DEFINE_STATIC(reset_peer, (const cor_sockaddr *addr, bool reset),
+                  { self->addr = addr; self->reset = reset; })
+{
+    COR_BEGIN(self);
+    self->fd = cor_socket(AF_INET, SOCK_STREAM);
+    COR_AWAIT(self->r, cor_connect(self->fd, self->addr));
+    if (self->r < 0)
+        COR_RETURN(self->r);
+    COR_AWAIT(self->n, cor_send_all(self->fd, "ping", 4));
+    if (self->reset) {
+        /* Linger 0: close sends a reset instead of a FIN. */
+        struct linger l = {1, 0};
+        setsockopt(self->fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+        COR_AWAIT(self->r, cor_sleep_for(20 * MS));
+        COR_AWAIT(self->r, cor_close(self->fd));
+        COR_RETURN(0);
+    }
+    /* Half-close: no more from us, yet the answer still arrives. */
+    COR_AWAIT(self->r, cor_shutdown(self->fd, SHUT_WR));
+    COR_AWAIT(self->n, cor_recv_exact(self->fd, self->buf, 4));
+    self->r = self->n == 4 && !memcmp(self->buf, "pong", 4) ? 1 : -EPROTO;
+    COR_AWAIT(self->n, cor_recv(self->fd, self->buf, sizeof self->buf, 0));
+    if (self->n != 0)
+        self->r = -EPROTO; /* the server closed after answering */
+    COR_AWAIT(self->n, cor_close(self->fd));
+    COR_RETURN(self->r);
+}
+
+/* Server side: reads "ping", then reads again: the second read's result is returned. */
+struct reset_server {
+    COR_PROMISE(int);
+    int lfd, fd, r;
+    bool answer;
+    ssize_t n;
+    char buf[16];
+};
+COR_DEFINE_STATIC(reset_server, (int lfd, bool answer), { self->lfd = lfd; self->answer = answer; })
+{
+    COR_BEGIN(self);
+    COR_AWAIT(self->fd, cor_accept(self->lfd, NULL));
+    if (self->fd < 0)
+        COR_RETURN(self->fd);
+    COR_AWAIT(self->n, cor_recv_exact(self->fd, self->buf, 4));
+    if (self->n != 4)
+        COR_RETURN(-EPROTO);
+    if (!self->answer) {
+        COR_AWAIT(self->r, COR_DEADLINE_AFTER(cor_recv(self->fd, self->buf, sizeof self->buf, 0),
+                                              5000 * MS));
+    } else {
+        COR_AWAIT(self->r, COR_DEADLINE_AFTER(cor_recv(self->fd, self->buf, sizeof self->buf, 0),
+                                              5000 * MS));
+        COR_AWAIT(self->n, cor_send_all(self->fd, "pong", 4));
+    }
+    COR_AWAIT(self->n, cor_close(self->fd));
+    COR_RETURN(self->r);
+}
+
+IO_TEST(net, peer_reset)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    cor_sockaddr a;
+    int lfd = listen_on("127.0.0.1:0", &a, 4);
+    int srv, cli;
+    launch(io, (cor_frame *)reset_server(lfd, false), &srv, no_stop());
+    launch(io, (cor_frame *)reset_peer(&a, true), &cli, no_stop());
+    cr_assert_geq(cor_io_context_run(io), 0);
+    cr_assert_eq(cli, 0);
+    cr_assert_eq(srv, -ECONNRESET, "recv after a reset: %s", cor_strerror(srv));
+    close(lfd);
+    cor_io_context_destroy(io);
+}
+
+IO_TEST(net, half_close)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    cor_sockaddr a;
+    int lfd = listen_on("127.0.0.1:0", &a, 4);
+    int srv, cli;
+    launch(io, (cor_frame *)reset_server(lfd, true), &srv, no_stop());
+    launch(io, (cor_frame *)reset_peer(&a, false), &cli, no_stop());
+    cr_assert_geq(cor_io_context_run(io), 0);
+    cr_assert_eq(srv, 0, "the server sees end of stream: %s", cor_strerror(srv));
+    cr_assert_eq(cli, 1, "the answer arrives after our shutdown: %s", cor_strerror(cli));
+    close(lfd);
+    cor_io_context_destroy(io);
+}
+
+/* ---- cancellation ---- */
+
+struct waiter {
+    COR_PROMISE(int);
+    int fd, r;
+    bool accept;
+    char buf[8];
+};
+COR_DEFINE_STATIC(waiter, (int fd, bool accept), { self->fd = fd; self->accept = accept; })
+{
+    COR_BEGIN(self);
+    if (self->accept)
+        COR_AWAIT(self->r, cor_accept(self->fd, NULL));
+    else
+        COR_AWAIT(self->r, cor_recv(self->fd, self->buf, sizeof self->buf, 0));
+    COR_RETURN(self->r);
+}
+
+struct stopper {
+    COR_PROMISE(int);
+    cor_stop_source *src;
+    int r;
+};
+COR_DEFINE_STATIC(stopper, (cor_stop_source *src), { self->src = src; })
+{
+    COR_BEGIN(self);
+    COR_AWAIT(self->r, cor_sleep_for(20 * MS));
+    cor_stop_source_request(self->src);
+    COR_RETURN(0);
+}
+
+static void *stop_later(void *arg)
+{
+    struct timespec ts = {0, 30 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    cor_stop_source_request(arg);
+    return NULL;
+}
+
+static void cancel_case(int backend, bool accept, bool cross_thread)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    cor_sockaddr a;
+    int lfd = listen_on("127.0.0.1:0", &a, 4);
+    int sv[2] = {-1, -1};
+    if (!accept)
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    cor_stop_source src;
+    cor_stop_source_init(&src);
+    int r, s;
+    launch(io, (cor_frame *)waiter(accept ? lfd : sv[0], accept), &r, cor_stop_source_token(&src));
+    pthread_t t;
+    if (cross_thread)
+        cr_assert_eq(pthread_create(&t, NULL, stop_later, &src), 0);
+    else
+        launch(io, (cor_frame *)stopper(&src), &s, no_stop());
+    cr_assert_geq(cor_io_context_run(io), 0);
+    if (cross_thread)
+        pthread_join(t, NULL);
+    cr_assert_eq(r, -ECANCELED, "%s canceled: %s", accept ? "accept" : "recv", cor_strerror(r));
+    close(lfd);
+    if (sv[0] >= 0) {
+        /* The socket is still usable: nothing was consumed. */
+        cr_assert_eq(write(sv[1], "x", 1), 1);
+        char c;
+        cr_assert_eq(read(sv[0], &c, 1), 1);
+        close(sv[0]);
+        close(sv[1]);
+    }
+    cor_io_context_destroy(io);
+}
+
+IO_TEST(net, cancel_accept_same_thread)
+{
+    cancel_case(backend, true, false);
+}
+
+IO_TEST(net, cancel_accept_cross_thread)
+{
+    cancel_case(backend, true, true);
+}
+
+IO_TEST(net, cancel_recv_same_thread)
+{
+    cancel_case(backend, false, false);
+}
+
+IO_TEST(net, cancel_recv_cross_thread)
+{
+    cancel_case(backend, false, true);
+}
+
+/* ---- close cancels what is pending on the descriptor ---- */
+
+struct closer {
+    COR_PROMISE(int);
+    int fd, r;
+};
+COR_DEFINE_STATIC(closer, (int fd), { self->fd = fd; })
+{
+    COR_BEGIN(self);
+    COR_AWAIT(self->r, cor_sleep_for(10 * MS));
+    COR_AWAIT(self->r, cor_close(self->fd));
+    COR_RETURN(self->r);
+}
+
+IO_TEST(net, close_cancels_pending_recv)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    int r, c;
+    launch(io, (cor_frame *)waiter(sv[0], false), &r, no_stop());
+    launch(io, (cor_frame *)closer(sv[0]), &c, no_stop());
+    cr_assert_geq(cor_io_context_run(io), 0);
+    cr_assert_eq(c, 0, "close: %s", cor_strerror(c));
+    cr_assert_eq(r, -ECANCELED, "the pending recv: %s", cor_strerror(r));
+    cr_assert_eq(fcntl(sv[0], F_GETFD), -1, "the descriptor is closed");
+    close(sv[1]);
+    cor_io_context_destroy(io);
+}
+
+/* ---- connect deadline ---- */
+
+struct connector {
+    COR_PROMISE(int);
+    const cor_sockaddr *addr;
+    int64_t ns;
+    int fd, r;
+};
+COR_DEFINE_STATIC(connector, (const cor_sockaddr *addr, int64_t ns), { self->addr = addr; self->ns = ns; })
+{
+    COR_BEGIN(self);
+    self->fd = cor_socket(AF_INET, SOCK_STREAM);
+    COR_AWAIT(self->r, COR_DEADLINE_AFTER(cor_connect(self->fd, self->addr), self->ns));
+    COR_AWAIT_VOID(cor_close(self->fd));
+    COR_RETURN(self->r);
+}
+
+/*
+ * A closed loopback port refuses at once, so the deadline needs a listener
+ * that never answers: a socket listening with backlog 0 whose accept queue
+ * is filled by connections nobody accepts. Linux then drops further SYNs
+ * (the client keeps retransmitting), and the connect waits until its
+ * deadline. Everything stays on 127.0.0.1.
+ */
+IO_TEST(net, connect_deadline_on_a_full_backlog)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    cor_sockaddr a;
+    int lfd = listen_on("127.0.0.1:0", &a, 1);
+    int fill[4];
+    for (int i = 0; i < 4; i++)
+        launch(io, (cor_frame *)connector(&a, 200 * MS), &fill[i], no_stop());
+    cr_assert_geq(cor_io_context_run(io), 0);
+    int filled = 0;
+    for (int i = 0; i < 4; i++)
+        filled += fill[i] == 0;
+    cr_assert_geq(filled, 1, "the accept queue took some connections");
+    int r;
+    int64_t t0 = cor_clock_now();
+    launch(io, (cor_frame *)connector(&a, 100 * MS), &r, no_stop());
+    cr_assert_geq(cor_io_context_run(io), 0);
+    int64_t took = cor_clock_now() - t0;
+    cr_assert_eq(r, -ETIME, "connect to a full backlog: %s", cor_strerror(r));
+    cr_assert_geq(took, 90 * MS, "not before the deadline");
+    close(lfd);
+    cor_io_context_destroy(io);
+}
+
+IO_TEST(net, connect_refused)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    cor_sockaddr a;
+    int lfd = listen_on("127.0.0.1:0", &a, 1);
+    close(lfd); /* the port is now closed: refused at once */
+    int r;
+    launch(io, (cor_frame *)connector(&a, 5000 * MS), &r, no_stop());
+    cr_assert_geq(cor_io_context_run(io), 0);
+    cr_assert_eq(r, -ECONNREFUSED, "%s", cor_strerror(r));
+    cor_io_context_destroy(io);
+}
+
+/* ---- bad descriptors ---- */
+
+IO_TEST(net, recv_on_a_closed_descriptor)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    int fd = cor_socket(AF_INET, SOCK_STREAM);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    int r;
+    launch(io, (cor_frame *)waiter(fd, false), &r, no_stop());
+    cr_assert_geq(cor_io_context_run(io), 0);
+    cr_assert_eq(r, -EBADF, "%s", cor_strerror(r));
+    launch(io, (cor_frame *)waiter(-1, false), &r, no_stop());
+    cr_assert_geq(cor_io_context_run(io), 0);
+    cr_assert_eq(r, -EBADF, "fd -1: %s", cor_strerror(r));
+    cor_io_context_destroy(io);
+}
+
+/* ---- UDP ---- */
+
+struct udp_pair {
+    COR_PROMISE(int);
+    int a, b, r;
+    const cor_sockaddr *to;
+    cor_sockaddr from;
+    char buf[64];
+};
+COR_DEFINE_STATIC(udp_pair, (int a, int b, const cor_sockaddr *to), { self->a = a; self->b = b; self->to = to; })
+{
+    COR_BEGIN(self);
+    COR_AWAIT(self->r, cor_sendto(self->a, "datagram", 8, 0, self->to));
+    if (self->r != 8)
+        COR_RETURN(-EIO);
+    COR_AWAIT(self->r, COR_DEADLINE_AFTER(cor_recvfrom(self->b, self->buf, sizeof self->buf, 0,
+                                                       &self->from),
+                                          5000 * MS));
+    if (self->r != 8 || memcmp(self->buf, "datagram", 8))
+        COR_RETURN(-EPROTO);
+    cor_sockaddr mine;
+    cor_local_addr(self->a, &mine);
+    COR_RETURN(cor_addr_port(&self->from) == cor_addr_port(&mine) ? 1 : -EPROTO);
+}
+
+IO_TEST(net, udp_sendto_recvfrom)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    cor_sockaddr any, bb;
+    cor_addr_parse(&any, "127.0.0.1:0");
+    int a = cor_udp_bind(&any, 0), b = cor_udp_bind(&any, 0);
+    cr_assert_geq(a, 0);
+    cr_assert_geq(b, 0);
+    cor_local_addr(b, &bb);
+    int r;
+    launch(io, (cor_frame *)udp_pair(a, b, &bb), &r, no_stop());
+    cr_assert_geq(cor_io_context_run(io), 0);
+    cr_assert_eq(r, 1, "%s", cor_strerror(r));
+    close(a);
+    close(b);
+    cor_io_context_destroy(io);
+}
+
+/* ---- address helpers and setup errors ---- */
+
+Test(net, address_parsing)
+{
+    cor_sockaddr a;
+    char buf[128];
+    cr_assert_eq(cor_addr_parse(&a, "127.0.0.1:8080"), 0);
+    cr_assert_eq(a.u.sa.sa_family, AF_INET);
+    cr_assert_eq(cor_addr_port(&a), 8080);
+    cr_assert_eq(cor_addr_format(&a, buf, sizeof buf), 14);
+    cr_assert_str_eq(buf, "127.0.0.1:8080");
+    cr_assert_eq(cor_addr_parse(&a, "[::1]:80"), 0);
+    cr_assert_eq(a.u.sa.sa_family, AF_INET6);
+    cr_assert_eq(cor_addr_port(&a), 80);
+    cor_addr_format(&a, buf, sizeof buf);
+    cr_assert_str_eq(buf, "[::1]:80");
+    cr_assert_eq(cor_addr_parse(&a, "/tmp/x.sock"), 0);
+    cr_assert_eq(a.u.sa.sa_family, AF_UNIX);
+    cor_addr_format(&a, buf, sizeof buf);
+    cr_assert_str_eq(buf, "/tmp/x.sock");
+    cr_assert_eq(cor_addr_parse(&a, "unix:rel.sock"), 0);
+    cor_addr_format(&a, buf, sizeof buf);
+    cr_assert_str_eq(buf, "unix:rel.sock");
+    cr_assert_eq(cor_addr_parse(&a, "@abstract"), 0);
+    cor_addr_format(&a, buf, sizeof buf);
+    cr_assert_str_eq(buf, "@abstract");
+    cr_assert_eq(cor_addr_port(&a), -EINVAL, "a Unix address has no port");
+
+    const char *bad[] = {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1",
+                         "127.0.0.1:80x", "1.2.3:80", "::1:80", "[::1]80", "[::1]:", "[127.0.0.1]:80",
+                         "[]:80", "localhost:80", ":80", "unix:", "@", "256.0.0.1:1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&a, 0x5a, sizeof a);
+        cr_assert_eq(cor_addr_parse(&a, bad[i]), -EINVAL, "\"%s\" is refused", bad[i]);
+        cr_assert_eq(((unsigned char *)&a)[0], 0x5a, "and *out is untouched");
+    }
+    char longpath[200];
+    memset(longpath, 'a', sizeof longpath - 1);
+    longpath[0] = '/';
+    longpath[sizeof longpath - 1] = '\0';
+    cr_assert_eq(cor_addr_parse(&a, longpath), -EINVAL, "a path longer than sun_path");
+    cr_assert_eq(cor_addr_parse(NULL, "1.2.3.4:5"), -EINVAL);
+    cr_assert_eq(cor_addr_parse(&a, NULL), -EINVAL);
+    cor_addr_parse(&a, "127.0.0.1:8080");
+    cr_assert_eq(cor_addr_format(&a, buf, 5), -ENOSPC);
+    cr_assert_eq(cor_addr_format(NULL, buf, 5), -EINVAL);
+    cr_assert_eq(cor_addr_ip(&a, "::1", 70000), -EINVAL);
+    cr_assert_eq(cor_addr_ip(&a, "::1", 7), 0);
+    cr_assert_eq(cor_addr_port(&a), 7);
+}
+
+Test(net, setup_errors)
+{
+    cr_assert_eq(cor_socket(12345, SOCK_STREAM), -EINVAL);
+    cr_assert_eq(cor_socket(AF_INET, 12345), -EINVAL);
+    cr_assert_eq(cor_listen(NULL, 1, 0), -EINVAL);
+    cor_sockaddr a;
+    cor_addr_parse(&a, "127.0.0.1:0");
+    cr_assert_eq(cor_listen(&a, 1, 1u << 20), -EINVAL, "unknown options");
+    int fd = cor_listen(&a, 1, COR_NET_REUSEPORT);
+    cr_assert_geq(fd, 0);
+    cor_sockaddr b;
+    cr_assert_eq(cor_local_addr(fd, &b), 0);
+    int fd2 = cor_listen(&b, 1, COR_NET_REUSEPORT);
+    cr_assert_geq(fd2, 0, "SO_REUSEPORT: a second listener on the same port");
+    int fd3 = cor_listen(&b, 1, 0);
+    cr_assert_eq(fd3, -EADDRINUSE, "without it the port is taken");
+    close(fd);
+    close(fd2);
+    cr_assert_eq(cor_local_addr(-1, &b), -EBADF);
+    cr_assert_eq(cor_local_addr(0, NULL), -EINVAL);
+}
+
+/* ---- name resolution ---- */
+
+struct resolver {
+    COR_PROMISE(int);
+    const char *host, *service;
+    cor_sockaddr *out;
+    int r;
+};
+COR_DEFINE_STATIC(resolver, (const char *host, const char *service, cor_sockaddr *out),
+                  { self->host = host; self->service = service; self->out = out; })
+{
+    COR_BEGIN(self);
+    COR_AWAIT(self->r, cor_resolve(self->host, self->service, AF_INET, 0, self->out, 4));
+    COR_RETURN(self->r);
+}
+
+IO_TEST(net, resolve_numeric_and_localhost)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    cor_sockaddr out[4];
+    int r1, r2, r3, r4;
+    launch(io, (cor_frame *)resolver("127.0.0.1", "8080", out), &r1, no_stop());
+    cr_assert_geq(cor_io_context_run(io), 0);
+    cr_assert_eq(r1, 1, "%s", cor_strerror(r1));
+    cr_assert_eq(cor_addr_port(&out[0]), 8080);
+    launch(io, (cor_frame *)resolver("localhost", "80", out), &r2, no_stop());
+    launch(io, (cor_frame *)resolver("127.0.0.1", "no-such-service-coring", out), &r3, no_stop());
+    launch(io, (cor_frame *)resolver(NULL, NULL, out), &r4, no_stop());
+    cr_assert_geq(cor_io_context_run(io), 0);
+    if (r2 == -ENOENT || r2 == -EAGAIN)
+        cr_log_warn("localhost does not resolve here: %s", cor_strerror(r2));
+    else
+        cr_assert_geq(r2, 1, "%s", cor_strerror(r2));
+    cr_assert_eq(r3, -ENOENT, "%s", cor_strerror(r3));
+    cr_assert_eq(r4, -EINVAL);
+    cor_io_context_destroy(io);
+}
+
+/* ---- multishot accept ---- */
+
+struct stream_acceptor {
+    COR_PROMISE(int);
+    cor_stream *s;
+    int n, i, fd, r;
+};
+COR_DEFINE_STATIC(stream_acceptor, (cor_stream *s, int n), { self->s = s; self->n = n; })
+{
+    COR_BEGIN(self);
+    for (self->i = 0; self->i < self->n; self->i++) {
+        COR_AWAIT(self->fd, COR_DEADLINE_AFTER(cor_stream_next(self->s, NULL), 5000 * MS));
+        if (self->fd < 0)
+            COR_RETURN(self->fd);
+        cor_launch_options o = {0};
+        COR_RUN_ASYNC(COR_THIS_EXECUTOR(), &o, echo_conn(self->fd));
+    }
+    /* Nothing more comes: a deadline ends the wait. */
+    COR_AWAIT(self->r, COR_DEADLINE_AFTER(cor_stream_next(self->s, NULL), 20 * MS));
+    if (self->r != -ETIME)
+        COR_RETURN(-EPROTO);
+    COR_RETURN(self->i);
+}
+
+IO_TEST(net, multishot_accept_stream)
+{
+    enum { N = 32 };
+    cor_io_context *io = io_test_create(backend, NULL);
+    cor_sockaddr a;
+    int lfd = listen_on("127.0.0.1:0", &a, 64);
+    cor_stream *s;
+    int rc = cor_accept_stream_open(&s, io, lfd);
+    if (rc == -EOPNOTSUPP) {
+        close(lfd);
+        cor_io_context_destroy(io);
+        cr_skip_test("multishot accept is not offered by the %s backend",
+                     io_test_backend_name(backend));
+    }
+    cr_assert_eq(rc, 0, "%s", cor_strerror(rc));
+    int srv, cli[N];
+    launch(io, (cor_frame *)stream_acceptor(s, N), &srv, no_stop());
+    for (int i = 0; i < N; i++)
+        launch(io, (cor_frame *)echo_client(&a, i, 3, 10), &cli[i], no_stop());
+    cr_assert_geq(cor_io_context_run(io), 0);
+    cr_assert_eq(srv, N, "%s", cor_strerror(srv));
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(cli[i], 3);
+    cor_stream_close(s);
+    close(lfd);
+    cor_io_context_destroy(io);
+}
+
+/* ---- multishot receive with a provided buffer ring, run dry ---- */
+
+/* Reads a connection through a receive stream; holds each buffer across a yield, checks the byte sequence. */
+struct stream_reader {
+    COR_PROMISE(int);
+    cor_io_context *io;
+    cor_buf_ring *ring;
+    cor_stream *s;
+    int fd, n, y;
+    long expect, got, nobufs;
+    cor_buf buf;
+};
+COR_DEFINE_STATIC(stream_reader, (cor_io_context *io, cor_buf_ring *ring, int fd, long expect),
+                  { self->io = io; self->ring = ring; self->fd = fd; self->expect = expect; })
+{
+    COR_BEGIN(self);
+    self->got = self->nobufs = 0;
+    if (cor_recv_stream_open(&self->s, self->io, self->fd, self->ring))
+        COR_RETURN(-EIO);
+    for (;;) {
+        COR_AWAIT(self->n, COR_DEADLINE_AFTER(cor_stream_next(self->s, &self->buf), 10000 * MS));
+        if (self->n == -ENOBUFS) {
+            self->nobufs++;
+            continue;
+        }
+        if (self->n <= 0)
+            break;
+        for (int i = 0; i < self->n; i++)
+            if (((unsigned char *)self->buf.data)[i] != (unsigned char)((self->got + i) % 251)) {
+                self->n = -EPROTO;
+                goto out;
+            }
+        self->got += self->n;
+        /* Hold the buffer a while, so the ring runs dry under load. */
+        COR_AWAIT(self->y, cor_yield());
+        cor_buf_ring_put(self->ring, &self->buf);
+    }
+out:
+    cor_stream_close(self->s);
+    COR_AWAIT(self->y, cor_close(self->fd));
+    if (self->n < 0)
+        COR_RETURN(self->n);
+    COR_RETURN(self->got == self->expect ? 1 : -EPROTO);
+}
+
+struct stream_writer {
+    COR_PROMISE(int);
+    const cor_sockaddr *addr;
+    int fd, r;
+    ssize_t n;
+    long total, sent;
+    size_t k;
+    unsigned char chunk[997];
+};
+COR_DEFINE_STATIC(stream_writer, (const cor_sockaddr *addr, long total),
+                  { self->addr = addr; self->total = total; })
+{
+    COR_BEGIN(self);
+    self->fd = cor_socket(AF_INET, SOCK_STREAM);
+    COR_AWAIT(self->r, cor_connect(self->fd, self->addr));
+    if (self->r < 0)
+        COR_RETURN(self->r);
+    for (self->sent = 0; self->sent < self->total; self->sent += (long)self->k) {
+        self->k = sizeof self->chunk;
+        if ((long)self->k > self->total - self->sent)
+            self->k = (size_t)(self->total - self->sent);
+        for (size_t i = 0; i < self->k; i++)
+            self->chunk[i] = (unsigned char)((self->sent + (long)i) % 251);
+        COR_AWAIT(self->n, cor_send_all(self->fd, self->chunk, self->k));
+        if (self->n < 0)
+            COR_RETURN((int)self->n);
+    }
+    COR_AWAIT(self->r, cor_close(self->fd));
+    COR_RETURN(1);
+}
+
+/* Accepts n connections and starts a stream_reader on each. */
+struct reader_server {
+    COR_PROMISE(int);
+    cor_io_context *io;
+    cor_buf_ring *ring;
+    int lfd, n, i, fd;
+    long expect;
+    int *results;
+};
+COR_DEFINE_STATIC(reader_server, (cor_io_context *io, cor_buf_ring *ring, int lfd, int n, long expect,
+                                  int *results),
+                  { self->io = io; self->ring = ring; self->lfd = lfd; self->n = n;
+                    self->expect = expect; self->results = results; })
+{
+    COR_BEGIN(self);
+    for (self->i = 0; self->i < self->n; self->i++) {
+        COR_AWAIT(self->fd, cor_accept(self->lfd, NULL));
+        if (self->fd < 0)
+            COR_RETURN(self->fd);
+        cor_launch_options o = {.on_result = store_int, .on_error = store_err,
+                                .user = &self->results[self->i]};
+        COR_RUN_ASYNC(COR_THIS_EXECUTOR(), &o,
+                      stream_reader(self->io, self->ring, self->fd, self->expect));
+    }
+    COR_RETURN(self->i);
+}
+
+static cor_buf_ring *ring_or_skip(cor_io_context *io, int backend, unsigned count, unsigned size)
+{
+    cor_buf_ring *r = NULL;
+    int rc = cor_buf_ring_create(&r, io, count, size);
+    if (rc == -EOPNOTSUPP) {
+        cor_io_context_destroy(io);
+        cr_skip_test("provided buffer rings are not offered by the %s backend (or this kernel)",
+                     io_test_backend_name(backend));
+    }
+    cr_assert_eq(rc, 0, "%s", cor_strerror(rc));
+    return r;
+}
+
+IO_TEST(net, multishot_recv_buffer_ring_runs_dry_and_recovers)
+{
+    enum { CONNS = 16, BUFS = 8, BUFSZ = 256 };
+    const long total = 64 * 1024;
+    cor_io_context *io = io_test_create(backend, NULL);
+    cor_buf_ring *ring = ring_or_skip(io, backend, BUFS, BUFSZ);
+    cr_assert_eq(cor_buf_ring_create(&(cor_buf_ring *){NULL}, io, 3, 64), -EINVAL,
+                 "count must be a power of two");
+    cor_sockaddr a;
+    int lfd = listen_on("127.0.0.1:0", &a, 64);
+    int results[CONNS], srv, cli[CONNS];
+    launch(io, (cor_frame *)reader_server(io, ring, lfd, CONNS, total, results), &srv, no_stop());
+    for (int i = 0; i < CONNS; i++)
+        launch(io, (cor_frame *)stream_writer(&a, total), &cli[i], no_stop());
+    cr_assert_geq(cor_io_context_run(io), 0);
+    cr_assert_eq(srv, CONNS);
+    for (int i = 0; i < CONNS; i++) {
+        cr_assert_eq(cli[i], 1, "writer %d: %s", i, cor_strerror(cli[i]));
+        cr_assert_eq(results[i], 1, "reader %d: every byte, in order: %s", i,
+                     cor_strerror(results[i]));
+    }
+    cor_buf_ring_destroy(ring);
+    close(lfd);
+    cor_io_context_destroy(io);
+}
+
+/* A reader that keeps both buffers of a two-buffer ring sees -ENOBUFS, puts them back, and goes on. */
+struct hoarder {
+    COR_PROMISE(int);
+    cor_io_context *io;
+    cor_buf_ring *ring;
+    cor_stream *s;
+    int fd, n, r, sv1;
+    cor_buf b[3];
+};
+COR_DEFINE_STATIC(hoarder, (cor_io_context *io, cor_buf_ring *ring, int fd, int sv1),
+                  { self->io = io; self->ring = ring; self->fd = fd; self->sv1 = sv1; })
+{
+    COR_BEGIN(self);
+    if (cor_recv_stream_open(&self->s, self->io, self->fd, self->ring))
+        COR_RETURN(-EIO);
+    self->r = -EPROTO;
+    if (write(self->sv1, "1", 1) != 1)
+        goto out;
+    COR_AWAIT(self->n, COR_DEADLINE_AFTER(cor_stream_next(self->s, &self->b[0]), 5000 * MS));
+    if (self->n != 1 || write(self->sv1, "2", 1) != 1)
+        goto out;
+    COR_AWAIT(self->n, COR_DEADLINE_AFTER(cor_stream_next(self->s, &self->b[1]), 5000 * MS));
+    if (self->n != 1 || write(self->sv1, "3", 1) != 1)
+        goto out;
+    /* No buffer left for "3": the stream parks; we hold both, so we are told. */
+    COR_AWAIT(self->n, COR_DEADLINE_AFTER(cor_stream_next(self->s, &self->b[2]), 5000 * MS));
+    if (self->n != -ENOBUFS)
+        goto out;
+    cor_buf_ring_put(self->ring, &self->b[0]);
+    cor_buf_ring_put(self->ring, &self->b[1]);
+    COR_AWAIT(self->n, COR_DEADLINE_AFTER(cor_stream_next(self->s, &self->b[2]), 5000 * MS));
+    if (self->n != 1 || ((char *)self->b[2].data)[0] != '3')
+        goto out;
+    cor_buf_ring_put(self->ring, &self->b[2]);
+    self->r = 1;
+out:
+    cor_stream_close(self->s);
+    COR_RETURN(self->r);
+}
+
+IO_TEST(net, multishot_recv_enobufs_when_the_reader_holds_every_buffer)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    cor_buf_ring *ring = ring_or_skip(io, backend, 2, 64);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    int r;
+    launch(io, (cor_frame *)hoarder(io, ring, sv[0], sv[1]), &r, no_stop());
+    cr_assert_geq(cor_io_context_run(io), 0);
+    cr_assert_eq(r, 1, "%s", cor_strerror(r));
+    cor_buf_ring_destroy(ring);
+    close(sv[0]);
+    close(sv[1]);
+    cor_io_context_destroy(io);
+}
