@@ -1,0 +1,243 @@
+/*
+ * The http_hello example: its request parser as a function (complete,
+ * partial, pipelined, malformed, oversized requests), and the program itself
+ * end to end on loopback (keep-alive, pipelining, 400 then a clean close,
+ * 431 beyond the header limit, SIGTERM shutdown). The binary's path comes
+ * from HTTP_HELLO in the environment (set by meson).
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <criterion/criterion.h>
+
+#include "http_parse.h"
+
+#define P(s) http_parse(s, strlen(s), 8192, 8192, &r)
+
+Test(http, parser_accepts_requests)
+{
+    http_request r;
+    const char *get = "GET /x HTTP/1.1\r\nHost: a\r\n\r\n";
+    cr_assert_eq(P(get), (int)strlen(get));
+    cr_assert_eq(r.method_len, 3);
+    cr_assert_eq(r.target_len, 2);
+    cr_assert(r.keep_alive, "HTTP/1.1 keeps the connection by default");
+    cr_assert_eq(P("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"), 37);
+    cr_assert_not(r.keep_alive);
+    P("GET / HTTP/1.0\r\n\r\n");
+    cr_assert_not(r.keep_alive, "HTTP/1.0 closes by default");
+    P("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
+    cr_assert(r.keep_alive);
+    const char *post = "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET";
+    cr_assert_eq(P(post), (int)strlen(post) - 3, "the body belongs to the request, no more");
+    cr_assert_eq(r.body_len, 5);
+}
+
+Test(http, parser_waits_for_more)
+{
+    http_request r;
+    cr_assert_eq(P(""), 0);
+    cr_assert_eq(P("GET / HTTP/1.1\r\nHost: a\r\n"), 0);
+    cr_assert_eq(P("GET / HTTP/1.1\r\nHost: a\r\n\r"), 0);
+    cr_assert_eq(P("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel"), 0);
+}
+
+Test(http, parser_pipelined_requests_one_at_a_time)
+{
+    http_request r;
+    const char *two = "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
+    int n = P(two);
+    cr_assert_eq(n, 19);
+    cr_assert_eq(http_parse(two + n, strlen(two) - (size_t)n, 8192, 8192, &r), 19);
+    cr_assert_eq(r.target[1], 'b');
+}
+
+Test(http, parser_rejects_malformed_requests)
+{
+    http_request r;
+    const char *bad[] = {
+        "GET\r\n\r\n",
+        "GET /\r\n\r\n",
+        "GET / HTTP/2.0\r\n\r\n",
+        "GET / HTTP/1.1 \r\n\r\n",
+        " GET / HTTP/1.1\r\n\r\n",
+        "GET  / HTTP/1.1\r\n\r\n",
+        "G(T / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nNo colon\r\n\r\n",
+        "GET / HTTP/1.1\r\nSpace : before colon\r\n\r\n",
+        "GET / HTTP/1.1\r\n: empty name\r\n\r\n",
+        "GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+        "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "GET / HTTP/1.1\r\nX: a\001b\r\n\r\n",
+        "\x16\x03\x01\x02\x00\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_eq(P(bad[i]), HTTP_BAD, "case %zu is refused", i);
+    cr_assert_eq(P("BAD LINE\r\n"), HTTP_BAD, "a bad request line is refused before the head ends");
+}
+
+Test(http, parser_bounds_the_head_and_body)
+{
+    http_request r;
+    char big[9000];
+    memcpy(big, "GET / HTTP/1.1\r\nX: ", 19);
+    memset(big + 19, 'a', sizeof big - 19);
+    cr_assert_eq(http_parse(big, sizeof big, 8192, 8192, &r), HTTP_TOO_LARGE);
+    cr_assert_eq(http_parse(big, 8191, 8192, 8192, &r), 0, "below the limit: wait for more");
+    cr_assert_eq(P("POST / HTTP/1.1\r\nContent-Length: 100000\r\n\r\n"), HTTP_BODY_LARGE);
+}
+
+/* ---- the program, end to end ---- */
+
+static pid_t server;
+static int port;
+
+static int try_connect(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+        close(fd);
+        return -1;
+    }
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+static void start_server(void)
+{
+    const char *bin = getenv("HTTP_HELLO");
+    if (!bin)
+        cr_skip_test("HTTP_HELLO is not set (run through meson test)");
+    /* A free port: bind to 0, read it, release it. */
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    cr_assert_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    getsockname(s, (struct sockaddr *)&a, &len);
+    port = ntohs(a.sin_port);
+    close(s);
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    server = fork();
+    cr_assert_geq(server, 0);
+    if (server == 0) {
+        execl(bin, bin, "--port", ps, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 500; i++) {
+        int fd = try_connect();
+        if (fd >= 0) {
+            close(fd);
+            return;
+        }
+        usleep(10000);
+    }
+    cr_assert_fail("http_hello did not start listening");
+}
+
+static void stop_server(void)
+{
+    int st = 0;
+    kill(server, SIGTERM);
+    cr_assert_eq(waitpid(server, &st, 0), server);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "clean exit after SIGTERM (status %#x)", st);
+}
+
+/* Reads until the peer closes or n bytes; returns the count. */
+static size_t read_all(int fd, char *buf, size_t n, bool *closed)
+{
+    size_t got = 0;
+    *closed = false;
+    while (got < n) {
+        ssize_t k = read(fd, buf + got, n - got);
+        if (k == 0) {
+            *closed = true;
+            break;
+        }
+        if (k < 0)
+            break;
+        got += (size_t)k;
+    }
+    return got;
+}
+
+static int count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+Test(http, end_to_end, .timeout = 60)
+{
+    start_server();
+    char buf[8192];
+    bool closed;
+    /* Keep-alive and pipelining: three requests in one write, three answers, connection open. */
+    int fd = try_connect();
+    const char *three = "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\n\r\n"
+                        "POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
+    cr_assert_eq(write(fd, three, strlen(three)), (ssize_t)strlen(three));
+    const char *one = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello world";
+    size_t got = read_all(fd, buf, 3 * strlen(one), &closed);
+    buf[got] = '\0';
+    cr_assert_eq(got, 3 * strlen(one), "three answers: %s", buf);
+    cr_assert_eq(count(buf, "hello world"), 3);
+    /* The same connection serves a fourth request, split across two writes. */
+    cr_assert_eq(write(fd, "GET / HT", 8), 8);
+    usleep(20000);
+    cr_assert_eq(write(fd, "TP/1.1\r\n\r\n", 10), 10);
+    got = read_all(fd, buf, strlen(one), &closed);
+    cr_assert_eq(got, strlen(one));
+    close(fd);
+
+    /* Malformed: 400, then the server closes cleanly (FIN, not a reset). */
+    fd = try_connect();
+    const char *bad = "GET / HTTP/1.1\r\nBad header\r\n\r\n";
+    cr_assert_eq(write(fd, bad, strlen(bad)), (ssize_t)strlen(bad));
+    got = read_all(fd, buf, sizeof buf - 1, &closed);
+    buf[got] = '\0';
+    cr_assert(closed, "the server closed the connection (got %zu bytes: %s)", got, buf);
+    cr_assert(!strncmp(buf, "HTTP/1.1 400 ", 13), "%s", buf);
+    close(fd);
+
+    /* A head beyond 8 KiB: 431 and close. */
+    fd = try_connect();
+    char big[9000];
+    memcpy(big, "GET / HTTP/1.1\r\nX: ", 19);
+    memset(big + 19, 'a', sizeof big - 19);
+    cr_assert_eq(write(fd, big, sizeof big), (ssize_t)sizeof big);
+    got = read_all(fd, buf, sizeof buf - 1, &closed);
+    buf[got] = '\0';
+    cr_assert(!strncmp(buf, "HTTP/1.1 431 ", 13), "%s", buf);
+    cr_assert(closed);
+    close(fd);
+
+    /* Connection: close is honoured. */
+    fd = try_connect();
+    const char *cl = "GET / HTTP/1.1\r\nConnection: close\r\n\r\n";
+    cr_assert_eq(write(fd, cl, strlen(cl)), (ssize_t)strlen(cl));
+    got = read_all(fd, buf, sizeof buf - 1, &closed);
+    buf[got] = '\0';
+    cr_assert(closed);
+    cr_assert_eq(count(buf, "hello world"), 1);
+    close(fd);
+
+    /* An idle connection does not hold up shutdown. */
+    fd = try_connect();
+    stop_server();
+    close(fd);
+}
