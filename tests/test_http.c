@@ -77,7 +77,7 @@ Test(http, parser_rejects_malformed_requests)
         "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
         "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
         "GET / HTTP/1.1\r\nX: a\001b\r\n\r\n",
-        "\x16\x03\x01\x02\x00\r\n\r\n",
+        "\x16\x03\x01\x02\x01\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         cr_assert_eq(P(bad[i]), HTTP_BAD, "case %zu is refused", i);
