@@ -180,7 +180,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < conns; i++)
         if (COR_RUN_ASYNC(ex, &opts, client()))
             g.errors++;
-    COR_RUN_ASYNC(ex, NULL, stopper((int64_t)(duration * 1e9)));
+    cor_launch_options plain = {0};
+    COR_RUN_ASYNC(ex, &plain, stopper((int64_t)(duration * 1e9)));
     int64_t t0 = cor_clock_now();
     cor_io_context_run(io);
     double secs = (double)(cor_clock_now() - t0) / 1e9;

@@ -1,0 +1,220 @@
+/*
+ * bench_echo: coring's echo server in-process on one core, driven by the
+ * echo load generator (bench/loadgen.h) pinned to the other core. For 1, 64
+ * and 1,000 connections at 64 B and 4 KiB it reports messages per second,
+ * p50 and p99 round trip, and the server thread's CPU time per message, on
+ * io_uring with the epoll backend measured in the same run as baseline
+ * (each figure's name carries its backend).
+ *
+ * Server CPU per message: the server thread's CPU clock
+ * (pthread_getcpuclockid) over the whole load run (connect, warm-up,
+ * measurement) scaled to the measured window, divided by the window's
+ * messages; it assumes the server is as busy in the warm-up as in the window.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <coring/coring.h>
+
+#include "harness.h"
+#include "loadgen.h"
+
+struct session {
+    COR_PROMISE(int);
+    int fd, n;
+    ssize_t sent;
+    char buf[4096];
+};
+COR_DEFINE_STATIC(session, (int fd), { self->fd = fd; })
+{
+    COR_BEGIN(self);
+    for (;;) {
+        COR_AWAIT(self->n, cor_recv(self->fd, self->buf, sizeof self->buf, 0));
+        if (self->n <= 0)
+            break;
+        COR_AWAIT(self->sent, cor_send_all(self->fd, self->buf, (size_t)self->n));
+        if (self->sent < 0)
+            break;
+    }
+    COR_AWAIT(self->n, cor_close(self->fd));
+    COR_RETURN(0);
+}
+
+struct acceptor {
+    COR_PROMISE(int);
+    int fd, c;
+    cor_launch_options opts;
+};
+COR_DEFINE_STATIC(acceptor, (int fd), { self->fd = fd; })
+{
+    COR_BEGIN(self);
+    self->opts = (cor_launch_options){.stop = COR_THIS_STOP_TOKEN()};
+    for (;;) {
+        COR_AWAIT(self->c, cor_accept(self->fd, NULL));
+        if (self->c == -ECANCELED)
+            break;
+        if (self->c >= 0 && COR_RUN_ASYNC(COR_THIS_EXECUTOR(), &self->opts, session(self->c)))
+            close(self->c);
+    }
+    COR_RETURN(0);
+}
+
+struct server {
+    int backend, cpu, port, err;
+    int lfd;
+    cor_io_context *io;
+    pthread_t thread;
+    clockid_t clock;
+    pthread_barrier_t ready;
+};
+
+static void *server_main(void *arg)
+{
+    struct server *s = arg;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(s->cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+    cor_io_context_options o = {.backend = s->backend};
+    s->err = cor_io_context_create(&s->io, &o);
+    cor_sockaddr a;
+    cor_addr_ip(&a, "127.0.0.1", 0);
+    if (!s->err) {
+        s->lfd = cor_listen(&a, 4096, 0);
+        if (s->lfd < 0)
+            s->err = s->lfd;
+    }
+    if (!s->err) {
+        cor_sockaddr b;
+        cor_local_addr(s->lfd, &b);
+        s->port = cor_addr_port(&b);
+        cor_launch_options lo = {0};
+        COR_RUN_ASYNC(cor_io_context_executor(s->io), &lo, acceptor(s->lfd));
+    }
+    pthread_barrier_wait(&s->ready);
+    if (s->err)
+        return NULL;
+    /* Runs until stopped; destroy then tears down the sessions still open. */
+    cor_io_context_run(s->io);
+    cor_io_context_destroy(s->io);
+    close(s->lfd);
+    return NULL;
+}
+
+static double thread_cpu_s(clockid_t c)
+{
+    struct timespec ts;
+    clock_gettime(c, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* One load run against a fresh in-process server. Returns 0 and fills r and *cpu_ns_per_msg. */
+static int measure(int backend, int conns, size_t size, int server_cpu, int client_cpu,
+                   loadgen_result *r, double *cpu_ns_per_msg)
+{
+    struct server s = {.backend = backend, .cpu = server_cpu, .lfd = -1};
+    pthread_barrier_init(&s.ready, NULL, 2);
+    if (pthread_create(&s.thread, NULL, server_main, &s))
+        return -EAGAIN;
+    pthread_barrier_wait(&s.ready);
+    pthread_barrier_destroy(&s.ready);
+    if (s.err) {
+        pthread_join(s.thread, NULL);
+        if (s.io)
+            cor_io_context_destroy(s.io);
+        return s.err;
+    }
+    pthread_getcpuclockid(s.thread, &s.clock);
+    loadgen_config c;
+    loadgen_config_default(&c);
+    c.port = s.port;
+    c.conns = conns;
+    c.msg_size = size;
+    c.duration_s = bench_quick() ? 0.3 : 1.0;
+    c.warmup_s = bench_quick() ? 0.1 : 0.3;
+    c.cpus[0] = client_cpu;
+    c.ncpus = 1;
+    struct timespec w0, w1;
+    clock_gettime(CLOCK_MONOTONIC, &w0);
+    double cpu0 = thread_cpu_s(s.clock);
+    int rc = loadgen_run(&c, r);
+    double cpu1 = thread_cpu_s(s.clock);
+    clock_gettime(CLOCK_MONOTONIC, &w1);
+    double wall = (double)(w1.tv_sec - w0.tv_sec) + (double)(w1.tv_nsec - w0.tv_nsec) / 1e9;
+    cor_io_context_stop(s.io);
+    pthread_join(s.thread, NULL);
+    if (rc)
+        return rc;
+    *cpu_ns_per_msg = r->messages > 0 && wall > 0
+                          ? (cpu1 - cpu0) * (r->elapsed_s / wall) * 1e9 / (double)r->messages
+                          : -1;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    bench_init(argc, argv);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int server_cpu = 0, client_cpu = ncpu > 1 ? 1 : 0;
+    if (ncpu < 2)
+        fprintf(stderr, "bench_echo: one CPU: server and load generator share it\n");
+    static const int conns[] = {1, 64, 1000};
+    static const size_t sizes[] = {64, 4096};
+    static const int backends[] = {COR_IO_BACKEND_EPOLL, COR_IO_BACKEND_URING};
+    static const char *const names[] = {"epoll", "io_uring"};
+    for (size_t si = 0; si < 2; si++) {
+        for (size_t ci = 0; ci < 3; ci++) {
+            char base[64];
+            snprintf(base, sizeof base, "echo.c%d.s%zu", conns[ci], sizes[si]);
+            if (!bench_enabled(base))
+                continue;
+            loadgen_result res[2];
+            double cpu[2];
+            int ok[2];
+            for (int b = 0; b < 2; b++) {
+                int rc = measure(backends[b], conns[ci], sizes[si], server_cpu, client_cpu, &res[b],
+                                 &cpu[b]);
+                ok[b] = rc == 0;
+                if (rc)
+                    fprintf(stderr, "bench_echo: %s on %s: %s\n", base, names[b], cor_strerror(rc));
+            }
+            /* io_uring against the epoll baseline of the same run. */
+            for (int b = 1; b >= 0; b--) {
+                if (!ok[b])
+                    continue;
+                bool with_base = b == 1 && ok[0];
+                char n[128], bn[128];
+                struct {
+                    const char *what, *unit;
+                    double v[2];
+                } fig[] = {
+                    {"msgs_per_s", "msgs/s", {res[0].msgs_per_s, res[1].msgs_per_s}},
+                    {"p50", "ns/round_trip", {res[0].p50_ns, res[1].p50_ns}},
+                    {"p99", "ns/round_trip", {res[0].p99_ns, res[1].p99_ns}},
+                    {"server_cpu", "ns/msg", {cpu[0], cpu[1]}},
+                };
+                if (b == 0 && ok[1])
+                    continue; /* epoll is printed as io_uring's baseline */
+                for (size_t k = 0; k < sizeof fig / sizeof fig[0]; k++) {
+                    snprintf(n, sizeof n, "%s.%s.%s", base, names[b], fig[k].what);
+                    snprintf(bn, sizeof bn, "%s.%s.%s", base, names[0], fig[k].what);
+                    bench_report_value(n, fig[k].unit, fig[k].v[b], with_base ? bn : NULL,
+                                       with_base ? fig[k].v[0] : 0);
+                }
+            }
+        }
+    }
+    return 0;
+}
