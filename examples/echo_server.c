@@ -28,7 +28,8 @@ COR_DEFINE_STATIC(session, (int fd), { self->fd = fd; })
     COR_RETURN(0);
 }
 
-/* The accept loop of one io_context: a session per connection, on the same executor and stop token. */
+/* The accept loop of one io_context: a session per connection, on the same executor and stop token.
+ */
 struct acceptor {
     COR_PROMISE(int);
     int fd, conn, slept;

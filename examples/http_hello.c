@@ -111,8 +111,8 @@ COR_DEFINE_STATIC(conn, (int fd), { self->fd = fd; })
     /* Closing after an answer: stop sending, read what the client still sends until it closes. */
     COR_AWAIT(self->r, cor_shutdown(self->fd, SHUT_WR));
     for (self->i = 0; self->i < 64; self->i++) {
-        COR_AWAIT(self->r, COR_DEADLINE_AFTER(cor_recv(self->fd, self->drain, sizeof self->drain, 0),
-                                              1000000000));
+        COR_AWAIT(self->r, COR_DEADLINE_AFTER(
+                               cor_recv(self->fd, self->drain, sizeof self->drain, 0), 1000000000));
         if (self->r <= 0)
             break;
     }

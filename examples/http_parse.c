@@ -1,4 +1,5 @@
-/* The request parser of http_hello (see http_parse.h). Strict: CRLF line ends, no obsolete folding. */
+/* The request parser of http_hello (see http_parse.h). Strict: CRLF line ends, no obsolete folding.
+ */
 #include <string.h>
 #include <strings.h>
 

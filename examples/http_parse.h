@@ -18,10 +18,10 @@ enum {
 typedef struct http_request {
     const char *method, *target;
     size_t method_len, target_len;
-    int minor;          /* HTTP/1.minor                                  */
-    size_t head_len;    /* request line and headers, through the blank line */
-    size_t body_len;    /* Content-Length (0 without one)                */
-    bool keep_alive;    /* the connection stays open after the answer    */
+    int minor;       /* HTTP/1.minor                                  */
+    size_t head_len; /* request line and headers, through the blank line */
+    size_t body_len; /* Content-Length (0 without one)                */
+    bool keep_alive; /* the connection stays open after the answer    */
 } http_request;
 
 /*

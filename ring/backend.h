@@ -165,6 +165,12 @@ typedef struct cor__backend_ops {
 } cor__backend_ops;
 
 extern const cor__backend_ops cor__uring_backend;
+/*
+ * The baseline (ring/epoll.c): every opcode above, by readiness; regular-file
+ * I/O, fsync, openat, statx and shutdown run synchronously on the owner
+ * thread; it leaves the optional buffer-ring and multishot-stream calls NULL
+ * (the public calls answer -EOPNOTSUPP). README, "The epoll baseline".
+ */
 extern const cor__backend_ops cor__epoll_backend;
 
 /* Implemented by the front end: op has completed with res. Owner thread, inside run. */

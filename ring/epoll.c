@@ -79,7 +79,7 @@ enum {
 
 enum { Q_IN, Q_OUT, Q_POLL, NQ };
 
-enum { WAKE_TAG = UINT64_MAX };
+#define WAKE_TAG UINT64_MAX /* the eventfd's epoll data; a descriptor's is its number */
 
 struct opq {
     cor_io_op *head, *tail;

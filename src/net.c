@@ -172,8 +172,8 @@ int cor_addr_format(const cor_sockaddr *a, char *buf, size_t cap)
             size_t l = strnlen(a->u.un.sun_path, plen);
             const char *p = a->u.un.sun_path;
             /* A relative path reads back as unix:path. */
-            n = snprintf(tmp, sizeof tmp, "%s%.*s", (l && p[0] != '/' && p[0] != '.') ? "unix:" : "",
-                         (int)l, p);
+            n = snprintf(tmp, sizeof tmp, "%s%.*s",
+                         (l && p[0] != '/' && p[0] != '.') ? "unix:" : "", (int)l, p);
         }
         break;
     }
@@ -253,8 +253,8 @@ int cor_socket(int family, int type)
 
 static int bound_socket(const cor_sockaddr *a, int type, unsigned opts)
 {
-    if (!valid_addr(a) ||
-        (opts & ~(unsigned)(COR_NET_REUSEADDR | COR_NET_REUSEPORT | COR_NET_V6ONLY | COR_NET_NODELAY)))
+    if (!valid_addr(a) || (opts & ~(unsigned)(COR_NET_REUSEADDR | COR_NET_REUSEPORT |
+                                              COR_NET_V6ONLY | COR_NET_NODELAY)))
         return -EINVAL;
     int family = a->u.sa.sa_family;
     int fd = cor_socket(family, type);
@@ -377,8 +377,7 @@ static struct cor_io_await *msg_op(int opcode, int fd, void *buf, size_t len, in
 {
     size_t off = (sizeof(struct cor_io_await) + _Alignof(struct msg_state) - 1) &
                  ~(_Alignof(struct msg_state) - 1);
-    struct cor_io_await *a =
-        cor__io_await_new_size(NULL, opcode, off + sizeof(struct msg_state));
+    struct cor_io_await *a = cor__io_await_new_size(NULL, opcode, off + sizeof(struct msg_state));
     if (!a)
         return NULL;
     a->op.fd = fd;
@@ -489,9 +488,8 @@ static size_t find_delim(const char *buf, size_t n, size_t from, const char *d, 
     return 0;
 }
 
-COR_DEFINE(cor_recv_until, (int fd, void *buf, size_t cap, size_t *have, const void *delim,
-                            size_t dlen),
-           {
+COR_DEFINE(cor_recv_until,
+           (int fd, void *buf, size_t cap, size_t *have, const void *delim, size_t dlen), {
                self->fd = fd;
                self->buf = (char *)buf;
                self->cap = cap;
@@ -629,8 +627,7 @@ int cor_recv_stream_open(cor_stream **out, cor_io_context *io, int fd, cor_buf_r
 
 struct cor_io_await *cor_stream_next(cor_stream *s, cor_buf *buf)
 {
-    struct cor_io_await *a =
-        cor__io_await_new(s ? s->io : NULL, COR__IO_STREAM_NEXT);
+    struct cor_io_await *a = cor__io_await_new(s ? s->io : NULL, COR__IO_STREAM_NEXT);
     if (!a)
         return NULL;
     if (!s || (s->ring && !buf)) {

@@ -50,7 +50,7 @@ struct lookup {
     COR_PROMISE(int);
     struct cor_resolve *req;
 };
-COR_DEFINE_STATIC(lookup, (struct cor_resolve *req), { self->req = req; })
+COR_DEFINE_STATIC(lookup, (struct cor_resolve * req), { self->req = req; })
 {
     COR_BEGIN(self);
     struct cor_resolve *q = self->req;

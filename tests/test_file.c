@@ -113,9 +113,10 @@ COR_DEFINE_STATIC(write_read, (const char *path), { self->path = path; })
         if (self->r != CHUNK)
             goto close;
     }
-    self->r = checksum(self->in, (size_t)CHUNK * CHUNKS) == checksum(self->out, (size_t)CHUNK * CHUNKS)
-                  ? 1
-                  : -EPROTO;
+    self->r =
+        checksum(self->in, (size_t)CHUNK * CHUNKS) == checksum(self->out, (size_t)CHUNK * CHUNKS)
+            ? 1
+            : -EPROTO;
 close:
     COR_AWAIT_VOID(cor_close(self->fd));
 out:
@@ -225,8 +226,11 @@ struct one_open {
     bool read_it;
     char buf[16];
 };
-COR_DEFINE_STATIC(one_open, (const char *path, int flags, bool read_it),
-                  { self->path = path; self->flags = flags; self->read_it = read_it; })
+COR_DEFINE_STATIC(one_open, (const char *path, int flags, bool read_it), {
+    self->path = path;
+    self->flags = flags;
+    self->read_it = read_it;
+})
 {
     COR_BEGIN(self);
     COR_AWAIT(self->fd, cor_open(self->path, self->flags, 0600));
@@ -307,7 +311,10 @@ struct large {
     char buf[32];
     struct statx stx;
 };
-COR_DEFINE_STATIC(large, (const char *path, int64_t off), { self->path = path; self->off = off; })
+COR_DEFINE_STATIC(large, (const char *path, int64_t off), {
+    self->path = path;
+    self->off = off;
+})
 {
     COR_BEGIN(self);
     COR_AWAIT(self->fd, cor_open(self->path, O_CREAT | O_RDWR | O_TRUNC, 0600));

@@ -191,7 +191,8 @@ Test(http, end_to_end, .timeout = 60)
     const char *three = "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\n\r\n"
                         "POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
     cr_assert_eq(write(fd, three, strlen(three)), (ssize_t)strlen(three));
-    const char *one = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello world";
+    const char *one =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello world";
     size_t got = read_all(fd, buf, 3 * strlen(one), &closed);
     buf[got] = '\0';
     cr_assert_eq(got, 3 * strlen(one), "three answers: %s", buf);

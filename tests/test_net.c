@@ -99,8 +99,11 @@ struct echo_server {
     int lfd, n, i, c;
     int *results;
 };
-COR_DEFINE_STATIC(echo_server, (int lfd, int n, int *results),
-                  { self->lfd = lfd; self->n = n; self->results = results; })
+COR_DEFINE_STATIC(echo_server, (int lfd, int n, int *results), {
+    self->lfd = lfd;
+    self->n = n;
+    self->results = results;
+})
 {
     COR_BEGIN(self);
     for (self->i = 0; self->i < self->n; self->i++) {
@@ -124,8 +127,12 @@ struct echo_client {
     ssize_t n;
     char out[256], in[256];
 };
-COR_DEFINE_STATIC(echo_client, (const cor_sockaddr *addr, int id, int msgs, int size),
-                  { self->addr = addr; self->id = id; self->msgs = msgs; self->size = size; })
+COR_DEFINE_STATIC(echo_client, (const cor_sockaddr *addr, int id, int msgs, int size), {
+    self->addr = addr;
+    self->id = id;
+    self->msgs = msgs;
+    self->size = size;
+})
 {
     COR_BEGIN(self);
     self->fd = cor_socket(self->addr->u.sa.sa_family, SOCK_STREAM);
@@ -243,8 +250,10 @@ struct reset_peer {
     ssize_t n;
     char buf[16];
 };
-COR_DEFINE_STATIC(reset_peer, (const cor_sockaddr *addr, bool reset),
-                  { self->addr = addr; self->reset = reset; })
+COR_DEFINE_STATIC(reset_peer, (const cor_sockaddr *addr, bool reset), {
+    self->addr = addr;
+    self->reset = reset;
+})
 {
     COR_BEGIN(self);
     self->fd = cor_socket(AF_INET, SOCK_STREAM);
@@ -279,7 +288,10 @@ struct reset_server {
     ssize_t n;
     char buf[16];
 };
-COR_DEFINE_STATIC(reset_server, (int lfd, bool answer), { self->lfd = lfd; self->answer = answer; })
+COR_DEFINE_STATIC(reset_server, (int lfd, bool answer), {
+    self->lfd = lfd;
+    self->answer = answer;
+})
 {
     COR_BEGIN(self);
     COR_AWAIT(self->fd, cor_accept(self->lfd, NULL));
@@ -338,7 +350,10 @@ struct waiter {
     bool accept;
     char buf[8];
 };
-COR_DEFINE_STATIC(waiter, (int fd, bool accept), { self->fd = fd; self->accept = accept; })
+COR_DEFINE_STATIC(waiter, (int fd, bool accept), {
+    self->fd = fd;
+    self->accept = accept;
+})
 {
     COR_BEGIN(self);
     if (self->accept)
@@ -353,7 +368,7 @@ struct stopper {
     cor_stop_source *src;
     int r;
 };
-COR_DEFINE_STATIC(stopper, (cor_stop_source *src), { self->src = src; })
+COR_DEFINE_STATIC(stopper, (cor_stop_source * src), { self->src = src; })
 {
     COR_BEGIN(self);
     COR_AWAIT(self->r, cor_sleep_for(20 * MS));
@@ -460,7 +475,10 @@ struct connector {
     int64_t ns;
     int fd, r;
 };
-COR_DEFINE_STATIC(connector, (const cor_sockaddr *addr, int64_t ns), { self->addr = addr; self->ns = ns; })
+COR_DEFINE_STATIC(connector, (const cor_sockaddr *addr, int64_t ns), {
+    self->addr = addr;
+    self->ns = ns;
+})
 {
     COR_BEGIN(self);
     self->fd = cor_socket(AF_INET, SOCK_STREAM);
@@ -540,15 +558,19 @@ struct udp_pair {
     cor_sockaddr from;
     char buf[64];
 };
-COR_DEFINE_STATIC(udp_pair, (int a, int b, const cor_sockaddr *to), { self->a = a; self->b = b; self->to = to; })
+COR_DEFINE_STATIC(udp_pair, (int a, int b, const cor_sockaddr *to), {
+    self->a = a;
+    self->b = b;
+    self->to = to;
+})
 {
     COR_BEGIN(self);
     COR_AWAIT(self->r, cor_sendto(self->a, "datagram", 8, 0, self->to));
     if (self->r != 8)
         COR_RETURN(-EIO);
-    COR_AWAIT(self->r, COR_DEADLINE_AFTER(cor_recvfrom(self->b, self->buf, sizeof self->buf, 0,
-                                                       &self->from),
-                                          5000 * MS));
+    COR_AWAIT(self->r,
+              COR_DEADLINE_AFTER(cor_recvfrom(self->b, self->buf, sizeof self->buf, 0, &self->from),
+                                 5000 * MS));
     if (self->r != 8 || memcmp(self->buf, "datagram", 8))
         COR_RETURN(-EPROTO);
     cor_sockaddr mine;
@@ -602,9 +624,23 @@ Test(net, address_parsing)
     cr_assert_str_eq(buf, "@abstract");
     cr_assert_eq(cor_addr_port(&a), -EINVAL, "a Unix address has no port");
 
-    const char *bad[] = {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1",
-                         "127.0.0.1:80x", "1.2.3:80", "::1:80", "[::1]80", "[::1]:", "[127.0.0.1]:80",
-                         "[]:80", "localhost:80", ":80", "unix:", "@", "256.0.0.1:1"};
+    const char *bad[] = {"",
+                         "127.0.0.1",
+                         "127.0.0.1:",
+                         "127.0.0.1:65536",
+                         "127.0.0.1:-1",
+                         "127.0.0.1:80x",
+                         "1.2.3:80",
+                         "::1:80",
+                         "[::1]80",
+                         "[::1]:",
+                         "[127.0.0.1]:80",
+                         "[]:80",
+                         "localhost:80",
+                         ":80",
+                         "unix:",
+                         "@",
+                         "256.0.0.1:1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         memset(&a, 0x5a, sizeof a);
         cr_assert_eq(cor_addr_parse(&a, bad[i]), -EINVAL, "\"%s\" is refused", bad[i]);
@@ -655,8 +691,11 @@ struct resolver {
     cor_sockaddr *out;
     int r;
 };
-COR_DEFINE_STATIC(resolver, (const char *host, const char *service, cor_sockaddr *out),
-                  { self->host = host; self->service = service; self->out = out; })
+COR_DEFINE_STATIC(resolver, (const char *host, const char *service, cor_sockaddr *out), {
+    self->host = host;
+    self->service = service;
+    self->out = out;
+})
 {
     COR_BEGIN(self);
     COR_AWAIT(self->r, cor_resolve(self->host, self->service, AF_INET, 0, self->out, 4));
@@ -692,7 +731,10 @@ struct stream_acceptor {
     cor_stream *s;
     int n, i, fd, r;
 };
-COR_DEFINE_STATIC(stream_acceptor, (cor_stream *s, int n), { self->s = s; self->n = n; })
+COR_DEFINE_STATIC(stream_acceptor, (cor_stream * s, int n), {
+    self->s = s;
+    self->n = n;
+})
 {
     COR_BEGIN(self);
     for (self->i = 0; self->i < self->n; self->i++) {
@@ -739,7 +781,8 @@ IO_TEST(net, multishot_accept_stream)
 
 /* ---- multishot receive with a provided buffer ring, run dry ---- */
 
-/* Reads a connection through a receive stream; holds each buffer across a yield, checks the byte sequence. */
+/* Reads a connection through a receive stream; holds each buffer across a yield, checks the byte
+ * sequence. */
 struct stream_reader {
     COR_PROMISE(int);
     cor_io_context *io;
@@ -749,8 +792,12 @@ struct stream_reader {
     long expect, got, nobufs;
     cor_buf buf;
 };
-COR_DEFINE_STATIC(stream_reader, (cor_io_context *io, cor_buf_ring *ring, int fd, long expect),
-                  { self->io = io; self->ring = ring; self->fd = fd; self->expect = expect; })
+COR_DEFINE_STATIC(stream_reader, (cor_io_context * io, cor_buf_ring *ring, int fd, long expect), {
+    self->io = io;
+    self->ring = ring;
+    self->fd = fd;
+    self->expect = expect;
+})
 {
     COR_BEGIN(self);
     self->got = self->nobufs = 0;
@@ -791,8 +838,10 @@ struct stream_writer {
     size_t k;
     unsigned char chunk[997];
 };
-COR_DEFINE_STATIC(stream_writer, (const cor_sockaddr *addr, long total),
-                  { self->addr = addr; self->total = total; })
+COR_DEFINE_STATIC(stream_writer, (const cor_sockaddr *addr, long total), {
+    self->addr = addr;
+    self->total = total;
+})
 {
     COR_BEGIN(self);
     self->fd = cor_socket(AF_INET, SOCK_STREAM);
@@ -822,18 +871,25 @@ struct reader_server {
     long expect;
     int *results;
 };
-COR_DEFINE_STATIC(reader_server, (cor_io_context *io, cor_buf_ring *ring, int lfd, int n, long expect,
-                                  int *results),
-                  { self->io = io; self->ring = ring; self->lfd = lfd; self->n = n;
-                    self->expect = expect; self->results = results; })
+COR_DEFINE_STATIC(reader_server,
+                  (cor_io_context * io, cor_buf_ring *ring, int lfd, int n, long expect,
+                   int *results),
+                  {
+                      self->io = io;
+                      self->ring = ring;
+                      self->lfd = lfd;
+                      self->n = n;
+                      self->expect = expect;
+                      self->results = results;
+                  })
 {
     COR_BEGIN(self);
     for (self->i = 0; self->i < self->n; self->i++) {
         COR_AWAIT(self->fd, cor_accept(self->lfd, NULL));
         if (self->fd < 0)
             COR_RETURN(self->fd);
-        cor_launch_options o = {.on_result = store_int, .on_error = store_err,
-                                .user = &self->results[self->i]};
+        cor_launch_options o = {
+            .on_result = store_int, .on_error = store_err, .user = &self->results[self->i]};
         COR_RUN_ASYNC(COR_THIS_EXECUTOR(), &o,
                       stream_reader(self->io, self->ring, self->fd, self->expect));
     }
@@ -879,7 +935,8 @@ IO_TEST(net, multishot_recv_buffer_ring_runs_dry_and_recovers)
     cor_io_context_destroy(io);
 }
 
-/* A reader that keeps both buffers of a two-buffer ring sees -ENOBUFS, puts them back, and goes on. */
+/* A reader that keeps both buffers of a two-buffer ring sees -ENOBUFS, puts them back, and goes on.
+ */
 struct hoarder {
     COR_PROMISE(int);
     cor_io_context *io;
@@ -888,8 +945,12 @@ struct hoarder {
     int fd, n, r, sv1;
     cor_buf b[3];
 };
-COR_DEFINE_STATIC(hoarder, (cor_io_context *io, cor_buf_ring *ring, int fd, int sv1),
-                  { self->io = io; self->ring = ring; self->fd = fd; self->sv1 = sv1; })
+COR_DEFINE_STATIC(hoarder, (cor_io_context * io, cor_buf_ring *ring, int fd, int sv1), {
+    self->io = io;
+    self->ring = ring;
+    self->fd = fd;
+    self->sv1 = sv1;
+})
 {
     COR_BEGIN(self);
     if (cor_recv_stream_open(&self->s, self->io, self->fd, self->ring))

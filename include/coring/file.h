@@ -48,8 +48,7 @@ COR_API struct cor_io_await *cor_write(int fd, const void *buf, size_t len, int6
 COR_API struct cor_io_await *cor_readv(int fd, const struct iovec *iov, int iovcnt, int64_t off);
 
 /* Writes iovcnt buffers at off. Result: the total count or -errno. */
-COR_API struct cor_io_await *cor_writev(int fd, const struct iovec *iov, int iovcnt,
-                                        int64_t off);
+COR_API struct cor_io_await *cor_writev(int fd, const struct iovec *iov, int iovcnt, int64_t off);
 
 /* Flushes fd's data and metadata to storage. Result: 0 or -errno. */
 COR_API struct cor_io_await *cor_fsync(int fd);

@@ -97,7 +97,8 @@ enum {
     COR_NET_REUSEADDR = 1u << 0, /* SO_REUSEADDR (TCP listeners always set it)         */
     COR_NET_REUSEPORT = 1u << 1, /* SO_REUSEPORT: one listener per core on one port    */
     COR_NET_V6ONLY = 1u << 2,    /* IPV6_V6ONLY on an IPv6 socket                      */
-    COR_NET_NODELAY = 1u << 3    /* TCP_NODELAY on accepted sockets (cor_listen only: it is inherited) */
+    COR_NET_NODELAY =
+        1u << 3 /* TCP_NODELAY on accepted sockets (cor_listen only: it is inherited) */
 };
 
 /*
@@ -241,10 +242,12 @@ typedef struct cor_buf {
 COR_API int cor_buf_ring_create(cor_buf_ring **out, cor_io_context *io, unsigned count,
                                 unsigned size);
 
-/* Gives buffer b back to ring r so the kernel may fill it again. Returns 0 or -EINVAL. io's owner thread. */
+/* Gives buffer b back to ring r so the kernel may fill it again. Returns 0 or -EINVAL. io's owner
+ * thread. */
 COR_API int cor_buf_ring_put(cor_buf_ring *r, const cor_buf *b);
 
-/* Unregisters and frees r. Every stream using it must be closed. NULL is a no-op. io's owner thread. */
+/* Unregisters and frees r. Every stream using it must be closed. NULL is a no-op. io's owner
+ * thread. */
 COR_API void cor_buf_ring_destroy(cor_buf_ring *r);
 
 /* A multishot stream: one kernel request yielding many results. Opaque. */
@@ -271,8 +274,9 @@ COR_API int cor_recv_stream_open(cor_stream **out, cor_io_context *io, int fd, c
  * cor_buf_ring_put), 0 once the peer ended the stream, or -errno. When the
  * ring runs dry the stream pauses and resumes by itself as soon as any
  * buffer is put back; -ENOBUFS is the answer only if the ring is dry and
- * buffers from this stream are still held (put them back, await again). One waiter per stream at a time (a second one completes
- * with -EBUSY). Honours stop tokens and deadlines like every operation.
+ * buffers from this stream are still held (put them back, await again). One waiter per stream at a
+ * time (a second one completes with -EBUSY). Honours stop tokens and deadlines like every
+ * operation.
  */
 COR_API struct cor_io_await *cor_stream_next(cor_stream *s, cor_buf *buf);
 

@@ -26,8 +26,8 @@ struct cor_resolve;
  * failure), -ENOMEM, -EIO (any other resolver failure). host, service and
  * out must stay valid until it completes. Any coroutine.
  */
-COR_API struct cor_resolve *cor_resolve(const char *host, const char *service, int family,
-                                        int type, cor_sockaddr *out, int max);
+COR_API struct cor_resolve *cor_resolve(const char *host, const char *service, int family, int type,
+                                        cor_sockaddr *out, int max);
 
 /* Its frame (fields are the library's). */
 struct cor_resolve {
