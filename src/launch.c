@@ -73,6 +73,7 @@ int cor__launch_end(cor__launch *l, cor_frame *task)
                     COR_FRAME_STARTED, 0, 0);
     r->hdr.on_destroy = root_destroy;
     r->hdr.env.ex = l->ex;
+    r->hdr.env.stop = (cor_stop_token){NULL};
     r->hdr.env.alloc = l->mr;
     r->hdr.awaited = task;
     r->on_result = NULL;

@@ -267,6 +267,18 @@ COR_DEFINE_STATIC(stop_probe, (void), {})
     COR_RETURN(!cor_stop_possible(t) ? 0 : cor_stop_requested(t) ? 2 : 1);
 }
 
+struct stop_none_or_fail {
+    COR_PROMISE(int);
+    struct outcome *oc;
+};
+COR_DEFINE_STATIC(stop_none_or_fail, (struct outcome *oc), { self->oc = oc; })
+{
+    COR_BEGIN(self);
+    if (!cor_stop_possible(COR_THIS_STOP_TOKEN()))
+        self->oc->results++;
+    COR_RETURN(0);
+}
+
 struct stop_chain {
     COR_PROMISE(int);
     cor_stop_token other;
@@ -282,6 +294,21 @@ COR_DEFINE_STATIC(stop_chain, (cor_stop_token other), { self->other = other; })
         COR_AWAIT(self->cleared, COR_RUN(stop_probe(), .stop = &never));
     }
     COR_RETURN(self->inherited * 100 + self->overridden * 10 + self->cleared);
+}
+
+Test(launch, a_launch_without_options_has_the_never_stopping_token)
+{
+    /* Launch records are recycled (LIFO): leave one that held a real token
+     * on top of the pool, then launch with NULL options right after. */
+    cor_stop_source junk;
+    cor_stop_source_init(&junk);
+    cor_launch_options with_token = {.stop = cor_stop_source_token(&junk)};
+    struct outcome oc = {0};
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(COR_RUN_ASYNC(cor_inline_executor(), &with_token, stop_probe()), 0);
+        cr_assert_eq(COR_RUN_ASYNC(cor_inline_executor(), NULL, stop_none_or_fail(&oc)), 0);
+    }
+    cr_assert_eq(oc.results, 4, "a NULL-options launch saw a stop token nobody gave it");
 }
 
 Test(launch, stop_token_propagates_and_run_overrides_it)
