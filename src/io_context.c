@@ -48,6 +48,7 @@ struct cor_io_context {
     uint32_t running;  /* a thread is inside run                      */
     uint32_t stopped;  /* stop was requested                          */
     uint32_t sleeping; /* the owner is (about to be) blocked          */
+    uint32_t touching; /* threads inside a cross-thread touch of io   */
     long work;         /* work guards and launches                    */
     char pad[64];
     cor__mpsc remote; /* posts from other threads                    */
@@ -94,11 +95,30 @@ static cor_frame *local_pop(cor_io_context *io)
     return h;
 }
 
+/*
+ * Another thread's touch of io. Once a post lands or the last work is
+ * finished, the owner may return from run and destroy io while the toucher
+ * still has to read `sleeping` and wake it. So a toucher raises `touching`
+ * before the act that can let the owner finish and drops it as its last
+ * access to io (a release, like a reference count); destroy waits for zero.
+ */
+static void touch_begin(cor_io_context *io)
+{
+    __atomic_fetch_add(&io->touching, 1, __ATOMIC_SEQ_CST);
+}
+
+static void touch_end(cor_io_context *io)
+{
+    __atomic_fetch_sub(&io->touching, 1, __ATOMIC_RELEASE);
+}
+
 static void post_remote(cor_io_context *io, cor_frame *h)
 {
+    touch_begin(io);
     cor__mpsc_push(&io->remote, h);
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     wake_if_sleeping(io);
+    touch_end(io);
 }
 
 /* Moves what other threads posted into the local FIFO. Returns true if a producer is mid-push. */
@@ -155,8 +175,14 @@ static void io_work_started(const void *obj)
 static void io_work_finished(const void *obj)
 {
     cor_io_context *io = (cor_io_context *)obj;
+    if (io_current == io) {
+        __atomic_sub_fetch(&io->work, 1, __ATOMIC_SEQ_CST);
+        return;
+    }
+    touch_begin(io);
     if (__atomic_sub_fetch(&io->work, 1, __ATOMIC_SEQ_CST) == 0)
         wake_if_sleeping(io);
+    touch_end(io);
 }
 
 static const cor_executor_ops io_ops = {
@@ -739,8 +765,10 @@ int cor_io_context_stop(cor_io_context *io)
 {
     if (!io)
         return -EINVAL;
+    touch_begin(io);
     __atomic_store_n(&io->stopped, 1, __ATOMIC_SEQ_CST);
     wake_if_sleeping(io);
+    touch_end(io);
     return 0;
 }
 
@@ -863,6 +891,9 @@ void cor_io_context_destroy(cor_io_context *io)
     cor_execution_context_destroy(&io->ctx);
     /* Services may have posted while shutting down. */
     quiesce(io);
+    /* Another thread may still be finishing a post, a stop or its last work. */
+    while (__atomic_load_n(&io->touching, __ATOMIC_ACQUIRE))
+        sched_yield();
     io->be_ops->destroy(io->be);
     free(io);
 }
