@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <sched.h>
+
 #include "coring/context.h"
 #include "coring/task.h"
 #include "coring/thread_pool.h"
@@ -28,6 +30,7 @@ struct cor_thread_pool {
     bool joining;           /* join started; written under lock, read by work_finished */
     bool joined;            /* the workers are gone                      */
     long work;              /* outstanding work (atomic)                 */
+    uint32_t touching;      /* threads still inside work_finished (atomic) */
     unsigned nthreads;
     pthread_t threads[];
 };
@@ -91,6 +94,12 @@ static void pool_work_finished(const void *obj)
 {
     cor_thread_pool *p = (cor_thread_pool *)obj;
     /*
+     * Once work reaches 0 the workers may exit and join and destroy may
+     * free p while this thread still reads joining: destroy waits until
+     * `touching` drops, which is this function's last access to p.
+     */
+    __atomic_fetch_add(&p->touching, 1, __ATOMIC_SEQ_CST);
+    /*
      * Sequentially consistent with join's store of joining and the workers'
      * load of work: either join sees the count at 0, or this sees joining
      * and wakes the workers. The lock orders the broadcast with their wait.
@@ -101,6 +110,7 @@ static void pool_work_finished(const void *obj)
         pthread_cond_broadcast(&p->cond);
         pthread_mutex_unlock(&p->lock);
     }
+    __atomic_fetch_sub(&p->touching, 1, __ATOMIC_RELEASE);
 }
 
 static const cor_executor_ops pool_ops = {
@@ -259,6 +269,8 @@ int cor_thread_pool_destroy(cor_thread_pool *p)
         cor_frame_destroy(h);
     }
     cor_execution_context_destroy(&p->ctx);
+    while (__atomic_load_n(&p->touching, __ATOMIC_ACQUIRE))
+        sched_yield();
     pthread_cond_destroy(&p->cond);
     pthread_mutex_destroy(&p->lock);
     free(p);
