@@ -10,10 +10,9 @@
  * order, with one lock. bench_strand measures both designs (the stealing one
  * as a prototype in the benchmark) and the README records the figures.
  */
+#include <sched.h>
 #include <stdlib.h>
 #include <unistd.h>
-
-#include <sched.h>
 
 #include "coring/context.h"
 #include "coring/task.h"
