@@ -121,34 +121,9 @@ done:
     COR_RETURN(0);
 }
 
-struct acceptor {
-    COR_PROMISE(int);
-    int fd, c, slept;
-    cor_launch_options opts;
-};
-COR_DEFINE_STATIC(acceptor, (int fd), { self->fd = fd; })
+static cor_frame *new_session(int fd)
 {
-    COR_BEGIN(self);
-    self->opts = (cor_launch_options){.stop = COR_THIS_STOP_TOKEN()};
-    for (;;) {
-        COR_AWAIT(self->c, cor_accept(self->fd, NULL));
-        if (self->c == -ECANCELED)
-            break;
-        if (self->c < 0) {
-            if (self->c == -EMFILE || self->c == -ENFILE || self->c == -ENOMEM)
-                COR_AWAIT(self->slept, cor_sleep_for(1000000));
-            continue;
-        }
-        if (COR_RUN_ASYNC(COR_THIS_EXECUTOR(), &self->opts, conn(self->c)) != 0)
-            close(self->c);
-    }
-    COR_AWAIT(self->c, cor_close(self->fd));
-    COR_RETURN(0);
-}
-
-static cor_frame *start(int fd)
-{
-    return (cor_frame *)acceptor(fd);
+    return (cor_frame *)conn(fd);
 }
 
 int main(int argc, char **argv)
@@ -157,5 +132,5 @@ int main(int argc, char **argv)
     server_parse_args(argc, argv, &a);
     cor_stop_source stop;
     cor_stop_source_init(&stop);
-    return server_run("http_hello", &a, start, &stop);
+    return server_run("http_hello", &a, new_session, &stop);
 }

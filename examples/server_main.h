@@ -60,15 +60,50 @@ static void server_parse_args(int argc, char **argv, server_args *a)
         server_usage(argv[0]);
 }
 
-/* Launches the server coroutine of one io_context: it owns listener fd. */
-typedef cor_frame *(*server_task_fn)(int fd);
+/* Creates the coroutine that serves one accepted connection (it owns fd). */
+typedef cor_frame *(*server_session_fn)(int fd);
+
+/*
+ * The accept loop of one io_context: a session per connection, launched on
+ * the same executor with the same (shutdown) stop token. It owns the
+ * listener and ends when stop cancels its accept.
+ */
+struct acceptor {
+    COR_PROMISE(int);
+    int fd, conn, slept;
+    server_session_fn session;
+    cor_launch_options opts;
+};
+COR_DEFINE_STATIC(acceptor, (int fd, server_session_fn session), {
+    self->fd = fd;
+    self->session = session;
+})
+{
+    COR_BEGIN(self);
+    self->opts = (cor_launch_options){.stop = COR_THIS_STOP_TOKEN()};
+    for (;;) {
+        COR_AWAIT(self->conn, cor_accept(self->fd, NULL));
+        if (self->conn == -ECANCELED)
+            break;
+        if (self->conn < 0) {
+            /* Out of descriptors or memory: back off instead of spinning. */
+            if (self->conn == -EMFILE || self->conn == -ENFILE || self->conn == -ENOMEM)
+                COR_AWAIT(self->slept, cor_sleep_for(1000000));
+            continue;
+        }
+        if (COR_RUN_ASYNC(COR_THIS_EXECUTOR(), &self->opts, self->session(self->conn)) != 0)
+            close(self->conn);
+    }
+    COR_AWAIT(self->conn, cor_close(self->fd));
+    COR_RETURN(0);
+}
 
 /*
  * Runs a server: one listener on 127.0.0.1:port and one io_context per
- * thread, each running task(listener) with the shutdown stop token.
- * Returns the process exit status.
+ * thread, each running an accept loop that starts session(fd) for every
+ * connection, with the shutdown stop token. Returns the process exit status.
  */
-static int server_run(const char *name, const server_args *a, server_task_fn task,
+static int server_run(const char *name, const server_args *a, server_session_fn session,
                       cor_stop_source *stop)
 {
     /* A thousand connections need more descriptors than the usual soft limit. */
@@ -105,7 +140,7 @@ static int server_run(const char *name, const server_args *a, server_task_fn tas
             cor_io_group_destroy(g);
             return 1;
         }
-        rc = COR_RUN_ASYNC(cor_io_group_executor(g, (unsigned)i), &l_opts, task(fd));
+        rc = COR_RUN_ASYNC(cor_io_group_executor(g, (unsigned)i), &l_opts, acceptor(fd, session));
         if (rc) {
             close(fd);
             fprintf(stderr, "%s: launch: %s\n", name, cor_strerror(rc));
