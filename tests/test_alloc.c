@@ -20,21 +20,21 @@ static cor_alloc_stats stats(void)
     return s;
 }
 
-struct outcome {
+struct long_outcome {
     long result;
     int err, results, errors;
 };
 
-static void rec_result(void *user, void *result)
+static void rec_long_result(void *user, void *result)
 {
-    struct outcome *o = user;
+    struct long_outcome *o = user;
     __atomic_store_n(&o->result, *(long *)result, __ATOMIC_RELAXED);
     __atomic_fetch_add(&o->results, 1, __ATOMIC_RELEASE);
 }
 
-static void rec_error(void *user, int err)
+static void rec_long_error(void *user, int err)
 {
-    struct outcome *o = user;
+    struct long_outcome *o = user;
     __atomic_store_n(&o->err, err, __ATOMIC_RELAXED);
     __atomic_fetch_add(&o->errors, 1, __ATOMIC_RELEASE);
 }
@@ -98,8 +98,8 @@ Test(alloc, default_resource_is_the_pool)
 
 Test(alloc, steady_state_child_awaits_make_no_arena_calls)
 {
-    struct outcome oc = {0};
-    cor_launch_options o = {.on_result = rec_result, .user = &oc};
+    struct long_outcome oc = {0};
+    cor_launch_options o = {.on_result = rec_long_result, .user = &oc};
     /* Warm-up: the loop frame, a child frame and the launch record get cached. */
     cr_assert_eq(COR_RUN_ASYNC(cor_inline_executor(), &o, await_loop(1000)), 0);
     cr_assert_eq(oc.result, 1000);
@@ -122,8 +122,8 @@ Test(alloc, steady_state_on_a_manual_executor)
 {
     cor_manual *m;
     cr_assert_eq(cor_manual_create(&m), 0);
-    struct outcome oc = {0};
-    cor_launch_options o = {.on_result = rec_result, .user = &oc};
+    struct long_outcome oc = {0};
+    cor_launch_options o = {.on_result = rec_long_result, .user = &oc};
     cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &o, top(10)), 0);
     cr_assert_eq(cor_manual_run(m), 1);
     cor_alloc_stats a = stats();
@@ -336,8 +336,8 @@ Test(alloc, custom_resource_gets_every_frame_of_the_chain)
     counting_resource cr;
     counting_resource_init(&cr, -1);
     cor_alloc_stats a = stats();
-    struct outcome oc = {0};
-    cor_launch_options o = {.alloc = &cr.base, .on_result = rec_result, .user = &oc};
+    struct long_outcome oc = {0};
+    cor_launch_options o = {.alloc = &cr.base, .on_result = rec_long_result, .user = &oc};
     cr_assert_eq(COR_RUN_ASYNC(cor_inline_executor(), &o, top(20)), 0);
     cr_assert_eq(oc.result, 200);
     /* Launch record, top, mid, await_loop and twenty children. */
@@ -398,9 +398,9 @@ Test(alloc, budget_resource_fails_mid_chain_through_the_error_channel)
     budget_init(&br, sizeof(struct top) + ROOT_SIZE + sizeof(struct mid) +
                          sizeof(struct await_loop) - 1);
     cor_alloc_stats a = stats();
-    struct outcome oc = {0};
+    struct long_outcome oc = {0};
     cor_launch_options o = {
-        .alloc = &br.base, .on_result = rec_result, .on_error = rec_error, .user = &oc};
+        .alloc = &br.base, .on_result = rec_long_result, .on_error = rec_long_error, .user = &oc};
     cr_assert_eq(COR_RUN_ASYNC(cor_inline_executor(), &o, top(5)), 0);
     cr_assert_eq(oc.errors, 1);
     cr_assert_eq(oc.err, -ENOMEM);
@@ -437,9 +437,9 @@ Test(alloc, budget_exhaustion_can_be_caught)
     budget_resource br;
     budget_init(&br, sizeof(struct catcher) + ROOT_SIZE + sizeof(struct mid) +
                          sizeof(struct await_loop) - 1);
-    struct outcome oc = {0};
+    struct long_outcome oc = {0};
     cor_launch_options o = {
-        .alloc = &br.base, .on_result = rec_result, .on_error = rec_error, .user = &oc};
+        .alloc = &br.base, .on_result = rec_long_result, .on_error = rec_long_error, .user = &oc};
     cr_assert_eq(COR_RUN_ASYNC(cor_inline_executor(), &o, catcher()), 0);
     cr_assert_eq(oc.errors, 0);
     cr_assert_eq(oc.result, -1, "the caller saw -ENOMEM and went on");
@@ -539,8 +539,8 @@ Test(alloc, frames_launched_here_complete_and_free_on_another_thread)
     manual_thread mt[2];
     manual_thread_start(&mt[0]);
     manual_thread_start(&mt[1]);
-    struct outcome oc = {0};
-    cor_launch_options o = {.on_result = rec_result, .on_error = rec_error, .user = &oc};
+    struct long_outcome oc = {0};
+    cor_launch_options o = {.on_result = rec_long_result, .on_error = rec_long_error, .user = &oc};
     enum { N = 2000 };
     for (int i = 0; i < N; i++)
         cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(mt[i & 1].m), &o, top(3)), 0);

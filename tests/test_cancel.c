@@ -27,13 +27,13 @@ static void store_int(void *user, void *result)
     *(int *)user = *(int *)result;
 }
 
-struct outcome {
+struct count_outcome {
     int r, calls;
 };
 
 static void count_result(void *user, void *result)
 {
-    struct outcome *o = user;
+    struct count_outcome *o = user;
     o->r = *(int *)result;
     o->calls++;
 }
@@ -226,7 +226,7 @@ static void race(int backend, int kind, int iterations)
         cor_stop_source src = COR_STOP_SOURCE_INIT;
         x.src = &src;
         x.delay_ns = (rand() % 60) * 1000;
-        struct outcome oc = {1000, 0};
+        struct count_outcome oc = {1000, 0};
         cor_launch_options lo = {.stop = cor_stop_source_token(&src), .on_result = count_result, .user = &oc};
         int64_t own = (rand() % 60) * 1000;
         x.write_ns = own;

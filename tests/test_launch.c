@@ -3,24 +3,6 @@
 
 #include "util.h"
 
-struct outcome {
-    int result, err, results, errors;
-};
-
-static void rec_result(void *user, void *result)
-{
-    struct outcome *o = user;
-    o->result = *(int *)result;
-    o->results++;
-}
-
-static void rec_error(void *user, int err)
-{
-    struct outcome *o = user;
-    o->err = err;
-    o->errors++;
-}
-
 /* ---- allocator window: every frame of the chain comes from the launch's resource ---- */
 
 struct leaf {

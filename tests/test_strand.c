@@ -13,24 +13,6 @@
 #define TOTAL_INCREMENTS 1000000L
 #define COUNTERS 8
 
-struct outcome {
-    int result, err, results, errors;
-};
-
-static void rec_result(void *user, void *result)
-{
-    struct outcome *o = user;
-    __atomic_store_n(&o->result, *(int *)result, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&o->results, 1, __ATOMIC_RELEASE);
-}
-
-static void rec_error(void *user, int err)
-{
-    struct outcome *o = user;
-    __atomic_store_n(&o->err, err, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&o->errors, 1, __ATOMIC_RELEASE);
-}
-
 /* ---- 8 coroutines, one strand, a 4-thread pool, a plain counter ---- */
 
 struct shared {

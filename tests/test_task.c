@@ -115,24 +115,6 @@ COR_DEFINE_STATIC(catches, (void), {})
     COR_RETURN(self->r);
 }
 
-struct outcome {
-    int result, err, results, errors;
-};
-
-static void rec_result(void *user, void *result)
-{
-    struct outcome *o = user;
-    o->result = *(int *)result;
-    o->results++;
-}
-
-static void rec_error(void *user, int err)
-{
-    struct outcome *o = user;
-    o->err = err;
-    o->errors++;
-}
-
 Test(task, error_propagates_through_await_and_skips_the_rest)
 {
     struct outcome oc = {0};

@@ -33,6 +33,20 @@ void counting_resource_init(counting_resource *r, long budget)
     r->budget = budget;
 }
 
+void rec_result(void *user, void *result)
+{
+    struct outcome *o = user;
+    __atomic_store_n(&o->result, *(int *)result, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&o->results, 1, __ATOMIC_RELEASE);
+}
+
+void rec_error(void *user, int err)
+{
+    struct outcome *o = user;
+    __atomic_store_n(&o->err, err, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&o->errors, 1, __ATOMIC_RELEASE);
+}
+
 static cor_handle ce_dispatch(const void *obj, cor_handle h)
 {
     counting_executor *c = (counting_executor *)obj;

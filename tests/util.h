@@ -16,6 +16,17 @@ typedef struct counting_resource {
 
 void counting_resource_init(counting_resource *r, long budget);
 
+/* What a launch's handlers saw (thread-safe: handlers may run on any thread). */
+struct outcome {
+    int result, err, results, errors;
+};
+
+/* cor_launch_options.on_result for int tasks; user is a struct outcome. */
+void rec_result(void *user, void *result);
+
+/* cor_launch_options.on_error; user is a struct outcome. */
+void rec_error(void *user, int err);
+
 /* An executor wrapper around another that counts dispatch and post calls. */
 typedef struct counting_executor {
     cor_executor inner;
