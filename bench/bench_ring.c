@@ -9,7 +9,9 @@
  *  3. timer schedule + cancel throughput against a raw liburing
  *     timeout + async-cancel loop;
  *  4. socket ping-pong: 64-byte round trips over 1 and 32 AF_UNIX stream
- *     socketpairs on one io_context (real readiness: every receive waits).
+ *     socketpairs on one io_context (real readiness: every receive waits);
+ *     on io_uring also with every socket in the registered file table
+ *     (COR_FIXED), against the plain descriptors of the same run.
  * Each of 1-4 also runs on the epoll backend in the same run: an epoll.*
  * row has the io_uring row as its baseline (ratio > 1: epoll is slower).
  */
@@ -359,13 +361,16 @@ static void raw_timers(void *arg, long iters)
 
 enum { MSG = 64 };
 
-static struct cor_io_await *sock_op(int opcode, int fd, void *buf, uint32_t len)
+/* slot >= 0: the op names that registered-file slot instead of fd. */
+static struct cor_io_await *sock_op(int opcode, int fd, int slot, void *buf, uint32_t len)
 {
     struct cor_io_await *a = cor__io_await_new(NULL, opcode);
     if (a) {
-        a->op.fd = fd;
+        a->op.fd = slot >= 0 ? slot : fd;
         a->op.u.io.addr = buf;
         a->op.u.io.len = len;
+        if (slot >= 0)
+            cor_io_op_fixed(&a->op);
     }
     return a;
 }
@@ -373,72 +378,91 @@ static struct cor_io_await *sock_op(int opcode, int fd, void *buf, uint32_t len)
 /* Sends MSG bytes and waits for them to come back, n times; then ends the stream. */
 struct pinger {
     COR_PROMISE(int);
-    int fd;
+    int fd, slot;
     long i, n;
     uint32_t got;
     char buf[MSG];
     int r;
 };
-COR_DEFINE_STATIC(pinger, (int fd, long n), { self->fd = fd; self->n = n; })
+COR_DEFINE_STATIC(pinger, (int fd, int slot, long n), {
+    self->fd = fd;
+    self->slot = slot;
+    self->n = n;
+})
 {
     COR_BEGIN(self);
     memset(self->buf, 'x', sizeof self->buf);
     for (self->i = 0; self->i < self->n; self->i++) {
-        COR_AWAIT(self->r, sock_op(COR__IO_SEND, self->fd, self->buf, MSG));
+        COR_AWAIT(self->r, sock_op(COR__IO_SEND, self->fd, self->slot, self->buf, MSG));
         if (self->r != MSG)
             break;
         for (self->got = 0; self->got < MSG; self->got += (uint32_t)self->r) {
-            COR_AWAIT(self->r, sock_op(COR__IO_RECV, self->fd, self->buf + self->got, MSG - self->got));
+            COR_AWAIT(self->r, sock_op(COR__IO_RECV, self->fd, self->slot, self->buf + self->got,
+                                       MSG - self->got));
             if (self->r <= 0)
                 COR_RETURN(-1);
         }
     }
     shutdown(self->fd, SHUT_WR);
-    COR_AWAIT(self->r, sock_op(COR__IO_CLOSE, self->fd, NULL, 0));
+    COR_AWAIT(self->r, sock_op(COR__IO_CLOSE, self->fd, -1, NULL, 0));
     COR_RETURN(0);
 }
 
 /* Echoes what it receives until the end of the stream. */
 struct ponger {
     COR_PROMISE(int);
-    int fd;
+    int fd, slot;
     char buf[MSG];
     int r, w;
 };
-COR_DEFINE_STATIC(ponger, (int fd), { self->fd = fd; })
+COR_DEFINE_STATIC(ponger, (int fd, int slot), {
+    self->fd = fd;
+    self->slot = slot;
+})
 {
     COR_BEGIN(self);
     for (;;) {
-        COR_AWAIT(self->r, sock_op(COR__IO_RECV, self->fd, self->buf, MSG));
+        COR_AWAIT(self->r, sock_op(COR__IO_RECV, self->fd, self->slot, self->buf, MSG));
         if (self->r <= 0)
             break;
-        COR_AWAIT(self->w, sock_op(COR__IO_SEND, self->fd, self->buf, (uint32_t)self->r));
+        COR_AWAIT(self->w,
+                  sock_op(COR__IO_SEND, self->fd, self->slot, self->buf, (uint32_t)self->r));
         if (self->w != self->r)
             break;
     }
-    COR_AWAIT(self->r, sock_op(COR__IO_CLOSE, self->fd, NULL, 0));
+    COR_AWAIT(self->r, sock_op(COR__IO_CLOSE, self->fd, -1, NULL, 0));
     COR_RETURN(0);
 }
 
 struct sock_arg {
     cor_io_context *io;
     int pairs;
+    bool fixed; /* every socket in the registered file table */
 };
 
 static void sock_pingpong(void *arg, long iters)
 {
     struct sock_arg *a = arg;
     cor_executor ex = cor_io_context_executor(a->io);
+    int fds[64];
     for (int p = 0; p < a->pairs; p++) {
-        int sv[2];
+        int *sv = &fds[2 * p];
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv)) {
             perror("bench_ring: socketpair");
             exit(1);
         }
-        COR_RUN_ASYNC(ex, NULL, ponger(sv[1]));
-        COR_RUN_ASYNC(ex, NULL, pinger(sv[0], iters / a->pairs));
+    }
+    if (a->fixed && cor_io_files_register(a->io, fds, (unsigned)(2 * a->pairs))) {
+        fprintf(stderr, "bench_ring: cannot register files\n");
+        exit(1);
+    }
+    for (int p = 0; p < a->pairs; p++) {
+        COR_RUN_ASYNC(ex, NULL, ponger(fds[2 * p + 1], a->fixed ? 2 * p + 1 : -1));
+        COR_RUN_ASYNC(ex, NULL, pinger(fds[2 * p], a->fixed ? 2 * p : -1, iters / a->pairs));
     }
     cor_io_context_run(a->io);
+    if (a->fixed)
+        cor_io_files_unregister(a->io);
 }
 
 static void bench_sockets(int pairs)
@@ -455,6 +479,10 @@ static void bench_sockets(int pairs)
     bench_report(&ur, NULL, NULL);
     bench_result er = bench_measure(ename, sock_pingpong, &e, n);
     bench_report(&er, &ur, NULL);
+    snprintf(name, sizeof name, "ring.socket_ping_pong_fixed.pairs%d", pairs);
+    u.fixed = true;
+    bench_result fr = bench_measure(name, sock_pingpong, &u, n);
+    bench_report(&fr, &ur, NULL);
     cor_io_context_destroy(u.io);
     cor_io_context_destroy(e.io);
 }

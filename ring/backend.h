@@ -30,7 +30,14 @@
  *    for an op that already completed is a bug; twice is harmless.
  *  - cancel_all(): as cancel for every op in flight (teardown).
  *  - The backend may use op->bk, op->bk_pending and op->bk_flags freely
- *    between submit and completion, and nothing else of the op.
+ *    between submit and completion, and nothing else of the op (but see
+ *    op->fixed below).
+ *  - op->fixed: op->fd is an index into the registered file table (see
+ *    files_register; the front end sets it only for opcodes that take a
+ *    descriptor other than CLOSE, OPENAT and STATX, and only on a backend
+ *    that provides files_register). An index with no file completes with
+ *    -EBADF. A backend that emulates the table may replace op->fd with the
+ *    descriptor and clear op->fixed in submit.
  */
 #ifndef CORING_RING_BACKEND_H
 #define CORING_RING_BACKEND_H
@@ -162,6 +169,22 @@ typedef struct cor__backend_ops {
     void (*bufring_destroy)(cor__backend *b, cor__bufring *br);
     int (*stream_open)(cor__backend *b, cor__stream **out, int kind, int fd, cor__bufring *br);
     void (*stream_close)(cor__backend *b, cor__stream *s);
+
+    /*
+     * Optional: the registered file table (cor_io_files_*; NULL makes the
+     * public calls return -EOPNOTSUPP). The front end validates arguments,
+     * the thread, and whether a table exists (it tracks the size n), so
+     * these only do the work. The table holds its own reference to each
+     * file. Owner thread, or before anyone drives the context.
+     * files_register: slot i holds fds[i] (-1: empty); 0 or -errno, nothing
+     *   registered on failure.
+     * files_update: slot index (< n) holds fd (-1: empty); 0 or -errno.
+     * files_unregister: releases the table; 0 or -errno (it is kept).
+     *   destroy releases it too.
+     */
+    int (*files_register)(cor__backend *b, const int *fds, unsigned n);
+    int (*files_update)(cor__backend *b, unsigned index, int fd);
+    int (*files_unregister)(cor__backend *b);
 } cor__backend_ops;
 
 extern const cor__backend_ops cor__uring_backend;
@@ -169,7 +192,8 @@ extern const cor__backend_ops cor__uring_backend;
  * The baseline (ring/epoll.c): every opcode above, by readiness; regular-file
  * I/O, fsync, openat, statx and shutdown run synchronously on the owner
  * thread; it leaves the optional buffer-ring and multishot-stream calls NULL
- * (the public calls answer -EOPNOTSUPP). README, "The epoll baseline".
+ * (the public calls answer -EOPNOTSUPP) and emulates the registered file
+ * table with dups. README, "The epoll baseline".
  */
 extern const cor__backend_ops cor__epoll_backend;
 

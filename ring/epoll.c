@@ -41,6 +41,11 @@
  * streams and provided buffer rings are io_uring's: the optional ops are
  * left NULL, so the public calls answer -EOPNOTSUPP on epoll.
  *
+ * Registered files are emulated: each slot holds a dup of the registered
+ * descriptor (a reference of its own, as io_uring's table holds), submit
+ * turns a slot index into that dup, and releasing a slot closes the dup as
+ * COR__IO_CLOSE does (what waits on it completes with -ECANCELED).
+ *
  * op->bk[0]: the queue link (a descriptor queue or the ready list).
  * op->bk[1]: low 32 bits, heap index + 1 (0: not on the heap); high 32,
  *            bytes already moved by a MSG_WAITALL recv/send. On the ready
@@ -102,6 +107,8 @@ struct cor__backend {
     size_t heap_len, heap_cap;
     struct epoll_event *events;
     int max_events;
+    int *files; /* the registered file table: dups, -1 for an empty slot */
+    unsigned nfiles;
 };
 
 /* ---- queues ------------------------------------------------------------------------- */
@@ -530,6 +537,10 @@ static int ep_bind(cor__backend *b)
 
 static void ep_destroy(cor__backend *b)
 {
+    for (unsigned i = 0; i < b->nfiles; i++)
+        if (b->files[i] >= 0)
+            close(b->files[i]);
+    free(b->files);
     close(b->efd);
     close(b->epfd);
     free(b->events);
@@ -589,6 +600,13 @@ static int ep_submit(cor__backend *b, cor_io_op *op)
     op->bk[0] = 0;
     op->bk[1] = 0;
     op->bk_pending = 1;
+    if (op->fixed) {
+        int f = (unsigned)op->fd < b->nfiles ? b->files[op->fd] : -1;
+        if (f < 0)
+            return -EBADF;
+        op->fd = f;
+        op->fixed = 0;
+    }
     int r;
     switch (op->opcode) {
     case COR__IO_NOP:
@@ -785,6 +803,56 @@ static unsigned ep_features(cor__backend *b)
     return 0;
 }
 
+/* ---- registered files (emulated) ------------------------------------------------------- */
+
+static int ep_files_register(cor__backend *b, const int *fds, unsigned n)
+{
+    /* Check every descriptor first: a dup could take the number of a closed one. */
+    for (unsigned i = 0; i < n; i++)
+        if (fds[i] >= 0 && fcntl(fds[i], F_GETFD) < 0)
+            return -errno;
+    int *t = malloc(n * sizeof *t);
+    if (!t)
+        return -ENOMEM;
+    for (unsigned i = 0; i < n; i++) {
+        t[i] = -1;
+        if (fds[i] >= 0 && (t[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0)) < 0) {
+            int rc = -errno;
+            while (i--)
+                if (t[i] >= 0)
+                    close(t[i]);
+            free(t);
+            return rc;
+        }
+    }
+    b->files = t;
+    b->nfiles = n;
+    return 0;
+}
+
+static int ep_files_update(cor__backend *b, unsigned index, int fd)
+{
+    int d = -1;
+    if (fd >= 0 && (d = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+        return -errno;
+    int old = b->files[index];
+    b->files[index] = d;
+    if (old >= 0)
+        do_close(b, old);
+    return 0;
+}
+
+static int ep_files_unregister(cor__backend *b)
+{
+    for (unsigned i = 0; i < b->nfiles; i++)
+        if (b->files[i] >= 0)
+            do_close(b, b->files[i]);
+    free(b->files);
+    b->files = NULL;
+    b->nfiles = 0;
+    return 0;
+}
+
 const cor__backend_ops cor__epoll_backend = {
     .name = "epoll",
     .create = ep_create,
@@ -796,4 +864,7 @@ const cor__backend_ops cor__epoll_backend = {
     .run = ep_run,
     .wake = ep_wake,
     .features = ep_features,
+    .files_register = ep_files_register,
+    .files_update = ep_files_update,
+    .files_unregister = ep_files_unregister,
 };

@@ -409,6 +409,9 @@ static int uring_submit(cor__backend *b, cor_io_op *op)
                             op->u.io.len, (struct statx *)op->u.io.addr2);
         break;
     }
+    /* A registered-file index (the front end allows it only where the kernel does). */
+    if (op->fixed)
+        sqe->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data(sqe, op);
     op->bk_pending = 1;
     if (linked) {
@@ -914,6 +917,28 @@ static void stream_timed_out(cor__backend *b, cor_io_op *op)
     stash_push(b, (uint64_t)(uintptr_t)op, -ECANCELED, 0);
 }
 
+/* ---- registered files ------------------------------------------------------------------ */
+
+static int uring_files_register(cor__backend *b, const int *fds, unsigned n)
+{
+    /* Not io_uring_register_files: on -EMFILE it raises the process's
+     * RLIMIT_NOFILE behind the caller's back and retries. */
+    if (syscall(__NR_io_uring_register, b->ring.ring_fd, IORING_REGISTER_FILES, fds, n) < 0)
+        return -errno;
+    return 0;
+}
+
+static int uring_files_update(cor__backend *b, unsigned index, int fd)
+{
+    int r = io_uring_register_files_update(&b->ring, index, &fd, 1);
+    return r < 0 ? r : 0;
+}
+
+static int uring_files_unregister(cor__backend *b)
+{
+    return io_uring_unregister_files(&b->ring);
+}
+
 const cor__backend_ops cor__uring_backend = {
     .name = "io_uring",
     .create = uring_create,
@@ -930,4 +955,7 @@ const cor__backend_ops cor__uring_backend = {
     .bufring_destroy = uring_bufring_destroy,
     .stream_open = uring_stream_open,
     .stream_close = uring_stream_close,
+    .files_register = uring_files_register,
+    .files_update = uring_files_update,
+    .files_unregister = uring_files_unregister,
 };

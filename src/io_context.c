@@ -43,6 +43,7 @@ struct cor_io_context {
     pthread_t owner;        /* the driving thread once bound         */
     bool bound;             /* the backend was bound to a thread     */
     bool closing;           /* destroy is draining                   */
+    unsigned nfiles;        /* slots of the registered file table    */
 
     /* shared */
     uint32_t running;  /* a thread is inside run                      */
@@ -309,6 +310,7 @@ static void op_init(cor_io_op *op, cor_frame *f, cor_io_context *io, int opcode)
     op->state = OP_NEW;
     op->flags = 0;
     op->cancel_queued = 0;
+    op->fixed = 0;
 }
 
 struct cor_io_await *cor__io_await_new(cor_io_context *io, int opcode)
@@ -420,6 +422,8 @@ static cor_handle op_start(cor_frame *f, cor_io_op *op)
     op->io = io;
     if ((op->flags & OPF_EINVAL) || op->deadline < 0)
         return op_now(op, -EINVAL);
+    if (COR__UNLIKELY(op->fixed) && !io->be_ops->files_register)
+        return op_now(op, -EOPNOTSUPP);
     cor_stop_source *src = f->env.stop.src;
     if (src && __atomic_load_n(&src->stopped, __ATOMIC_ACQUIRE))
         return op_now(op, -ECANCELED);
@@ -540,6 +544,32 @@ int cor_io_op_deadline_after(cor_io_op *op, int64_t ns)
         return -EINVAL;
     }
     return cor_io_op_deadline_at(op, cor_clock_now() + ns);
+}
+
+int cor_io_op_fixed(cor_io_op *op)
+{
+    if (!op || op->state != OP_NEW)
+        return -EINVAL;
+    switch (op->opcode) {
+    case COR__IO_READ:
+    case COR__IO_WRITE:
+    case COR__IO_RECV:
+    case COR__IO_SEND:
+    case COR__IO_ACCEPT:
+    case COR__IO_CONNECT:
+    case COR__IO_POLL:
+    case COR__IO_READV:
+    case COR__IO_WRITEV:
+    case COR__IO_SENDMSG:
+    case COR__IO_RECVMSG:
+    case COR__IO_SHUTDOWN:
+    case COR__IO_FSYNC:
+        op->fixed = 1;
+        return 0;
+    default:
+        op->flags |= OPF_EINVAL; /* documented: the op completes with -EINVAL */
+        return -EINVAL;
+    }
 }
 
 int64_t cor_clock_now(void)
@@ -812,6 +842,99 @@ cor_executor cor_io_context_executor(cor_io_context *io)
 cor_execution_context *cor_io_context_context(cor_io_context *io)
 {
     return io ? &io->ctx : NULL;
+}
+
+/* ---- registered files ------------------------------------------------------------------ */
+
+/*
+ * The table calls run on the thread inside io's run, or while nobody drives
+ * io: they then hold `running` themselves (as a driver would), so no run
+ * can start meanwhile. *held says whether to release it.
+ */
+static int files_enter(cor_io_context *io, bool *held)
+{
+    *held = false;
+    if (io_current == io)
+        return 0;
+    if (__atomic_exchange_n(&io->running, 1, __ATOMIC_ACQUIRE))
+        return -EPERM;
+    bool single = io->be_ops->features(io->be) & COR_IO_SINGLE_ISSUER;
+    if (io->bound && single && !pthread_equal(io->owner, pthread_self())) {
+        __atomic_store_n(&io->running, 0, __ATOMIC_RELEASE);
+        return -EPERM;
+    }
+    *held = true;
+    return 0;
+}
+
+static void files_leave(cor_io_context *io, bool held)
+{
+    if (held)
+        __atomic_store_n(&io->running, 0, __ATOMIC_RELEASE);
+}
+
+int cor_io_files_register(cor_io_context *io, const int *fds, unsigned n)
+{
+    if (!io || !fds || n == 0 || n > COR_IO_FILES_MAX)
+        return -EINVAL;
+    for (unsigned i = 0; i < n; i++)
+        if (fds[i] < -1)
+            return -EINVAL;
+    if (!io->be_ops->files_register)
+        return -EOPNOTSUPP;
+    bool held;
+    int rc = files_enter(io, &held);
+    if (rc)
+        return rc;
+    if (io->nfiles)
+        rc = -EBUSY;
+    else if ((rc = io->be_ops->files_register(io->be, fds, n)) == 0)
+        io->nfiles = n;
+    files_leave(io, held);
+    return rc;
+}
+
+int cor_io_files_update(cor_io_context *io, unsigned index, int fd)
+{
+    if (!io || fd < -1)
+        return -EINVAL;
+    if (!io->be_ops->files_register)
+        return -EOPNOTSUPP;
+    bool held;
+    int rc = files_enter(io, &held);
+    if (rc)
+        return rc;
+    if (!io->nfiles)
+        rc = -ENXIO;
+    else if (index >= io->nfiles)
+        rc = -EINVAL;
+    else
+        rc = io->be_ops->files_update(io->be, index, fd);
+    files_leave(io, held);
+    return rc;
+}
+
+int cor_io_files_unregister(cor_io_context *io)
+{
+    if (!io)
+        return -EINVAL;
+    if (!io->be_ops->files_register)
+        return -EOPNOTSUPP;
+    bool held;
+    int rc = files_enter(io, &held);
+    if (rc)
+        return rc;
+    if (!io->nfiles)
+        rc = -ENXIO;
+    else if ((rc = io->be_ops->files_unregister(io->be)) == 0)
+        io->nfiles = 0;
+    files_leave(io, held);
+    return rc;
+}
+
+unsigned cor_io_files_count(cor_io_context *io)
+{
+    return io ? io->nfiles : 0;
 }
 
 /* ---- teardown ------------------------------------------------------------------------ */
