@@ -295,7 +295,10 @@ struct timer_waiter {
     long *count;
     int r;
 };
-COR_DEFINE_STATIC(timer_waiter, (cor_timer * t, long *count), { self->t = t; self->count = count; })
+COR_DEFINE_STATIC(timer_waiter, (cor_timer * t, long *count), {
+    self->t = t;
+    self->count = count;
+})
 {
     COR_BEGIN(self);
     for (;;) {
@@ -312,8 +315,11 @@ struct timer_resetter {
     cor_timer *t;
     long *count, n;
 };
-COR_DEFINE_STATIC(timer_resetter, (cor_timer * t, long *count, long n),
-                  { self->t = t; self->count = count; self->n = n; })
+COR_DEFINE_STATIC(timer_resetter, (cor_timer * t, long *count, long n), {
+    self->t = t;
+    self->count = count;
+    self->n = n;
+})
 {
     COR_BEGIN(self);
     while (*self->count < self->n) {
@@ -531,7 +537,8 @@ int main(int argc, char **argv)
         if (raw_ring_init(&r, io))
             return 1;
         long n = bench_iters(500 * 1000);
-        bench_result base = bench_measure("baseline.raw_liburing_timeout_cancel", raw_timers, &r, n);
+        bench_result base =
+            bench_measure("baseline.raw_liburing_timeout_cancel", raw_timers, &r, n);
         bench_report(&base, NULL, NULL);
         bench_result t = bench_measure("ring.timer_schedule_cancel", coring_timers, io, n);
         bench_report(&t, &base, NULL);

@@ -321,11 +321,10 @@ struct hop_loop {
     cor_executor away; /* {NULL, NULL}: await on the same executor */
     long i, n, acc;
 };
-COR_DEFINE_STATIC(hop_loop, (cor_executor away, long n),
-                  {
-                      self->away = away;
-                      self->n = n;
-                  })
+COR_DEFINE_STATIC(hop_loop, (cor_executor away, long n), {
+    self->away = away;
+    self->n = n;
+})
 {
     COR_BEGIN(self);
     self->acc = 0;
@@ -400,7 +399,8 @@ int main(int argc, char **argv)
         cor_strand_init(&s, cor_thread_pool_executor(pool));
         two_posters_init(&direct, cor_thread_pool_executor(pool), false);
         two_posters_init(&through, cor_strand_executor(&s), false);
-        bench_result base = bench_measure("baseline.pool_post_2threads", two_threads_post, &direct, nt);
+        bench_result base =
+            bench_measure("baseline.pool_post_2threads", two_threads_post, &direct, nt);
         bench_report(&base, NULL, NULL);
         bench_result r = bench_measure("strand.post_2threads", two_threads_post, &through, nt);
         bench_report(&r, &base, NULL);
@@ -419,7 +419,8 @@ int main(int argc, char **argv)
             shared.frames[j] = (struct bare){{.resume = bare_resume_atomic}, &shared.count};
             steal.frames[j] = (struct bare){{.resume = bare_resume_atomic}, &steal.count};
         }
-        bench_result base = bench_measure("baseline.steal_pool_post_external", post_external, &steal, nt);
+        bench_result base =
+            bench_measure("baseline.steal_pool_post_external", post_external, &steal, nt);
         bench_report(&base, NULL, NULL);
         bench_result r = bench_measure("pool.post_external", post_external, &shared, nt);
         bench_report(&r, &base, NULL);

@@ -57,7 +57,8 @@ enum cor__io_opcode {
     COR__IO_WRITE,   /* as READ                                                       */
     COR__IO_RECV,    /* fd, u.io.addr, u.io.len, op_flags: MSG_* flags                */
     COR__IO_SEND,    /* as RECV                                                       */
-    COR__IO_ACCEPT,  /* fd, u.io.addr (sockaddr *), u.io.addr2 (socklen_t *), op_flags: SOCK_* flags */
+    COR__IO_ACCEPT,  /* fd, u.io.addr (sockaddr *), u.io.addr2 (socklen_t *), op_flags: SOCK_* flags
+                      */
     COR__IO_CONNECT, /* fd, u.io.addr (const sockaddr *), u.io.len (socklen_t)        */
     /*
      * fd. Cancels every operation of this backend still pending on fd first
@@ -66,7 +67,8 @@ enum cor__io_opcode {
      */
     COR__IO_CLOSE,
     COR__IO_POLL,     /* fd, op_flags: poll events; completes with the revents        */
-    COR__IO_READV,    /* fd, u.io.addr (const struct iovec *), u.io.len (count), u.io.off (-1: position) */
+    COR__IO_READV,    /* fd, u.io.addr (const struct iovec *), u.io.len (count), u.io.off (-1:
+                         position) */
     COR__IO_WRITEV,   /* as READV                                                     */
     COR__IO_SENDMSG,  /* fd, u.io.addr (const struct msghdr *), op_flags: MSG_* flags  */
     COR__IO_RECVMSG,  /* fd, u.io.addr (struct msghdr *), op_flags: MSG_* flags        */

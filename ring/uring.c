@@ -55,11 +55,11 @@ struct stashed {
 struct cor__bufring {
     struct io_uring_buf_ring *ring; /* shared with the kernel (mmap)        */
     size_t map_len;
-    char *mem;                      /* buffer i at mem + i * size           */
+    char *mem; /* buffer i at mem + i * size           */
     unsigned count, size, mask;
     uint16_t bgid;
-    cor__stream **owner;            /* the stream that handed buffer i out  */
-    cor__stream *parked;            /* streams stopped by -ENOBUFS          */
+    cor__stream **owner; /* the stream that handed buffer i out  */
+    cor__stream *parked; /* streams stopped by -ENOBUFS          */
 };
 
 /* A result a stream holds for its next waiter. */
@@ -70,16 +70,16 @@ struct shot {
 
 struct cor__stream {
     cor__backend *b;
-    cor__bufring *br;  /* receive streams                          */
+    cor__bufring *br; /* receive streams                          */
     int kind, fd;
-    bool armed;        /* the multishot request is in the kernel   */
-    bool closed;       /* the user closed it: free once disarmed   */
-    bool parked;       /* on br->parked                            */
-    bool ended;        /* a receive stream saw its end: end_res    */
+    bool armed;  /* the multishot request is in the kernel   */
+    bool closed; /* the user closed it: free once disarmed   */
+    bool parked; /* on br->parked                            */
+    bool ended;  /* a receive stream saw its end: end_res    */
     int32_t end_res;
-    unsigned held;     /* buffers handed out and not yet put back  */
+    unsigned held; /* buffers handed out and not yet put back  */
     cor_io_op *waiter;
-    struct shot *q;    /* circular queue of results                */
+    struct shot *q; /* circular queue of results                */
     size_t qhead, qlen, qcap;
     cor__stream *next, *prev, *park_next;
 };
@@ -293,7 +293,8 @@ static int uring_bind(cor__backend *b)
 {
     if (b->disabled) {
         /* liburing 2.3 declares io_uring_enable_rings but does not export it. */
-        if (syscall(__NR_io_uring_register, b->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
+        if (syscall(__NR_io_uring_register, b->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL,
+                    0) < 0)
             return -errno;
         b->disabled = false;
     }
@@ -599,7 +600,8 @@ static int uring_bufring_create(cor__backend *b, cor__bufring **out, void *mem, 
     br->owner = calloc(count, sizeof *br->owner);
     br->map_len = (count * sizeof(struct io_uring_buf) + 4095) & ~(size_t)4095;
     /* liburing 2.3 has no io_uring_setup_buf_ring: map the ring, then register it. */
-    void *ring = mmap(NULL, br->map_len, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    void *ring =
+        mmap(NULL, br->map_len, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     int rc = -ENOMEM;
     if (!br->owner || ring == MAP_FAILED)
         goto fail;
@@ -645,8 +647,8 @@ static void uring_bufring_put(cor__backend *b, cor__bufring *br, unsigned id)
         o->held--;
         br->owner[id] = NULL;
     }
-    io_uring_buf_ring_add(br->ring, br->mem + (size_t)id * br->size, br->size,
-                          (unsigned short)id, (int)br->mask, 0);
+    io_uring_buf_ring_add(br->ring, br->mem + (size_t)id * br->size, br->size, (unsigned short)id,
+                          (int)br->mask, 0);
     io_uring_buf_ring_advance(br->ring, 1);
     /* A buffer is back: the streams -ENOBUFS stopped may go on. */
     cor__stream *p = br->parked;
@@ -816,8 +818,7 @@ static void on_stream_cqe(cor__backend *b, cor__stream *st, int32_t res, uint32_
     stream_deliver(st);
 }
 
-static int uring_stream_open(cor__backend *b, cor__stream **out, int kind, int fd,
-                             cor__bufring *br)
+static int uring_stream_open(cor__backend *b, cor__stream **out, int kind, int fd, cor__bufring *br)
 {
     cor__stream *st = calloc(1, sizeof *st);
     if (!st)

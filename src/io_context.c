@@ -280,9 +280,9 @@ static inline cor_io_op *op_of(cor_frame *f)
     return (cor_io_op *)((char *)f + off);
 }
 
-_Static_assert(offsetof(struct cor_io_await, op) ==
-                   ((offsetof(struct cor_io_await, result) + sizeof(int) + _Alignof(cor_io_op) - 1) &
-                    ~(_Alignof(cor_io_op) - 1)),
+_Static_assert(offsetof(struct cor_io_await, op) == ((offsetof(struct cor_io_await, result) +
+                                                      sizeof(int) + _Alignof(cor_io_op) - 1) &
+                                                     ~(_Alignof(cor_io_op) - 1)),
                "op follows the result");
 #if COR_AWAIT_SLOT_SIZE >= 256
 _Static_assert(sizeof(struct cor_io_await) <= COR_AWAIT_SLOT_SIZE, "an op fits the await slot");
@@ -325,9 +325,9 @@ struct cor_io_await *cor__io_await_new_size(cor_io_context *io, int opcode, size
 {
     if (size < sizeof(struct cor_io_await))
         size = sizeof(struct cor_io_await);
-    struct cor_io_await *a = (struct cor_io_await *)cor__leaf_new(
-        size, _Alignof(struct cor_io_await), io_op_resume, offsetof(struct cor_io_await, result),
-        sizeof(int));
+    struct cor_io_await *a =
+        (struct cor_io_await *)cor__leaf_new(size, _Alignof(struct cor_io_await), io_op_resume,
+                                             offsetof(struct cor_io_await, result), sizeof(int));
     if (a)
         op_init(&a->op, &a->cor_hdr, io, opcode);
     return a;
@@ -665,8 +665,8 @@ struct cor_io_await *cor_timer_wait(cor_timer *t)
 
 static bool no_work(cor_io_context *io)
 {
-    return io->inflight == 0 && io->queued == 0 && __atomic_load_n(&io->work, __ATOMIC_SEQ_CST) == 0 &&
-           cor__mpsc_empty(&io->remote);
+    return io->inflight == 0 && io->queued == 0 &&
+           __atomic_load_n(&io->work, __ATOMIC_SEQ_CST) == 0 && cor__mpsc_empty(&io->remote);
 }
 
 static bool is_stopped(cor_io_context *io)

@@ -63,8 +63,7 @@ int cor__launch_end(cor__launch *l, cor_frame *task)
     }
     if (task->flags & COR_FRAME_STARTED)
         return -EINVAL;
-    struct root *r =
-        (struct root *)cor_mr_allocate(l->mr, sizeof *r, __alignof__(max_align_t));
+    struct root *r = (struct root *)cor_mr_allocate(l->mr, sizeof *r, __alignof__(max_align_t));
     if (!r) {
         cor__frame_free(task);
         return -ENOMEM;

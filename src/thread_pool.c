@@ -159,8 +159,9 @@ int cor_thread_pool_create(cor_thread_pool **out, unsigned threads)
         return -EINVAL;
     if (threads == 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = cpus < 1 ? 1 : cpus > COR_THREAD_POOL_MAX_THREADS ? COR_THREAD_POOL_MAX_THREADS
-                                                                    : (unsigned)cpus;
+        threads = cpus < 1                             ? 1
+                  : cpus > COR_THREAD_POOL_MAX_THREADS ? COR_THREAD_POOL_MAX_THREADS
+                                                       : (unsigned)cpus;
     }
     cor_thread_pool *p = calloc(1, sizeof *p + threads * sizeof(pthread_t));
     if (!p)

@@ -36,16 +36,16 @@ static inline cor_io_context *io_test_create(int backend, const cor_io_context_o
     return io;
 }
 
-#define IO_TEST_OPTS(suite, name, ...)                                                        \
-    static void suite##_##name##_body(int backend);                                           \
-    Test(suite, name##_uring, __VA_ARGS__)                                                    \
-    {                                                                                         \
-        suite##_##name##_body(COR_IO_BACKEND_URING);                                          \
-    }                                                                                         \
-    Test(suite, name##_epoll, __VA_ARGS__)                                                    \
-    {                                                                                         \
-        suite##_##name##_body(COR_IO_BACKEND_EPOLL);                                          \
-    }                                                                                         \
+#define IO_TEST_OPTS(suite, name, ...)                                                             \
+    static void suite##_##name##_body(int backend);                                                \
+    Test(suite, name##_uring, __VA_ARGS__)                                                         \
+    {                                                                                              \
+        suite##_##name##_body(COR_IO_BACKEND_URING);                                               \
+    }                                                                                              \
+    Test(suite, name##_epoll, __VA_ARGS__)                                                         \
+    {                                                                                              \
+        suite##_##name##_body(COR_IO_BACKEND_EPOLL);                                               \
+    }                                                                                              \
     static void suite##_##name##_body(int backend)
 
 #define IO_TEST(suite, name) IO_TEST_OPTS(suite, name, .disabled = false)

@@ -58,7 +58,11 @@ struct victim {
     char buf[4];
     int r;
 };
-COR_DEFINE_STATIC(victim, (int kind, int fd, int64_t ns), { self->kind = kind; self->fd = fd; self->ns = ns; })
+COR_DEFINE_STATIC(victim, (int kind, int fd, int64_t ns), {
+    self->kind = kind;
+    self->fd = fd;
+    self->ns = ns;
+})
 {
     COR_BEGIN(self);
     if (self->kind == 0)
@@ -87,7 +91,8 @@ static void same_thread(int backend, int kind)
     cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
     cor_stop_source src = COR_STOP_SOURCE_INIT;
     int r = 1, q = -1;
-    cor_launch_options lo = {.stop = cor_stop_source_token(&src), .on_result = store_int, .user = &r};
+    cor_launch_options lo = {
+        .stop = cor_stop_source_token(&src), .on_result = store_int, .user = &r};
     cor_launch_options ql = {.on_result = store_int, .user = &q};
     int64_t t0 = cor_clock_now();
     COR_RUN_ASYNC(cor_io_context_executor(io), &lo, victim(kind, p[0], 10000 * MS));
@@ -133,7 +138,8 @@ static void other_thread(int backend, int kind)
     cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
     cor_stop_source src = COR_STOP_SOURCE_INIT;
     int r = 1;
-    cor_launch_options lo = {.stop = cor_stop_source_token(&src), .on_result = store_int, .user = &r};
+    cor_launch_options lo = {
+        .stop = cor_stop_source_token(&src), .on_result = store_int, .user = &r};
     COR_RUN_ASYNC(cor_io_context_executor(io), &lo, victim(kind, p[0], 10000 * MS));
     struct delayed_stop d = {.src = &src, .delay_ns = 20 * MS};
     cr_assert_eq(pthread_create(&d.th, NULL, delayed_stop_main, &d), 0);
@@ -163,7 +169,8 @@ IO_TEST(cancel, stop_before_start_never_enters_the_kernel)
     cor_stop_source src = COR_STOP_SOURCE_INIT;
     cor_stop_source_request(&src);
     int r = 1;
-    cor_launch_options lo = {.stop = cor_stop_source_token(&src), .on_result = store_int, .user = &r};
+    cor_launch_options lo = {
+        .stop = cor_stop_source_token(&src), .on_result = store_int, .user = &r};
     COR_RUN_ASYNC(cor_io_context_executor(io), &lo, victim(0, -1, 10000 * MS));
     /* One handler: the launch, which completes inline; no completion follows. */
     cr_assert_eq(cor_io_context_run(io), 1);
@@ -227,7 +234,8 @@ static void race(int backend, int kind, int iterations)
         x.src = &src;
         x.delay_ns = (rand() % 60) * 1000;
         struct count_outcome oc = {1000, 0};
-        cor_launch_options lo = {.stop = cor_stop_source_token(&src), .on_result = count_result, .user = &oc};
+        cor_launch_options lo = {
+            .stop = cor_stop_source_token(&src), .on_result = count_result, .user = &oc};
         int64_t own = (rand() % 60) * 1000;
         x.write_ns = own;
         x.wfd = kind == 1 ? p[1] : -1;
@@ -283,8 +291,10 @@ IO_TEST(cancel, destroy_with_operations_in_flight_frees_every_frame)
     cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
     cor_stop_source src = COR_STOP_SOURCE_INIT;
     int results = 0;
-    cor_launch_options lo = {.alloc = &cr.base, .stop = cor_stop_source_token(&src),
-                             .on_result = store_int, .user = &results};
+    cor_launch_options lo = {.alloc = &cr.base,
+                             .stop = cor_stop_source_token(&src),
+                             .on_result = store_int,
+                             .user = &results};
     for (int i = 0; i < 50; i++) {
         COR_RUN_ASYNC(cor_io_context_executor(io), &lo, victim(0, -1, 10000 * MS));
         COR_RUN_ASYNC(cor_io_context_executor(io), &lo, victim(1, p[0], 0));

@@ -109,7 +109,8 @@ COR_DEFINE_STATIC(fx_client, (const cor_sockaddr *addr, int msgs, int size), {
 })
 {
     COR_BEGIN(self);
-    COR_AWAIT(self->r, COR_FIXED(COR_DEADLINE_AFTER(cor_connect(SLOT_CLIENT, self->addr), 5000 * MS)));
+    COR_AWAIT(self->r,
+              COR_FIXED(COR_DEADLINE_AFTER(cor_connect(SLOT_CLIENT, self->addr), 5000 * MS)));
     if (self->r < 0)
         COR_RETURN(self->r);
     for (self->i = 0; self->i < self->msgs; self->i++) {
@@ -503,8 +504,7 @@ IO_TEST(fixed, calls_from_a_thread_not_driving_the_context_get_eperm)
     cr_assert_geq(cor_io_context_run(io), 0);
     pthread_join(th, NULL);
     cr_assert_eq(r, 0);
-    cr_assert_eq(t.reg, -EPERM, "register while another thread drives io: %s",
-                 cor_strerror(t.reg));
+    cr_assert_eq(t.reg, -EPERM, "register while another thread drives io: %s", cor_strerror(t.reg));
     cr_assert_eq(t.upd, -EPERM);
     cr_assert_eq(t.unreg, -EPERM);
     cr_assert_eq(cor_io_files_count(io), 0, "nothing was registered");

@@ -441,7 +441,8 @@ IO_TEST_OPTS(io_context, cross_thread_posts_eventfd_wakeups, .timeout = 120)
     cross_thread_posts(backend, UNDER_TSAN ? 20000 : 200000, COR_IO_WAKE_EVENTFD);
 }
 
-/* Wake-up of a sleeping owner: from a plain thread (eventfd) and from inside another ring (MSG_RING). */
+/* Wake-up of a sleeping owner: from a plain thread (eventfd) and from inside another ring
+ * (MSG_RING). */
 struct release_frame {
     cor_frame hdr;
     cor_io_context *io;

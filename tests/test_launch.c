@@ -69,8 +69,8 @@ Test(launch, exhausted_resource_fails_the_chain_through_the_error_channel)
     counting_resource cr;
     counting_resource_init(&cr, 5); /* fan + launch record + 3 leaves, then -ENOMEM */
     struct outcome oc = {0};
-    cor_launch_options o = {.alloc = &cr.base, .on_result = rec_result, .on_error = rec_error,
-                            .user = &oc};
+    cor_launch_options o = {
+        .alloc = &cr.base, .on_result = rec_result, .on_error = rec_error, .user = &oc};
     cr_assert_eq(COR_RUN_ASYNC(cor_inline_executor(), &o, fan(10)), 0);
     cr_assert_eq(oc.errors, 1);
     cr_assert_eq(oc.err, -ENOMEM);
@@ -154,8 +154,7 @@ COR_DEFINE_STATIC(hopper, (cor_executor other), { self->other = other; })
             self->identity_ok = false;
     }
     self->home_tag_after = thread_tag;
-    COR_RETURN(self->away_tag * 100 + self->home_tag_after * 10 +
-               (self->identity_ok ? 1 : 0));
+    COR_RETURN(self->away_tag * 100 + self->home_tag_after * 10 + (self->identity_ok ? 1 : 0));
 }
 
 static void *run_tagged(void *arg)
@@ -184,7 +183,8 @@ Test(launch, run_hops_to_another_executor_and_back)
     cr_assert_gt(cor_manual_run(home), 1);
     cr_assert_eq(oc.errors, 0);
     cr_assert_eq(oc.results, 1);
-    cr_assert_eq(oc.result, 2 * 100 + 1 * 10 + 1, "away on thread 2, home on thread 1 after every hop");
+    cr_assert_eq(oc.result, 2 * 100 + 1 * 10 + 1,
+                 "away on thread 2, home on thread 1 after every hop");
     cr_assert_eq(cor_manual_outstanding(home), 0);
 
     aex.ops->on_work_finished(aex.obj);
@@ -225,10 +225,11 @@ Test(launch, run_on_the_same_thread_other_executor)
     cr_assert_eq(cor_manual_create(&b), 0);
     struct outcome oc = {0};
     cor_launch_options o = {.on_result = rec_result, .user = &oc};
-    cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(a), &o, hop_identity(cor_manual_executor(b))), 0);
-    cr_assert_eq(cor_manual_poll(a), 1);   /* runs until the hop */
+    cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(a), &o, hop_identity(cor_manual_executor(b))),
+                 0);
+    cr_assert_eq(cor_manual_poll(a), 1);        /* runs until the hop */
     cr_assert_eq(cor_manual_outstanding(a), 2); /* the launch and the hop */
-    cr_assert_eq(cor_manual_poll(b), 1);   /* the child, which posts the parent home */
+    cr_assert_eq(cor_manual_poll(b), 1);        /* the child, which posts the parent home */
     cr_assert_eq(oc.results, 0);
     cr_assert_eq(cor_manual_run(a), 1);
     cr_assert_eq(oc.results, 1);
@@ -253,7 +254,7 @@ struct stop_none_or_fail {
     COR_PROMISE(int);
     struct outcome *oc;
 };
-COR_DEFINE_STATIC(stop_none_or_fail, (struct outcome *oc), { self->oc = oc; })
+COR_DEFINE_STATIC(stop_none_or_fail, (struct outcome * oc), { self->oc = oc; })
 {
     COR_BEGIN(self);
     if (!cor_stop_possible(COR_THIS_STOP_TOKEN()))
@@ -300,10 +301,12 @@ Test(launch, stop_token_propagates_and_run_overrides_it)
     cor_stop_source_init(&other);
     cor_stop_source_request(&other);
     struct outcome oc = {0};
-    cor_launch_options o = {.stop = cor_stop_source_token(&outer), .on_result = rec_result,
-                            .user = &oc};
-    cr_assert_eq(COR_RUN_ASYNC(cor_inline_executor(), &o, stop_chain(cor_stop_source_token(&other))), 0);
-    /* inherited: possible, not requested (1); overridden: requested (2); cleared: not possible (0). */
+    cor_launch_options o = {
+        .stop = cor_stop_source_token(&outer), .on_result = rec_result, .user = &oc};
+    cr_assert_eq(
+        COR_RUN_ASYNC(cor_inline_executor(), &o, stop_chain(cor_stop_source_token(&other))), 0);
+    /* inherited: possible, not requested (1); overridden: requested (2); cleared: not possible (0).
+     */
     cr_assert_eq(oc.result, 120);
 }
 
@@ -326,7 +329,7 @@ struct alloc_switch {
     cor_memory_resource *mr;
     int r;
 };
-COR_DEFINE_STATIC(alloc_switch, (cor_memory_resource *mr), { self->mr = mr; })
+COR_DEFINE_STATIC(alloc_switch, (cor_memory_resource * mr), { self->mr = mr; })
 {
     COR_BEGIN(self);
     COR_AWAIT(self->r, COR_RUN(alloc_probe(), .alloc = self->mr));
@@ -341,8 +344,8 @@ Test(launch, run_switches_the_frame_allocator_for_one_child)
     counting_resource_init(&launch_mr, -1);
     counting_resource_init(&child_mr, -1);
     struct outcome oc = {0};
-    cor_launch_options o = {.alloc = &launch_mr.base, .on_result = rec_result,
-                            .on_error = rec_error, .user = &oc};
+    cor_launch_options o = {
+        .alloc = &launch_mr.base, .on_result = rec_result, .on_error = rec_error, .user = &oc};
     cr_assert_eq(COR_RUN_ASYNC(cor_inline_executor(), &o, alloc_switch(&child_mr.base)), 0);
     cr_assert_eq(oc.errors, 0);
     cr_assert_eq(oc.result, 3);

@@ -48,16 +48,19 @@ struct one_op {
     char buf[8];
     int r;
 };
-COR_DEFINE_STATIC(one_op, (int opcode, int fd, int64_t deadline_ns, char *byte),
-                  { self->opcode = opcode; self->fd = fd; self->deadline_ns = deadline_ns;
-                    self->byte = byte; })
+COR_DEFINE_STATIC(one_op, (int opcode, int fd, int64_t deadline_ns, char *byte), {
+    self->opcode = opcode;
+    self->fd = fd;
+    self->deadline_ns = deadline_ns;
+    self->byte = byte;
+})
 {
     COR_BEGIN(self);
     self->buf[0] = 0;
     if (self->deadline_ns)
-        COR_AWAIT(self->r, COR_DEADLINE_AFTER(op_io(self->opcode, self->fd, self->buf, 1,
-                                                    (uint64_t)-1),
-                                              self->deadline_ns));
+        COR_AWAIT(self->r,
+                  COR_DEADLINE_AFTER(op_io(self->opcode, self->fd, self->buf, 1, (uint64_t)-1),
+                                     self->deadline_ns));
     else
         COR_AWAIT(self->r, op_io(self->opcode, self->fd, self->buf, 1, (uint64_t)-1));
     if (self->byte)
@@ -73,7 +76,11 @@ struct late_write {
     char c;
     int r;
 };
-COR_DEFINE_STATIC(late_write, (int fd, int64_t ns, char c), { self->fd = fd; self->ns = ns; self->c = c; })
+COR_DEFINE_STATIC(late_write, (int fd, int64_t ns, char c), {
+    self->fd = fd;
+    self->ns = ns;
+    self->c = c;
+})
 {
     COR_BEGIN(self);
     COR_AWAIT(self->r, cor_sleep_for(self->ns));
@@ -101,7 +108,8 @@ IO_TEST(readiness, canceled_wait_consumes_nothing_and_leaves_the_descriptor_usab
     cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
     cor_stop_source src = COR_STOP_SOURCE_INIT;
     int r = 1000;
-    cor_launch_options lo = {.stop = cor_stop_source_token(&src), .on_result = store_int, .user = &r};
+    cor_launch_options lo = {
+        .stop = cor_stop_source_token(&src), .on_result = store_int, .user = &r};
     COR_RUN_ASYNC(cor_io_context_executor(io), &lo, one_op(COR__IO_READ, p[0], 0, NULL));
     cr_assert_eq(cor_io_context_poll(io), 1, "the read waits");
     cor_stop_source_request(&src);
@@ -210,12 +218,15 @@ struct close_then_read {
     char c;
     int r;
 };
-COR_DEFINE_STATIC(close_then_read, (int rfd, int wfd), { self->p[0] = rfd; self->p[1] = wfd; })
+COR_DEFINE_STATIC(close_then_read, (int rfd, int wfd), {
+    self->p[0] = rfd;
+    self->p[1] = wfd;
+})
 {
     COR_BEGIN(self);
     /* Make the engine wait on the read end once (registering it), with a deadline. */
-    COR_AWAIT(self->r, COR_DEADLINE_AFTER(op_io(COR__IO_READ, self->p[0], &self->c, 1, (uint64_t)-1),
-                                          2 * MS));
+    COR_AWAIT(self->r, COR_DEADLINE_AFTER(
+                           op_io(COR__IO_READ, self->p[0], &self->c, 1, (uint64_t)-1), 2 * MS));
     if (self->r != -ETIME)
         COR_RETURN(-100);
     COR_AWAIT(self->r, op_io(COR__IO_CLOSE, self->p[0], NULL, 0, 0));

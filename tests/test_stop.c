@@ -120,7 +120,8 @@ Test(stop, deregister_waits_for_a_callback_running_elsewhere)
     pthread_join(t, NULL);
 }
 
-/* Many threads registering and deregistering while one requests: each callback runs at most once. */
+/* Many threads registering and deregistering while one requests: each callback runs at most once.
+ */
 struct racer {
     cor_stop_source *s;
     long ran;

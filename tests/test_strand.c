@@ -8,7 +8,8 @@
 
 #include "util.h"
 
-/* Increments per visit to the strand: 1, every increment is its own entry (about 2 s under TSan). */
+/* Increments per visit to the strand: 1, every increment is its own entry (about 2 s under TSan).
+ */
 #define INCREMENTS_PER_HOP 1
 #define TOTAL_INCREMENTS 1000000L
 #define COUNTERS 8
@@ -17,8 +18,8 @@
 
 struct shared {
     cor_strand *strand;
-    long counter;   /* plain: only the strand serializes it */
-    int in_strand;  /* plain: set while a body runs inside the strand */
+    long counter;  /* plain: only the strand serializes it */
+    int in_strand; /* plain: set while a body runs inside the strand */
     long overlaps, outside;
 };
 
@@ -77,12 +78,11 @@ struct incrementer {
     long n, i;
     int j, r;
 };
-COR_DEFINE_STATIC(incrementer, (struct shared * sh, cor_executor away, long n),
-                  {
-                      self->sh = sh;
-                      self->away = away;
-                      self->n = n;
-                  })
+COR_DEFINE_STATIC(incrementer, (struct shared * sh, cor_executor away, long n), {
+    self->sh = sh;
+    self->away = away;
+    self->n = n;
+})
 {
     COR_BEGIN(self);
     for (self->i = 0; self->i < self->n; self->i += INCREMENTS_PER_HOP) {
@@ -178,8 +178,8 @@ static void *produce(void *arg)
         it->f = p->f;
         it->producer = p->id;
         it->seq = i;
-        int rc = p->use_dispatch ? cor_executor_dispatch(ex, &it->hdr)
-                                 : cor_executor_post(ex, &it->hdr);
+        int rc =
+            p->use_dispatch ? cor_executor_dispatch(ex, &it->hdr) : cor_executor_post(ex, &it->hdr);
         if (rc)
             p->failures++;
     }
@@ -236,11 +236,10 @@ struct dispatcher {
     COR_PROMISE(int);
     struct flag_frame *inl, *posted;
 };
-COR_DEFINE_STATIC(dispatcher, (struct flag_frame * inl, struct flag_frame *posted),
-                  {
-                      self->inl = inl;
-                      self->posted = posted;
-                  })
+COR_DEFINE_STATIC(dispatcher, (struct flag_frame * inl, struct flag_frame *posted), {
+    self->inl = inl;
+    self->posted = posted;
+})
 {
     COR_BEGIN(self);
     cor_executor ex = COR_THIS_EXECUTOR();
@@ -291,11 +290,10 @@ struct ctx_probe {
     cor_strand *s;
     int ok;
 };
-COR_DEFINE_STATIC(ctx_probe, (cor_strand * s, cor_execution_context *want),
-                  {
-                      self->s = s;
-                      self->want = want;
-                  })
+COR_DEFINE_STATIC(ctx_probe, (cor_strand * s, cor_execution_context *want), {
+    self->s = s;
+    self->want = want;
+})
 {
     COR_BEGIN(self);
     self->ok = cor_executor_context(COR_THIS_EXECUTOR()) == self->want &&
@@ -313,8 +311,8 @@ Test(strand, over_the_manual_executor)
     struct outcome oc = {0};
     cor_launch_options o = {.on_result = rec_result, .user = &oc};
     for (int i = 0; i < 10; i++)
-        cr_assert_eq(COR_RUN_ASYNC(cor_strand_executor(&s), &o, ctx_probe(&s, cor_manual_context(m))),
-                     0);
+        cr_assert_eq(
+            COR_RUN_ASYNC(cor_strand_executor(&s), &o, ctx_probe(&s, cor_manual_context(m))), 0);
     /* Launches on the strand count as work of m: run returns only when they are done. */
     cr_assert_eq(cor_manual_outstanding(m), 10);
     cr_assert_geq(cor_manual_run(m), 1);
@@ -414,7 +412,8 @@ struct on_pool {
 COR_DEFINE_STATIC(on_pool, (struct env_check * e), { self->e = e; })
 {
     COR_BEGIN(self);
-    self->ok = cor_executor_equal(COR_THIS_EXECUTOR(), self->e->pool_ex) && where_am_i(self->e) == 2;
+    self->ok =
+        cor_executor_equal(COR_THIS_EXECUTOR(), self->e->pool_ex) && where_am_i(self->e) == 2;
     COR_AWAIT(self->r, COR_RUN(in_strand(self->e), .ex = self->e->strand_ex));
     self->ok = self->ok && self->r == 1;
     /* Back from the strand: on the pool, resumed through the pool's executor. */
@@ -518,12 +517,11 @@ struct io_incrementer {
     cor_io_context *io;
     int i, n, r;
 };
-COR_DEFINE_STATIC(io_incrementer, (struct shared * sh, cor_io_context *io, int n),
-                  {
-                      self->sh = sh;
-                      self->io = io;
-                      self->n = n;
-                  })
+COR_DEFINE_STATIC(io_incrementer, (struct shared * sh, cor_io_context *io, int n), {
+    self->sh = sh;
+    self->io = io;
+    self->n = n;
+})
 {
     COR_BEGIN(self);
     for (self->i = 0; self->i < self->n; self->i++) {

@@ -54,13 +54,12 @@ struct locker {
     int id, *log, *len;
     int rc;
 };
-COR_DEFINE_STATIC(locker, (cor_async_mutex * m, int id, int *log, int *len),
-                  {
-                      self->m = m;
-                      self->id = id;
-                      self->log = log;
-                      self->len = len;
-                  })
+COR_DEFINE_STATIC(locker, (cor_async_mutex * m, int id, int *log, int *len), {
+    self->m = m;
+    self->id = id;
+    self->log = log;
+    self->len = len;
+})
 {
     COR_BEGIN(self);
     COR_AWAIT(self->rc, cor_async_mutex_lock(self->m));
@@ -128,8 +127,8 @@ struct contender {
     bool on_pool;
     int i, rc, r;
 };
-COR_DEFINE_STATIC(contender, (struct guarded * g, cor_executor hop, cor_thread_pool *pool, bool on_pool),
-                  {
+COR_DEFINE_STATIC(contender,
+                  (struct guarded * g, cor_executor hop, cor_thread_pool *pool, bool on_pool), {
                       self->g = g;
                       self->hop = hop;
                       self->pool = pool;
@@ -192,11 +191,10 @@ struct home_waiter {
     pthread_t home;
     int rc;
 };
-COR_DEFINE_STATIC(home_waiter, (cor_async_mutex * m, pthread_t home),
-                  {
-                      self->m = m;
-                      self->home = home;
-                  })
+COR_DEFINE_STATIC(home_waiter, (cor_async_mutex * m, pthread_t home), {
+    self->m = m;
+    self->home = home;
+})
 {
     COR_BEGIN(self);
     COR_AWAIT(self->rc, cor_async_mutex_lock(self->m));
@@ -254,8 +252,8 @@ Test(sync, mutex_waiter_is_cancelled_by_its_stop_token)
     cor_stop_source_init(&src);
     int log[4], len = 0;
     struct outcome cancelled = {0}, kept = {0};
-    cor_launch_options oc1 = {.stop = cor_stop_source_token(&src), .on_result = rec_result,
-                              .user = &cancelled};
+    cor_launch_options oc1 = {
+        .stop = cor_stop_source_token(&src), .on_result = rec_result, .user = &cancelled};
     cor_launch_options oc2 = {.on_result = rec_result, .user = &kept};
     cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &oc1, locker(&mx, 1, log, &len)), 0);
     cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &oc2, locker(&mx, 2, log, &len)), 0);
@@ -298,8 +296,8 @@ Test(sync, stop_after_the_grant_does_not_cancel)
     cor_stop_source_init(&src);
     int log[2], len = 0;
     struct outcome oc = {0};
-    cor_launch_options o = {.stop = cor_stop_source_token(&src), .on_result = rec_result,
-                            .user = &oc};
+    cor_launch_options o = {
+        .stop = cor_stop_source_token(&src), .on_result = rec_result, .user = &oc};
     cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &o, locker(&mx, 7, log, &len)), 0);
     cr_assert_eq(cor_manual_poll(m), 1);
     cr_assert_eq(cor_async_mutex_unlock(&mx), 0); /* granted, posted */
@@ -322,12 +320,11 @@ struct racer {
     long *acquired, *cancelled;
     int rc;
 };
-COR_DEFINE_STATIC(racer, (cor_async_mutex * m, long *acquired, long *cancelled),
-                  {
-                      self->m = m;
-                      self->acquired = acquired;
-                      self->cancelled = cancelled;
-                  })
+COR_DEFINE_STATIC(racer, (cor_async_mutex * m, long *acquired, long *cancelled), {
+    self->m = m;
+    self->acquired = acquired;
+    self->cancelled = cancelled;
+})
 {
     COR_BEGIN(self);
     COR_AWAIT(self->rc, cor_async_mutex_lock(self->m));
@@ -357,13 +354,15 @@ Test(sync, cancellation_racing_unlock_removes_each_waiter_exactly_once)
         cr_assert_eq(cor_async_mutex_try_lock(&mx), 0);
         cor_stop_source src;
         cor_stop_source_init(&src);
-        cor_launch_options o = {.stop = cor_stop_source_token(&src), .on_result = rec_result,
-                                .on_error = rec_error, .user = &oc};
+        cor_launch_options o = {.stop = cor_stop_source_token(&src),
+                                .on_result = rec_result,
+                                .on_error = rec_error,
+                                .user = &oc};
         int base = results_of(&oc);
         for (int i = 0; i < RACE_WAITERS; i++)
-            cr_assert_eq(COR_RUN_ASYNC(cor_thread_pool_executor(p), &o,
-                                       racer(&mx, &acquired, &cancelled)),
-                         0);
+            cr_assert_eq(
+                COR_RUN_ASYNC(cor_thread_pool_executor(p), &o, racer(&mx, &acquired, &cancelled)),
+                0);
         pthread_t t;
         cr_assert_eq(pthread_create(&t, NULL, request_stop, &src), 0);
         cr_assert_eq(cor_async_mutex_unlock(&mx), 0);
@@ -385,11 +384,10 @@ struct waiter {
     pthread_t home;
     int rc;
 };
-COR_DEFINE_STATIC(waiter, (cor_async_event * e, pthread_t home),
-                  {
-                      self->e = e;
-                      self->home = home;
-                  })
+COR_DEFINE_STATIC(waiter, (cor_async_event * e, pthread_t home), {
+    self->e = e;
+    self->home = home;
+})
 {
     COR_BEGIN(self);
     COR_AWAIT(self->rc, cor_async_event_wait(self->e));
@@ -521,8 +519,8 @@ Test(sync, event_waiter_is_cancelled_by_its_stop_token)
     cor_stop_source src;
     cor_stop_source_init(&src);
     struct outcome cancelled = {0}, kept = {0};
-    cor_launch_options o1 = {.stop = cor_stop_source_token(&src), .on_result = rec_result,
-                             .user = &cancelled};
+    cor_launch_options o1 = {
+        .stop = cor_stop_source_token(&src), .on_result = rec_result, .user = &cancelled};
     cor_launch_options o2 = {.on_result = rec_result, .user = &kept};
     cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &o1, waiter(&e, pthread_self())), 0);
     cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &o2, waiter(&e, pthread_self())), 0);
@@ -550,8 +548,10 @@ Test(sync, destroying_the_executor_of_a_woken_waiter_frees_it)
     counting_resource cr;
     counting_resource_init(&cr, -1);
     struct outcome oc = {0};
-    cor_launch_options o = {.alloc = &cr.base, .stop = cor_stop_source_token(&src),
-                            .on_result = rec_result, .user = &oc};
+    cor_launch_options o = {.alloc = &cr.base,
+                            .stop = cor_stop_source_token(&src),
+                            .on_result = rec_result,
+                            .user = &oc};
     cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &o, waiter(&e, pthread_self())), 0);
     cr_assert_eq(cor_manual_poll(m), 1);
     cr_assert_eq(cor_async_event_set(&e), 1); /* posted to m, never run */

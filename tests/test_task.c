@@ -386,8 +386,8 @@ Test(task, destroying_a_suspended_chain_frees_it)
     counting_executor ce;
     cor_executor ex = counting_executor_init(&ce, cor_inline_executor());
     struct outcome oc = {0};
-    cor_launch_options o = {.alloc = &cr.base, .on_result = rec_result, .on_error = rec_error,
-                            .user = &oc};
+    cor_launch_options o = {
+        .alloc = &cr.base, .on_result = rec_result, .on_error = rec_error, .user = &oc};
     destroyed_hooks = 0;
     pending_leaf = NULL;
     cr_assert_eq(COR_RUN_ASYNC(ex, &o, outer_forever()), 0);

@@ -111,11 +111,10 @@ struct away_and_back {
     cor_thread_pool *pool;
     int r, ok;
 };
-COR_DEFINE_STATIC(away_and_back, (cor_thread_pool * pool, cor_executor away),
-                  {
-                      self->pool = pool;
-                      self->away = away;
-                  })
+COR_DEFINE_STATIC(away_and_back, (cor_thread_pool * pool, cor_executor away), {
+    self->pool = pool;
+    self->away = away;
+})
 {
     COR_BEGIN(self);
     self->ok = cor_thread_pool_running_in_this_thread(self->pool);
@@ -154,11 +153,10 @@ struct hop_child {
     cor_thread_pool *pool;
     cor_executor want;
 };
-COR_DEFINE_STATIC(hop_child, (cor_thread_pool * pool, cor_executor want),
-                  {
-                      self->pool = pool;
-                      self->want = want;
-                  })
+COR_DEFINE_STATIC(hop_child, (cor_thread_pool * pool, cor_executor want), {
+    self->pool = pool;
+    self->want = want;
+})
 {
     COR_BEGIN(self);
     COR_RETURN(cor_thread_pool_running_in_this_thread(self->pool) &&
@@ -172,11 +170,10 @@ struct hop_parent {
     cor_executor home_ex;
     int i, r, ok;
 };
-COR_DEFINE_STATIC(hop_parent, (cor_thread_pool * pool, pthread_t home),
-                  {
-                      self->pool = pool;
-                      self->home = home;
-                  })
+COR_DEFINE_STATIC(hop_parent, (cor_thread_pool * pool, pthread_t home), {
+    self->pool = pool;
+    self->home = home;
+})
 {
     COR_BEGIN(self);
     self->ok = 1;
@@ -235,8 +232,8 @@ Test(thread_pool, stop_and_join_with_pending_work_destroys_the_frames)
     counting_resource cr;
     counting_resource_init(&cr, -1);
     struct outcome oc = {0};
-    cor_launch_options o = {.alloc = &cr.base, .on_result = rec_result, .on_error = rec_error,
-                            .user = &oc};
+    cor_launch_options o = {
+        .alloc = &cr.base, .on_result = rec_result, .on_error = rec_error, .user = &oc};
     for (int i = 0; i < 10; i++)
         cr_assert_eq(COR_RUN_ASYNC(cor_thread_pool_executor(p), &o, leaf(i)), 0);
     cr_assert_eq(cor_thread_pool_outstanding(p), 10);

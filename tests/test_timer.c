@@ -35,8 +35,11 @@ struct sleeper {
     int64_t t0;
     int r;
 };
-COR_DEFINE_STATIC(sleeper, (int64_t ns, int id, struct order_log *log),
-                  { self->ns = ns; self->id = id; self->log = log; })
+COR_DEFINE_STATIC(sleeper, (int64_t ns, int id, struct order_log *log), {
+    self->ns = ns;
+    self->id = id;
+    self->log = log;
+})
 {
     COR_BEGIN(self);
     self->t0 = cor_clock_now();
@@ -165,7 +168,10 @@ struct canceller {
     int64_t after;
     int r;
 };
-COR_DEFINE_STATIC(canceller, (cor_timer * t, int64_t after), { self->t = t; self->after = after; })
+COR_DEFINE_STATIC(canceller, (cor_timer * t, int64_t after), {
+    self->t = t;
+    self->after = after;
+})
 {
     COR_BEGIN(self);
     COR_AWAIT(self->r, cor_sleep_for(self->after));
@@ -302,7 +308,10 @@ struct deadline_read {
     char buf[4];
     int r;
 };
-COR_DEFINE_STATIC(deadline_read, (int fd, int64_t ns), { self->fd = fd; self->ns = ns; })
+COR_DEFINE_STATIC(deadline_read, (int fd, int64_t ns), {
+    self->fd = fd;
+    self->ns = ns;
+})
 {
     COR_BEGIN(self);
     COR_AWAIT(self->r, COR_DEADLINE_AFTER(pipe_read(self->fd, self->buf), self->ns));
@@ -325,8 +334,10 @@ struct deadline_sleep {
     int64_t sleep, deadline;
     int r;
 };
-COR_DEFINE_STATIC(deadline_sleep, (int64_t sleep, int64_t deadline),
-                  { self->sleep = sleep; self->deadline = deadline; })
+COR_DEFINE_STATIC(deadline_sleep, (int64_t sleep, int64_t deadline), {
+    self->sleep = sleep;
+    self->deadline = deadline;
+})
 {
     COR_BEGIN(self);
     COR_AWAIT(self->r, COR_DEADLINE_AFTER(cor_sleep_for(self->sleep), self->deadline));

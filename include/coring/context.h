@@ -36,7 +36,7 @@ typedef struct cor_service_def {
  */
 struct cor_execution_context {
     pthread_mutex_t lock;
-    cor__service *services; /* newest first                */
+    cor__service *services;        /* newest first                */
     cor_memory_resource *resource; /* default frame allocator, NULL: library default */
     bool shut_down;
 };

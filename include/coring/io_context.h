@@ -54,8 +54,8 @@ enum {
     COR_IO_DEFER_TASKRUN = 1u << 1, /* completions run only when the owner asks        */
     COR_IO_COOP_TASKRUN = 1u << 2,  /* no IPI to interrupt the owner for completions   */
     COR_IO_TASKRUN_FLAG = 1u << 3,  /* the kernel flags pending completion work        */
-    COR_IO_SQPOLL = 1u << 4,        /* a kernel thread polls the SQ (option; excludes DEFER_TASKRUN) */
-    COR_IO_MSG_RING = 1u << 5,      /* wake-ups from other rings use IORING_OP_MSG_RING */
+    COR_IO_SQPOLL = 1u << 4,   /* a kernel thread polls the SQ (option; excludes DEFER_TASKRUN) */
+    COR_IO_MSG_RING = 1u << 5, /* wake-ups from other rings use IORING_OP_MSG_RING */
     /* Option bits (not ring flags). */
     COR_IO_NO_DEFAULT_FLAGS = 1u << 16, /* request only the ring flags named here       */
     COR_IO_WAKE_EVENTFD = 1u << 17      /* never wake this context by MSG_RING (eventfd only) */
@@ -102,7 +102,8 @@ COR_API int cor_io_context_create(cor_io_context **out, const cor_io_context_opt
  */
 COR_API void cor_io_context_destroy(cor_io_context *io);
 
-/* Returns the executor of io ({NULL, NULL} for NULL). Dispatch runs inline only on the thread inside io's run. */
+/* Returns the executor of io ({NULL, NULL} for NULL). Dispatch runs inline only on the thread
+ * inside io's run. */
 COR_API cor_executor cor_io_context_executor(cor_io_context *io);
 
 /* Returns the execution context of io, or NULL for NULL io. */
@@ -118,7 +119,8 @@ COR_API cor_execution_context *cor_io_context_context(cor_io_context *io);
  */
 COR_API long cor_io_context_run(cor_io_context *io);
 
-/* As run, but returns after at most one handler. Returns 1, 0 (no work left, or stopped meanwhile), or an error as run. */
+/* As run, but returns after at most one handler. Returns 1, 0 (no work left, or stopped meanwhile),
+ * or an error as run. */
 COR_API long cor_io_context_run_one(cor_io_context *io);
 
 /* Runs every handler that is ready now, without blocking. Returns the count, or an error as run. */
@@ -140,13 +142,15 @@ COR_API long cor_io_context_run_for(cor_io_context *io, int64_t ns);
  */
 COR_API int cor_io_context_stop(cor_io_context *io);
 
-/* Clears the stopped state so run may be called again. Returns 0, -EINVAL, or -EBUSY while a thread drives io. */
+/* Clears the stopped state so run may be called again. Returns 0, -EINVAL, or -EBUSY while a thread
+ * drives io. */
 COR_API int cor_io_context_restart(cor_io_context *io);
 
 /* True if io is stopped (false for NULL). Any thread. */
 COR_API bool cor_io_context_stopped(cor_io_context *io);
 
-/* The COR_IO_* ring flags in force (requested and accepted by the kernel); 0 for NULL. Any thread. */
+/* The COR_IO_* ring flags in force (requested and accepted by the kernel); 0 for NULL. Any thread.
+ */
 COR_API unsigned cor_io_context_features(cor_io_context *io);
 
 /* The COR_IO_* ring flags that were requested at creation; 0 for NULL. Any thread. */
@@ -168,33 +172,33 @@ typedef struct cor_io_op cor_io_op;
  * library's; a backend reads the arguments, the front end the rest.
  */
 struct cor_io_op {
-    cor_frame *frame;                 /* the leaf frame that holds this op           */
-    cor_io_context *io;               /* where it is submitted (NULL: from the env)  */
-    cor_stop_callback stop_cb;        /* registered while it is in the kernel        */
-    int64_t deadline;                 /* absolute CLOCK_MONOTONIC ns; 0: none; <0: invalid */
+    cor_frame *frame;          /* the leaf frame that holds this op           */
+    cor_io_context *io;        /* where it is submitted (NULL: from the env)  */
+    cor_stop_callback stop_cb; /* registered while it is in the kernel        */
+    int64_t deadline;          /* absolute CLOCK_MONOTONIC ns; 0: none; <0: invalid */
     union {
-        struct {                      /* READ, WRITE, RECV, SEND, ACCEPT, CONNECT ... */
+        struct { /* READ, WRITE, RECV, SEND, ACCEPT, CONNECT ... */
             void *addr;
             void *addr2;
             uint64_t off;
             uint32_t len;
         } io;
-        struct {                      /* TIMEOUT                                     */
-            int64_t when;             /* absolute CLOCK_MONOTONIC ns                 */
-            struct cor_timer *timer;  /* the timer waited on, or NULL                */
-            cor_io_op *next, *prev;   /* the timer's waiters                         */
+        struct {                     /* TIMEOUT                                     */
+            int64_t when;            /* absolute CLOCK_MONOTONIC ns                 */
+            struct cor_timer *timer; /* the timer waited on, or NULL                */
+            cor_io_op *next, *prev;  /* the timer's waiters                         */
         } tmo;
     } u;
-    uint64_t bk[2];                   /* backend-private                             */
+    uint64_t bk[2]; /* backend-private                             */
     int32_t fd;
-    uint32_t op_flags;                /* per opcode: msg flags, poll events ...      */
-    uint8_t opcode;                   /* the backend's opcode                        */
-    uint8_t state;                    /* front end: not started, in flight, done     */
-    uint8_t flags;                    /* front end flags                             */
-    uint8_t cancel_queued;            /* a cross-thread cancel request is queued     */
-    uint8_t bk_pending;               /* backend: completions still expected         */
-    uint8_t bk_flags;                 /* backend flags                               */
-    uint8_t fixed;                    /* fd is a registered-file index (cor_io_op_fixed) */
+    uint32_t op_flags;     /* per opcode: msg flags, poll events ...      */
+    uint8_t opcode;        /* the backend's opcode                        */
+    uint8_t state;         /* front end: not started, in flight, done     */
+    uint8_t flags;         /* front end flags                             */
+    uint8_t cancel_queued; /* a cross-thread cancel request is queued     */
+    uint8_t bk_pending;    /* backend: completions still expected         */
+    uint8_t bk_flags;      /* backend flags                               */
+    uint8_t fixed;         /* fd is a registered-file index (cor_io_op_fixed) */
 };
 
 /*
@@ -232,7 +236,8 @@ COR_API struct cor_io_await *cor_yield(void);
  */
 COR_API int cor_io_op_deadline_at(cor_io_op *op, int64_t abs_ns);
 
-/* As cor_io_op_deadline_at, ns from now (ns >= 0; negative: -EINVAL, and the op completes with -EINVAL). */
+/* As cor_io_op_deadline_at, ns from now (ns >= 0; negative: -EINVAL, and the op completes with
+ * -EINVAL). */
 COR_API int cor_io_op_deadline_after(cor_io_op *op, int64_t ns);
 
 /*
@@ -240,21 +245,21 @@ COR_API int cor_io_op_deadline_after(cor_io_op *op, int64_t ns);
  * awaitable with a cor_io_op member named op) and gives it a deadline ns
  * from now:  COR_AWAIT(r, COR_DEADLINE_AFTER(cor_nop(), 1000000));
  */
-#define COR_DEADLINE_AFTER(op_expr, ns)                                                       \
-    __extension__({                                                                           \
-        __typeof__(op_expr) cor__dop = (op_expr);                                             \
-        if (cor__dop)                                                                         \
-            cor_io_op_deadline_after(&cor__dop->op, (ns));                                    \
-        cor__dop;                                                                             \
+#define COR_DEADLINE_AFTER(op_expr, ns)                                                            \
+    __extension__({                                                                                \
+        __typeof__(op_expr) cor__dop = (op_expr);                                                  \
+        if (cor__dop)                                                                              \
+            cor_io_op_deadline_after(&cor__dop->op, (ns));                                         \
+        cor__dop;                                                                                  \
     })
 
 /* As COR_DEADLINE_AFTER with an absolute CLOCK_MONOTONIC deadline. */
-#define COR_DEADLINE_AT(op_expr, abs_ns)                                                      \
-    __extension__({                                                                           \
-        __typeof__(op_expr) cor__dop = (op_expr);                                             \
-        if (cor__dop)                                                                         \
-            cor_io_op_deadline_at(&cor__dop->op, (abs_ns));                                   \
-        cor__dop;                                                                             \
+#define COR_DEADLINE_AT(op_expr, abs_ns)                                                           \
+    __extension__({                                                                                \
+        __typeof__(op_expr) cor__dop = (op_expr);                                                  \
+        if (cor__dop)                                                                              \
+            cor_io_op_deadline_at(&cor__dop->op, (abs_ns));                                        \
+        cor__dop;                                                                                  \
     })
 
 /* ---- registered files ------------------------------------------------------------------ */
@@ -293,7 +298,8 @@ COR_API int cor_io_op_deadline_after(cor_io_op *op, int64_t ns);
  * table.
  */
 
-/* The largest table cor_io_files_register accepts (the kernel may refuse less: -EMFILE past RLIMIT_NOFILE). */
+/* The largest table cor_io_files_register accepts (the kernel may refuse less: -EMFILE past
+ * RLIMIT_NOFILE). */
 #define COR_IO_FILES_MAX (1u << 20)
 
 /*
@@ -343,12 +349,12 @@ COR_API int cor_io_op_fixed(cor_io_op *op);
  * COR_AWAIT(n, COR_FIXED(cor_send(slot, buf, len, 0)));  Combines with
  * COR_DEADLINE_AFTER in either order.
  */
-#define COR_FIXED(op_expr)                                                                    \
-    __extension__({                                                                           \
-        __typeof__(op_expr) cor__fop = (op_expr);                                             \
-        if (cor__fop)                                                                         \
-            cor_io_op_fixed(&cor__fop->op);                                                   \
-        cor__fop;                                                                             \
+#define COR_FIXED(op_expr)                                                                         \
+    __extension__({                                                                                \
+        __typeof__(op_expr) cor__fop = (op_expr);                                                  \
+        if (cor__fop)                                                                              \
+            cor_io_op_fixed(&cor__fop->op);                                                        \
+        cor__fop;                                                                                  \
     })
 
 COR_END_DECLS

@@ -69,7 +69,8 @@ COR_API int cor_io_group_join(cor_io_group *g);
  */
 COR_API int cor_io_group_stop(cor_io_group *g);
 
-/* Stops (if needed), joins and frees everything. NULL is a no-op. Not from one of the group's threads. */
+/* Stops (if needed), joins and frees everything. NULL is a no-op. Not from one of the group's
+ * threads. */
 COR_API void cor_io_group_destroy(cor_io_group *g);
 
 COR_END_DECLS

@@ -66,11 +66,11 @@ COR_API int cor__launch_end(cor__launch *l, cor_frame *task);
  * the task's frame (or the launch's own record) could not be allocated. On
  * failure no handler runs and nothing is left allocated.
  */
-#define COR_RUN_ASYNC(ex, opts, task)                                                         \
-    __extension__({                                                                           \
-        cor__launch cor__l;                                                                   \
-        cor__launch_begin(&cor__l, (ex), (opts));                                             \
-        cor__launch_end(&cor__l, (cor_frame *)(task));                                        \
+#define COR_RUN_ASYNC(ex, opts, task)                                                              \
+    __extension__({                                                                                \
+        cor__launch cor__l;                                                                        \
+        cor__launch_begin(&cor__l, (ex), (opts));                                                  \
+        cor__launch_end(&cor__l, (cor_frame *)(task));                                             \
     })
 
 /*
@@ -95,13 +95,13 @@ COR_API void cor__run_leave(const cor_run_options *o, cor__window prev, cor_fram
  * The child's frame is allocated from .alloc when given. An invalid .ex makes
  * the await fail with -EINVAL.
  */
-#define COR_RUN(task, ...)                                                                    \
-    __extension__({                                                                           \
-        cor_run_options cor__ro = {__VA_ARGS__};                                              \
-        cor__window cor__rw = cor__run_enter(&cor__ro);                                       \
-        __typeof__(task) cor__rt = (task);                                                    \
-        cor__run_leave(&cor__ro, cor__rw, (cor_frame *)cor__rt);                              \
-        cor__rt;                                                                              \
+#define COR_RUN(task, ...)                                                                         \
+    __extension__({                                                                                \
+        cor_run_options cor__ro = {__VA_ARGS__};                                                   \
+        cor__window cor__rw = cor__run_enter(&cor__ro);                                            \
+        __typeof__(task) cor__rt = (task);                                                         \
+        cor__run_leave(&cor__ro, cor__rw, (cor_frame *)cor__rt);                                   \
+        cor__rt;                                                                                   \
     })
 
 COR_END_DECLS

@@ -38,7 +38,8 @@ COR_API cor_execution_context *cor_manual_context(cor_manual *m);
  */
 COR_API long cor_manual_run(cor_manual *m);
 
-/* Runs at most one handle, blocking for one while work is outstanding. Returns 1, 0 (no work), or an error as run. */
+/* Runs at most one handle, blocking for one while work is outstanding. Returns 1, 0 (no work), or
+ * an error as run. */
 COR_API long cor_manual_run_one(cor_manual *m);
 
 /* Runs every handle ready now without blocking. Returns the count, or an error as run. */

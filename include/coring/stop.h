@@ -28,7 +28,10 @@ struct cor_stop_source {
     unsigned long running_thread; /* pthread_t of the thread invoking it         */
 };
 
-#define COR_STOP_SOURCE_INIT {0, 0, NULL, NULL, 0}
+#define COR_STOP_SOURCE_INIT                                                                       \
+    {                                                                                              \
+        0, 0, NULL, NULL, 0                                                                        \
+    }
 
 /* A token: a reference to a stop source, or {NULL} for "never stops". */
 typedef struct cor_stop_token {
@@ -40,9 +43,9 @@ struct cor_stop_callback {
     cor_stop_fn fn;
     cor_stop_callback *prev, *next;
     cor_stop_source *src;
-    bool *destroyed;   /* set while running: lets fn deregister its own callback */
-    uint32_t done;     /* 1 once fn has returned (or fn will never run)          */
-    uint32_t linked;   /* 1 while in src's list                                  */
+    bool *destroyed; /* set while running: lets fn deregister its own callback */
+    uint32_t done;   /* 1 once fn has returned (or fn will never run)          */
+    uint32_t linked; /* 1 while in src's list                                  */
 };
 
 /* Initializes s as not stopped. Returns 0, or -EINVAL if s is NULL. */

@@ -43,13 +43,13 @@ typedef struct cor__wait_list {
  */
 struct cor_sync_wait {
     COR_LEAF_PROMISE(int);
-    void *obj;                /* the mutex or event                           */
-    cor__wait_list *list;     /* its wait list, once queued                    */
+    void *obj;            /* the mutex or event                           */
+    cor__wait_list *list; /* its wait list, once queued                    */
     cor_sync_wait *prev, *next;
     cor_stop_callback stop_cb;
-    uint32_t waiting;         /* 1 while in the list, under the list's lock    */
-    uint32_t refs;            /* the suspender and the waker; 0: resume it     */
-    uint32_t has_cb;          /* stop_cb was registered                        */
+    uint32_t waiting; /* 1 while in the list, under the list's lock    */
+    uint32_t refs;    /* the suspender and the waker; 0: resume it     */
+    uint32_t has_cb;  /* stop_cb was registered                        */
 };
 
 /* ---- mutex ---- */
@@ -64,7 +64,10 @@ typedef struct cor_async_mutex {
     uint32_t locked;
 } cor_async_mutex;
 
-#define COR_ASYNC_MUTEX_INIT {{0, NULL, NULL}, 0}
+#define COR_ASYNC_MUTEX_INIT                                                                       \
+    {                                                                                              \
+        {0, NULL, NULL}, 0                                                                         \
+    }
 
 /* Initializes m unlocked. Returns 0, or -EINVAL for NULL. */
 COR_API int cor_async_mutex_init(cor_async_mutex *m);
@@ -107,7 +110,10 @@ typedef struct cor_async_event {
     uint32_t set;
 } cor_async_event;
 
-#define COR_ASYNC_EVENT_INIT {{0, NULL, NULL}, 0}
+#define COR_ASYNC_EVENT_INIT                                                                       \
+    {                                                                                              \
+        {0, NULL, NULL}, 0                                                                         \
+    }
 
 /* Initializes e not set. Returns 0, or -EINVAL for NULL. */
 COR_API int cor_async_event_init(cor_async_event *e);
@@ -129,7 +135,8 @@ COR_API int cor_async_event_set(cor_async_event *e);
 /* Clears e; later waits suspend. Returns 0 or -EINVAL. Any thread. */
 COR_API int cor_async_event_reset(cor_async_event *e);
 
-/* Wakes the oldest waiter without setting e. Returns 1 if one was woken, 0 if none, or -EINVAL. Any thread. */
+/* Wakes the oldest waiter without setting e. Returns 1 if one was woken, 0 if none, or -EINVAL. Any
+ * thread. */
 COR_API int cor_async_event_notify_one(cor_async_event *e);
 
 /* True if e is set (false for NULL). Any thread. */

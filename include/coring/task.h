@@ -68,12 +68,12 @@ typedef cor_handle (*cor_resume_fn)(cor_frame *self);
 
 /* Frame flags (cor_frame.flags). */
 enum {
-    COR_FRAME_STARTED = 1u << 0,  /* awaited or launched                       */
-    COR_FRAME_DONE = 1u << 1,     /* returned or failed                        */
-    COR_FRAME_IN_SLOT = 1u << 2,  /* lives in its parent's await slot          */
-    COR_FRAME_SET_EX = 1u << 3,   /* run() chose its executor                  */
-    COR_FRAME_SET_STOP = 1u << 4, /* run() chose its stop token                */
-    COR_FRAME_SET_ALLOC = 1u << 5, /* run() chose its frame allocator          */
+    COR_FRAME_STARTED = 1u << 0,    /* awaited or launched                       */
+    COR_FRAME_DONE = 1u << 1,       /* returned or failed                        */
+    COR_FRAME_IN_SLOT = 1u << 2,    /* lives in its parent's await slot          */
+    COR_FRAME_SET_EX = 1u << 3,     /* run() chose its executor                  */
+    COR_FRAME_SET_STOP = 1u << 4,   /* run() chose its stop token                */
+    COR_FRAME_SET_ALLOC = 1u << 5,  /* run() chose its frame allocator          */
     COR_FRAME_OVERALIGNED = 1u << 6 /* allocated with more than max_align_t     */
 };
 
@@ -112,9 +112,9 @@ typedef struct cor_void {
 } cor_void;
 
 /* The promise of a coroutine that returns T; the first member of its frame struct. */
-#define COR_PROMISE(T)                                                                        \
-    cor_frame cor_hdr;                                                                        \
-    T result;                                                                                 \
+#define COR_PROMISE(T)                                                                             \
+    cor_frame cor_hdr;                                                                             \
+    T result;                                                                                      \
     cor_await_slot cor_slot
 
 /* The promise of a coroutine that returns nothing (finish it with COR_RETURN_VOID). */
@@ -125,8 +125,8 @@ typedef struct cor_void {
  * (I/O operations, timers, custom awaitables). It has no await slot, so it is
  * small enough to live in its parent's slot.
  */
-#define COR_LEAF_PROMISE(T)                                                                   \
-    cor_frame cor_hdr;                                                                        \
+#define COR_LEAF_PROMISE(T)                                                                        \
+    cor_frame cor_hdr;                                                                             \
     T result
 
 /* ---- library internals the macros expand to ---------------------------------------- */
@@ -161,8 +161,8 @@ static inline void cor__window_leave(cor__window prev)
 #define COR__UNLIKELY_FLAG(flags, bit) __builtin_expect(((flags) & (bit)) != 0, 0)
 
 static inline void cor__frame_init(cor_frame *f, cor_resume_fn resume, cor_memory_resource *mr,
-                                   size_t size, size_t align, unsigned flags,
-                                   size_t result_off, size_t result_size)
+                                   size_t size, size_t align, unsigned flags, size_t result_off,
+                                   size_t result_size)
 {
     /* Every field is read only after it is written, except these: `next` is
      * set by whichever queue takes the frame and `env` when it starts. */
@@ -204,8 +204,7 @@ static inline cor_frame *cor__leaf_new(size_t size, size_t align, cor_resume_fn 
     if (slot && size <= COR_AWAIT_SLOT_SIZE && align <= __alignof__(max_align_t)) {
         cor__tls.slot = NULL;
         cor_frame *f = (cor_frame *)slot;
-        cor__frame_init(f, resume, NULL, size, align, COR_FRAME_IN_SLOT, result_off,
-                        result_size);
+        cor__frame_init(f, resume, NULL, size, align, COR_FRAME_IN_SLOT, result_off, result_size);
         return f;
     }
     return cor__frame_new(size, align, resume, result_off, result_size);
@@ -253,8 +252,8 @@ static inline cor_handle cor__fail(cor_frame *f, int err)
 static inline cor_handle cor__await(cor_frame *parent, cor_frame *child)
 {
     parent->awaited = child;
-    if (child->flags & (COR_FRAME_SET_EX | COR_FRAME_SET_STOP | COR_FRAME_SET_ALLOC |
-                        COR_FRAME_STARTED))
+    if (child->flags &
+        (COR_FRAME_SET_EX | COR_FRAME_SET_STOP | COR_FRAME_SET_ALLOC | COR_FRAME_STARTED))
         return cor__start_child(parent, child);
     child->flags |= COR_FRAME_STARTED;
     child->continuation = parent;
@@ -269,90 +268,88 @@ static inline cor_handle cor__await(cor_frame *parent, cor_frame *child)
 #if defined(__clang__) || !defined(__GNUC__) || __GNUC__ < 12
 #define COR__SET_POINT(dst, label) ((dst) = (__extension__ && label))
 #else
-#define COR__SET_POINT(dst, label)                                                            \
-    _Pragma("GCC diagnostic push")                                                            \
-        _Pragma("GCC diagnostic ignored \"-Wdangling-pointer\"")((dst) =                      \
-                                                                     (__extension__ && label)); \
+#define COR__SET_POINT(dst, label)                                                                 \
+    _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wdangling-pointer\"")(       \
+        (dst) = (__extension__ && label));                                                         \
     _Pragma("GCC diagnostic pop")
 #endif
 
 /* Evaluates expr with this frame's allocator and await slot in the window, then suspends on it. */
-#define COR__AWAIT_START(expr, n)                                                             \
-    cor__window COR__CAT(cor__w, n) =                                                         \
-        cor__window_enter(self->cor_hdr.env.alloc, &self->cor_slot);                          \
-    __typeof__(expr) COR__CAT(cor__t, n) = (expr);                                            \
-    cor__window_leave(COR__CAT(cor__w, n));                                                   \
-    COR__SET_POINT(self->cor_hdr.point, COR__CAT(cor__l, n));                                 \
-    if (COR__CAT(cor__t, n))                                                                  \
-        return cor__await(&self->cor_hdr, (cor_frame *)COR__CAT(cor__t, n));                  \
-    self->cor_hdr.awaited = NULL;                                                             \
+#define COR__AWAIT_START(expr, n)                                                                  \
+    cor__window COR__CAT(cor__w, n) = cor__window_enter(self->cor_hdr.env.alloc, &self->cor_slot); \
+    __typeof__(expr) COR__CAT(cor__t, n) = (expr);                                                 \
+    cor__window_leave(COR__CAT(cor__w, n));                                                        \
+    COR__SET_POINT(self->cor_hdr.point, COR__CAT(cor__l, n));                                      \
+    if (COR__CAT(cor__t, n))                                                                       \
+        return cor__await(&self->cor_hdr, (cor_frame *)COR__CAT(cor__t, n));                       \
+    self->cor_hdr.awaited = NULL;                                                                  \
     COR__CAT(cor__l, n) :;
 
-#define COR__AWAIT(dst, expr, n)                                                              \
-    do {                                                                                      \
-        COR__AWAIT_START(expr, n)                                                             \
-        if (!self->cor_hdr.awaited || self->cor_hdr.awaited->error)                           \
-            return cor__fail_from_child(&self->cor_hdr);                                      \
-        (dst) = ((__typeof__(COR__CAT(cor__t, n)))self->cor_hdr.awaited)->result;             \
-        cor__frame_free(self->cor_hdr.awaited);                                               \
+#define COR__AWAIT(dst, expr, n)                                                                   \
+    do {                                                                                           \
+        COR__AWAIT_START(expr, n)                                                                  \
+        if (!self->cor_hdr.awaited || self->cor_hdr.awaited->error)                                \
+            return cor__fail_from_child(&self->cor_hdr);                                           \
+        (dst) = ((__typeof__(COR__CAT(cor__t, n)))self->cor_hdr.awaited)->result;                  \
+        cor__frame_free(self->cor_hdr.awaited);                                                    \
     } while (0)
 
-#define COR__AWAIT_VOID(expr, n)                                                              \
-    do {                                                                                      \
-        COR__AWAIT_START(expr, n)                                                             \
-        if (!self->cor_hdr.awaited || self->cor_hdr.awaited->error)                           \
-            return cor__fail_from_child(&self->cor_hdr);                                      \
-        cor__frame_free(self->cor_hdr.awaited);                                               \
+#define COR__AWAIT_VOID(expr, n)                                                                   \
+    do {                                                                                           \
+        COR__AWAIT_START(expr, n)                                                                  \
+        if (!self->cor_hdr.awaited || self->cor_hdr.awaited->error)                                \
+            return cor__fail_from_child(&self->cor_hdr);                                           \
+        cor__frame_free(self->cor_hdr.awaited);                                                    \
     } while (0)
 
-#define COR__TRY_AWAIT(err, dst, expr, n)                                                     \
-    do {                                                                                      \
-        COR__AWAIT_START(expr, n)                                                             \
-        if (!self->cor_hdr.awaited) {                                                         \
-            (err) = -ENOMEM;                                                                  \
-        } else {                                                                              \
-            (err) = self->cor_hdr.awaited->error;                                             \
-            if (!(err))                                                                       \
-                (dst) = ((__typeof__(COR__CAT(cor__t, n)))self->cor_hdr.awaited)->result;     \
-            cor__frame_free(self->cor_hdr.awaited);                                           \
-        }                                                                                     \
+#define COR__TRY_AWAIT(err, dst, expr, n)                                                          \
+    do {                                                                                           \
+        COR__AWAIT_START(expr, n)                                                                  \
+        if (!self->cor_hdr.awaited) {                                                              \
+            (err) = -ENOMEM;                                                                       \
+        } else {                                                                                   \
+            (err) = self->cor_hdr.awaited->error;                                                  \
+            if (!(err))                                                                            \
+                (dst) = ((__typeof__(COR__CAT(cor__t, n)))self->cor_hdr.awaited)->result;          \
+            cor__frame_free(self->cor_hdr.awaited);                                                \
+        }                                                                                          \
     } while (0)
 
-#define COR__TRY_AWAIT_VOID(err, expr, n)                                                     \
-    do {                                                                                      \
-        COR__AWAIT_START(expr, n)                                                             \
-        if (!self->cor_hdr.awaited) {                                                         \
-            (err) = -ENOMEM;                                                                  \
-        } else {                                                                              \
-            (err) = self->cor_hdr.awaited->error;                                             \
-            cor__frame_free(self->cor_hdr.awaited);                                           \
-        }                                                                                     \
+#define COR__TRY_AWAIT_VOID(err, expr, n)                                                          \
+    do {                                                                                           \
+        COR__AWAIT_START(expr, n)                                                                  \
+        if (!self->cor_hdr.awaited) {                                                              \
+            (err) = -ENOMEM;                                                                       \
+        } else {                                                                                   \
+            (err) = self->cor_hdr.awaited->error;                                                  \
+            cor__frame_free(self->cor_hdr.awaited);                                                \
+        }                                                                                          \
     } while (0)
 
-#define COR__DEFINE(storage, name, params, ...)                                               \
-    static cor_handle name##__body(struct name *self);                                        \
-    static cor_handle name##__resume(cor_frame *f)                                            \
-    {                                                                                         \
-        return name##__body((struct name *)f);                                                \
-    }                                                                                         \
-    storage struct name *name params;                                                         \
-    storage struct name *name params                                                          \
-    {                                                                                         \
-        struct name *self = (struct name *)cor__frame_new(                                    \
-            sizeof(struct name), _Alignof(struct name), name##__resume,                       \
-            offsetof(struct name, result), sizeof(((struct name *)0)->result));               \
-        if (!self)                                                                            \
-            return NULL;                                                                      \
-        __VA_ARGS__                                                                           \
-        return self;                                                                          \
-    }                                                                                         \
+#define COR__DEFINE(storage, name, params, ...)                                                    \
+    static cor_handle name##__body(struct name *self);                                             \
+    static cor_handle name##__resume(cor_frame *f)                                                 \
+    {                                                                                              \
+        return name##__body((struct name *)f);                                                     \
+    }                                                                                              \
+    storage struct name *name params;                                                              \
+    storage struct name *name params                                                               \
+    {                                                                                              \
+        struct name *self = (struct name *)cor__frame_new(                                         \
+            sizeof(struct name), _Alignof(struct name), name##__resume,                            \
+            offsetof(struct name, result), sizeof(((struct name *)0)->result));                    \
+        if (!self)                                                                                 \
+            return NULL;                                                                           \
+        __VA_ARGS__                                                                                \
+        return self;                                                                               \
+    }                                                                                              \
     static cor_handle name##__body(struct name *self)
 
 /* ---- the coroutine surface ------------------------------------------------------------ */
 
 /* Declares the task function of coroutine `name` (for headers): struct name *name params. */
-#define COR_DECLARE(name, params)                                                             \
-    struct name;                                                                              \
+#define COR_DECLARE(name, params)                                                                  \
+    struct name;                                                                                   \
     struct name *name params
 
 /*
@@ -370,12 +367,12 @@ static inline cor_handle cor__await(cor_frame *parent, cor_frame *child)
 #define COR_DEFINE_STATIC(name, params, ...) COR__DEFINE(static, name, params, __VA_ARGS__)
 
 /* First statement of a body: continues at the last await point. */
-#define COR_BEGIN(s)                                                                          \
-    do {                                                                                      \
-        if ((s)->cor_hdr.point)                                                               \
-            __extension__({ goto *(s)->cor_hdr.point; });                                     \
-        COR__SET_POINT((s)->cor_hdr.point, cor__begin);                                       \
-    } while (0);                                                                              \
+#define COR_BEGIN(s)                                                                               \
+    do {                                                                                           \
+        if ((s)->cor_hdr.point)                                                                    \
+            __extension__({ goto *(s)->cor_hdr.point; });                                          \
+        COR__SET_POINT((s)->cor_hdr.point, cor__begin);                                            \
+    } while (0);                                                                                   \
     cor__begin:
 
 /*
@@ -398,10 +395,10 @@ static inline cor_handle cor__await(cor_frame *parent, cor_frame *child)
 #define COR_TRY_AWAIT_VOID(err, expr) COR__TRY_AWAIT_VOID(err, expr, __COUNTER__)
 
 /* Completes the coroutine with result v. */
-#define COR_RETURN(v)                                                                         \
-    do {                                                                                      \
-        self->result = (v);                                                                   \
-        return cor__complete(&self->cor_hdr);                                                 \
+#define COR_RETURN(v)                                                                              \
+    do {                                                                                           \
+        self->result = (v);                                                                        \
+        return cor__complete(&self->cor_hdr);                                                      \
     } while (0)
 
 /* Completes a COR_PROMISE_VOID coroutine. */
@@ -432,8 +429,8 @@ static inline cor_handle cor__await(cor_frame *parent, cor_frame *child)
  * called later and returns COR_NOOP. COR_LEAF_NEW allocates one in the
  * awaiting frame's slot when it fits.
  */
-#define COR_LEAF_NEW(type, resume_fn)                                                         \
-    ((type *)cor__leaf_new(sizeof(type), _Alignof(type), (resume_fn), offsetof(type, result), \
+#define COR_LEAF_NEW(type, resume_fn)                                                              \
+    ((type *)cor__leaf_new(sizeof(type), _Alignof(type), (resume_fn), offsetof(type, result),      \
                            sizeof(((type *)0)->result)))
 
 /* Completes leaf f; returns the handle to run next (resume it with cor_resume, or return it). */

@@ -20,10 +20,12 @@ COR_BEGIN_DECLS
 /* The current CLOCK_MONOTONIC time in nanoseconds. Any thread. */
 COR_API int64_t cor_clock_now(void);
 
-/* Awaitable: completes with 0 once ns nanoseconds have passed (ns < 0: -EINVAL). NULL if the frame could not be allocated. */
+/* Awaitable: completes with 0 once ns nanoseconds have passed (ns < 0: -EINVAL). NULL if the frame
+ * could not be allocated. */
 COR_API struct cor_io_await *cor_sleep_for(int64_t ns);
 
-/* Awaitable: completes with 0 once CLOCK_MONOTONIC reaches abs_ns (at once if it has). NULL if the frame could not be allocated. */
+/* Awaitable: completes with 0 once CLOCK_MONOTONIC reaches abs_ns (at once if it has). NULL if the
+ * frame could not be allocated. */
 COR_API struct cor_io_await *cor_sleep_until(int64_t abs_ns);
 
 /*
@@ -35,9 +37,9 @@ COR_API struct cor_io_await *cor_sleep_until(int64_t abs_ns);
  */
 typedef struct cor_timer {
     cor_io_context *io;
-    int64_t when;         /* absolute CLOCK_MONOTONIC ns, INT64_MAX: none */
-    cor_io_op *waiters;   /* waiting operations                           */
-    unsigned count;       /* how many                                     */
+    int64_t when;       /* absolute CLOCK_MONOTONIC ns, INT64_MAX: none */
+    cor_io_op *waiters; /* waiting operations                           */
+    unsigned count;     /* how many                                     */
 } cor_timer;
 
 /* Initializes t on io with no expiry. Returns 0, or -EINVAL for NULL arguments. */

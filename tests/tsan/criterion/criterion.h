@@ -44,27 +44,27 @@ void crs_fail(const char *file, int line, const char *expr, const char *fmt, ...
 void crs_skip(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 void crs_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-#define Test(suite, name, ...)                                                                \
-    static void suite##_##name##_impl(void);                                                  \
-    static struct crs_test suite##_##name##_t = {#suite, #name, suite##_##name##_impl,          \
-                                                 {.timeout = 0, __VA_ARGS__}, NULL};          \
-    __attribute__((constructor)) static void suite##_##name##_reg(void)                       \
-    {                                                                                         \
-        crs_register(&suite##_##name##_t);                                                    \
-    }                                                                                         \
+#define Test(suite, name, ...)                                                                     \
+    static void suite##_##name##_impl(void);                                                       \
+    static struct crs_test suite##_##name##_t = {                                                  \
+        #suite, #name, suite##_##name##_impl, {.timeout = 0, __VA_ARGS__}, NULL};                  \
+    __attribute__((constructor)) static void suite##_##name##_reg(void)                            \
+    {                                                                                              \
+        crs_register(&suite##_##name##_t);                                                         \
+    }                                                                                              \
     static void suite##_##name##_impl(void)
 
-#define cr_assert(cond, ...)                                                                  \
-    do {                                                                                      \
-        if (!(cond))                                                                          \
-            crs_fail(__FILE__, __LINE__, #cond, "" __VA_ARGS__);                              \
+#define cr_assert(cond, ...)                                                                       \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            crs_fail(__FILE__, __LINE__, #cond, "" __VA_ARGS__);                                   \
     } while (0)
 #define cr_expect cr_assert
 #define cr_assert_not(cond, ...) cr_assert(!(cond), __VA_ARGS__)
-#define crs_cmp(a, op, b, ...)                                                                \
-    do {                                                                                      \
-        if (!((a)op(b)))                                                                      \
-            crs_fail(__FILE__, __LINE__, #a " " #op " " #b, "" __VA_ARGS__);                  \
+#define crs_cmp(a, op, b, ...)                                                                     \
+    do {                                                                                           \
+        if (!((a)op(b)))                                                                           \
+            crs_fail(__FILE__, __LINE__, #a " " #op " " #b, "" __VA_ARGS__);                       \
     } while (0)
 #define cr_assert_eq(a, b, ...) crs_cmp(a, ==, b, __VA_ARGS__)
 #define cr_assert_neq(a, b, ...) crs_cmp(a, !=, b, __VA_ARGS__)
