@@ -1,4 +1,5 @@
 /* Stop sources, tokens and callbacks, including the deregistration rules. */
+#include <stdlib.h>
 #include <unistd.h>
 #include <criterion/criterion.h>
 
@@ -18,6 +19,12 @@ static void record(cor_stop_callback *cb)
     struct rec *r = (struct rec *)cb;
     r->order[0] = ++calls;
     r->id = -r->id;
+}
+
+static void count_calls(cor_stop_callback *cb)
+{
+    (void)cb;
+    calls++;
 }
 
 Test(stop, request_runs_callbacks_once_in_registration_order)
@@ -169,4 +176,55 @@ Test(stop, concurrent_register_deregister_and_request)
      * was live (and run by the requester) at the moment of the request. */
     cr_assert_geq(race_runs, after);
     cr_assert_leq(race_runs, after + 3);
+}
+
+static int order_log[16];
+static int order_n;
+
+static void log_id(cor_stop_callback *cb)
+{
+    order_log[order_n++] = ((struct rec *)cb)->id;
+}
+
+Test(stop, removing_the_newest_or_oldest_keeps_the_order_of_the_rest)
+{
+    cor_stop_source s = COR_STOP_SOURCE_INIT;
+    cor_stop_token t = cor_stop_source_token(&s);
+    struct rec r[6];
+    for (int i = 0; i < 6; i++)
+        r[i].id = i + 1;
+    order_n = 0;
+    cr_assert_eq(cor_stop_callback_register(&r[0].cb, t, log_id), 0);
+    cr_assert_eq(cor_stop_callback_register(&r[1].cb, t, log_id), 0);
+    cr_assert_eq(cor_stop_callback_register(&r[2].cb, t, log_id), 0);
+    cr_assert_eq(cor_stop_callback_deregister(&r[2].cb), 0); /* the newest */
+    cr_assert_eq(cor_stop_callback_register(&r[3].cb, t, log_id), 0);
+    cr_assert_eq(cor_stop_callback_deregister(&r[0].cb), 0); /* the oldest */
+    cr_assert_eq(cor_stop_callback_register(&r[4].cb, t, log_id), 0);
+    cr_assert_eq(cor_stop_callback_deregister(&r[1].cb), 0);
+    cr_assert_eq(cor_stop_callback_deregister(&r[3].cb), 0);
+    cr_assert_eq(cor_stop_callback_deregister(&r[4].cb), 0); /* now empty */
+    cr_assert_eq(cor_stop_callback_register(&r[5].cb, t, log_id), 0);
+    cr_assert_eq(cor_stop_callback_register(&r[1].cb, t, log_id), 0);
+    cr_assert_eq(cor_stop_source_request(&s), 1);
+    cr_assert_eq(order_n, 2);
+    cr_assert_eq(order_log[0], 6);
+    cr_assert_eq(order_log[1], 2);
+}
+
+Test(stop, ten_thousand_registrations_each_run_once)
+{
+    enum { N = 10000 };
+    cor_stop_source s = COR_STOP_SOURCE_INIT;
+    cor_stop_callback *cbs = calloc(N, sizeof *cbs);
+    cr_assert_not_null(cbs);
+    calls = 0;
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(cor_stop_callback_register(&cbs[i], cor_stop_source_token(&s), count_calls),
+                     0);
+    for (int i = 0; i < N; i += 2)
+        cr_assert_eq(cor_stop_callback_deregister(&cbs[i]), 0);
+    cr_assert_eq(cor_stop_source_request(&s), 1);
+    cr_assert_eq(calls, N / 2);
+    free(cbs);
 }

@@ -23,14 +23,15 @@ typedef void (*cor_stop_fn)(cor_stop_callback *cb);
 struct cor_stop_source {
     uint32_t lock;                /* spin lock over the list and running fields */
     uint32_t stopped;             /* set once, by the first request              */
-    cor_stop_callback *head;      /* registered callbacks not yet run            */
+    cor_stop_callback *head;      /* registered callbacks not yet run, oldest first */
+    cor_stop_callback *tail;      /* the newest of them                          */
     cor_stop_callback *running;   /* the callback being invoked, if any          */
     unsigned long running_thread; /* pthread_t of the thread invoking it         */
 };
 
 #define COR_STOP_SOURCE_INIT                                                                       \
     {                                                                                              \
-        0, 0, NULL, NULL, 0                                                                        \
+        0, 0, NULL, NULL, NULL, 0                                                                  \
     }
 
 /* A token: a reference to a stop source, or {NULL} for "never stops". */
