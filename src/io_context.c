@@ -849,11 +849,14 @@ cor_execution_context *cor_io_context_context(cor_io_context *io)
 /*
  * The table calls run on the thread inside io's run, or while nobody drives
  * io: they then hold `running` themselves (as a driver would), so no run
- * can start meanwhile. *held says whether to release it.
+ * can start meanwhile. *held says whether to release it. A backend without
+ * registered files makes every table call -EOPNOTSUPP.
  */
 static int files_enter(cor_io_context *io, bool *held)
 {
     *held = false;
+    if (!io->be_ops->files_register)
+        return -EOPNOTSUPP;
     if (io_current == io)
         return 0;
     if (__atomic_exchange_n(&io->running, 1, __ATOMIC_ACQUIRE))
@@ -880,8 +883,6 @@ int cor_io_files_register(cor_io_context *io, const int *fds, unsigned n)
     for (unsigned i = 0; i < n; i++)
         if (fds[i] < -1)
             return -EINVAL;
-    if (!io->be_ops->files_register)
-        return -EOPNOTSUPP;
     bool held;
     int rc = files_enter(io, &held);
     if (rc)
@@ -898,8 +899,6 @@ int cor_io_files_update(cor_io_context *io, unsigned index, int fd)
 {
     if (!io || fd < -1)
         return -EINVAL;
-    if (!io->be_ops->files_register)
-        return -EOPNOTSUPP;
     bool held;
     int rc = files_enter(io, &held);
     if (rc)
@@ -918,8 +917,6 @@ int cor_io_files_unregister(cor_io_context *io)
 {
     if (!io)
         return -EINVAL;
-    if (!io->be_ops->files_register)
-        return -EOPNOTSUPP;
     bool held;
     int rc = files_enter(io, &held);
     if (rc)
