@@ -11,6 +11,8 @@
 #include <criterion/criterion.h>
 #include <coring/io_context.h>
 
+#include "ring/backend.h"
+
 static inline const char *io_test_backend_name(int backend)
 {
     return backend == COR_IO_BACKEND_EPOLL ? "epoll" : "io_uring";
@@ -34,6 +36,22 @@ static inline cor_io_context *io_test_create(int backend, const cor_io_context_o
     cr_assert_eq(rc, 0, "cor_io_context_create(%s): %s", io_test_backend_name(backend),
                  cor_strerror(rc));
     return io;
+}
+
+/*
+ * A one-byte read of fd at the file position: on an empty pipe, an operation
+ * that completes only when data arrives, its deadline passes or it is canceled.
+ */
+static inline struct cor_io_await *pipe_read(int fd, char *buf)
+{
+    struct cor_io_await *a = cor__io_await_new(NULL, COR__IO_READ);
+    if (a) {
+        a->op.fd = fd;
+        a->op.u.io.addr = buf;
+        a->op.u.io.len = 1;
+        a->op.u.io.off = (uint64_t)-1;
+    }
+    return a;
 }
 
 #define IO_TEST_OPTS(suite, name, ...)                                                             \

@@ -38,18 +38,6 @@ static void count_result(void *user, void *result)
     o->calls++;
 }
 
-static struct cor_io_await *pipe_read(int fd, char *buf)
-{
-    struct cor_io_await *a = cor__io_await_new(NULL, COR__IO_READ);
-    if (a) {
-        a->op.fd = fd;
-        a->op.u.io.addr = buf;
-        a->op.u.io.len = 1;
-        a->op.u.io.off = (uint64_t)-1;
-    }
-    return a;
-}
-
 /* kind 0: a 10 s sleep; kind 1: a read on pipe fd. */
 struct victim {
     COR_PROMISE(int);

@@ -288,19 +288,6 @@ IO_TEST(timer, bad_input)
 
 /* ---- deadlines (linked timeouts) ---- */
 
-/* A read on an empty pipe: an operation that only completes when canceled. */
-static struct cor_io_await *pipe_read(int fd, char *buf)
-{
-    struct cor_io_await *a = cor__io_await_new(NULL, COR__IO_READ);
-    if (a) {
-        a->op.fd = fd;
-        a->op.u.io.addr = buf;
-        a->op.u.io.len = 1;
-        a->op.u.io.off = (uint64_t)-1;
-    }
-    return a;
-}
-
 struct deadline_read {
     COR_PROMISE(int);
     int fd;
