@@ -217,6 +217,20 @@ struct cor_io_await *cor__io_await_new(cor_io_context *io, int opcode);
  */
 struct cor_io_await *cor__io_await_new_size(cor_io_context *io, int opcode, size_t size);
 
+/*
+ * As cor__io_await_new (io: the awaiting coroutine's) for an op on fd. If
+ * valid is false the op is marked as made with bad arguments (as by
+ * cor__io_op_invalid).
+ */
+struct cor_io_await *cor__io_await_fd(int opcode, int fd, bool valid);
+
+/*
+ * Marks op as made with bad arguments: awaiting it completes with -EINVAL
+ * without reaching the backend, whatever is set on it afterwards (a
+ * deadline, COR_FIXED).
+ */
+void cor__io_op_invalid(cor_io_op *op);
+
 /* The backend of io and its ops (for the optional calls above). Owner thread. */
 cor__backend *cor__io_backend(cor_io_context *io, const cor__backend_ops **ops);
 

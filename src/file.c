@@ -11,20 +11,9 @@
 #include "internal.h"
 #include "ring/backend.h"
 
-static struct cor_io_await *file_op(int opcode, int fd, bool valid)
-{
-    struct cor_io_await *a = cor__io_await_new(NULL, opcode);
-    if (!a)
-        return NULL;
-    a->op.fd = fd;
-    if (!valid)
-        cor_io_op_deadline_at(&a->op, 0); /* documented: the op then completes with -EINVAL */
-    return a;
-}
-
 struct cor_io_await *cor_openat(int dirfd, const char *path, int flags, mode_t mode)
 {
-    struct cor_io_await *a = file_op(COR__IO_OPENAT, dirfd, path != NULL);
+    struct cor_io_await *a = cor__io_await_fd(COR__IO_OPENAT, dirfd, path != NULL);
     if (a) {
         a->op.u.io.addr = (void *)path;
         a->op.u.io.len = (uint32_t)mode;
@@ -40,7 +29,8 @@ struct cor_io_await *cor_open(const char *path, int flags, mode_t mode)
 
 static struct cor_io_await *rw_op(int opcode, int fd, void *buf, size_t len, int64_t off)
 {
-    struct cor_io_await *a = file_op(opcode, fd, (buf || !len) && len <= INT_MAX && off >= -1);
+    struct cor_io_await *a =
+        cor__io_await_fd(opcode, fd, (buf || !len) && len <= INT_MAX && off >= -1);
     if (a) {
         a->op.u.io.addr = buf;
         a->op.u.io.len = (uint32_t)len;
@@ -63,7 +53,7 @@ static struct cor_io_await *rwv_op(int opcode, int fd, const struct iovec *iov, 
                                    int64_t off)
 {
     struct cor_io_await *a =
-        file_op(opcode, fd, iov && iovcnt > 0 && iovcnt <= IOV_MAX && off >= -1);
+        cor__io_await_fd(opcode, fd, iov && iovcnt > 0 && iovcnt <= IOV_MAX && off >= -1);
     if (a) {
         a->op.u.io.addr = (void *)iov;
         a->op.u.io.len = (uint32_t)(iovcnt > 0 ? iovcnt : 0);
@@ -84,12 +74,12 @@ struct cor_io_await *cor_writev(int fd, const struct iovec *iov, int iovcnt, int
 
 struct cor_io_await *cor_fsync(int fd)
 {
-    return file_op(COR__IO_FSYNC, fd, true);
+    return cor__io_await_fd(COR__IO_FSYNC, fd, true);
 }
 
 struct cor_io_await *cor_fdatasync(int fd)
 {
-    struct cor_io_await *a = file_op(COR__IO_FSYNC, fd, true);
+    struct cor_io_await *a = cor__io_await_fd(COR__IO_FSYNC, fd, true);
     if (a)
         a->op.op_flags = COR__FSYNC_DATA;
     return a;
@@ -98,7 +88,7 @@ struct cor_io_await *cor_fdatasync(int fd)
 struct cor_io_await *cor_statx(int dirfd, const char *path, int flags, unsigned mask,
                                struct statx *out)
 {
-    struct cor_io_await *a = file_op(COR__IO_STATX, dirfd, path && out);
+    struct cor_io_await *a = cor__io_await_fd(COR__IO_STATX, dirfd, path && out);
     if (a) {
         a->op.u.io.addr = (void *)path;
         a->op.u.io.addr2 = out;

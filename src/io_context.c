@@ -333,6 +333,22 @@ struct cor_io_await *cor__io_await_new_size(cor_io_context *io, int opcode, size
     return a;
 }
 
+struct cor_io_await *cor__io_await_fd(int opcode, int fd, bool valid)
+{
+    struct cor_io_await *a = cor__io_await_new(NULL, opcode);
+    if (a) {
+        a->op.fd = fd;
+        if (!valid)
+            cor__io_op_invalid(&a->op);
+    }
+    return a;
+}
+
+void cor__io_op_invalid(cor_io_op *op)
+{
+    op->flags |= OPF_EINVAL;
+}
+
 cor__backend *cor__io_backend(cor_io_context *io, const cor__backend_ops **ops)
 {
     *ops = io->be_ops;

@@ -306,20 +306,9 @@ int cor_udp_bind(const cor_sockaddr *a, unsigned opts)
 /* ---- operations -------------------------------------------------------------------------- */
 
 /* A new op for the awaiting coroutine's io_context; bad arguments make it complete with -EINVAL. */
-static struct cor_io_await *op_new(int opcode, int fd, bool valid)
-{
-    struct cor_io_await *a = cor__io_await_new(NULL, opcode);
-    if (!a)
-        return NULL;
-    a->op.fd = fd;
-    if (!valid)
-        cor_io_op_deadline_at(&a->op, 0); /* documented: the op then completes with -EINVAL */
-    return a;
-}
-
 static struct cor_io_await *buf_op(int opcode, int fd, void *buf, size_t len, uint32_t flags)
 {
-    struct cor_io_await *a = op_new(opcode, fd, (buf || len == 0) && len <= INT_MAX);
+    struct cor_io_await *a = cor__io_await_fd(opcode, fd, (buf || len == 0) && len <= INT_MAX);
     if (a) {
         a->op.u.io.addr = buf;
         a->op.u.io.len = (uint32_t)len;
@@ -331,7 +320,7 @@ static struct cor_io_await *buf_op(int opcode, int fd, void *buf, size_t len, ui
 /* Accept's address goes straight into the caller's cor_sockaddr; its len is the in/out length. */
 struct cor_io_await *cor_accept(int fd, cor_sockaddr *peer)
 {
-    struct cor_io_await *a = op_new(COR__IO_ACCEPT, fd, true);
+    struct cor_io_await *a = cor__io_await_fd(COR__IO_ACCEPT, fd, true);
     if (a) {
         if (peer) {
             peer->len = sizeof peer->u;
@@ -348,7 +337,7 @@ struct cor_io_await *cor_accept(int fd, cor_sockaddr *peer)
 
 struct cor_io_await *cor_connect(int fd, const cor_sockaddr *addr)
 {
-    struct cor_io_await *a = op_new(COR__IO_CONNECT, fd, valid_addr(addr));
+    struct cor_io_await *a = cor__io_await_fd(COR__IO_CONNECT, fd, valid_addr(addr));
     if (a) {
         a->op.u.io.addr = addr ? (void *)&addr->u.sa : NULL;
         a->op.u.io.len = addr ? addr->len : 0;
@@ -382,7 +371,7 @@ static struct cor_io_await *msg_op(int opcode, int fd, void *buf, size_t len, in
         return NULL;
     a->op.fd = fd;
     if (!valid || (!buf && len) || len > INT_MAX)
-        cor_io_op_deadline_at(&a->op, 0);
+        cor__io_op_invalid(&a->op);
     struct msg_state *m = (struct msg_state *)((char *)a + off);
     memset(m, 0, sizeof *m);
     m->iov.iov_base = buf;
@@ -421,8 +410,8 @@ struct cor_io_await *cor_sendto(int fd, const void *buf, size_t len, int flags,
 
 struct cor_io_await *cor_shutdown(int fd, int how)
 {
-    struct cor_io_await *a =
-        op_new(COR__IO_SHUTDOWN, fd, how == SHUT_RD || how == SHUT_WR || how == SHUT_RDWR);
+    struct cor_io_await *a = cor__io_await_fd(COR__IO_SHUTDOWN, fd,
+                                              how == SHUT_RD || how == SHUT_WR || how == SHUT_RDWR);
     if (a)
         a->op.op_flags = (uint32_t)how;
     return a;
@@ -430,7 +419,7 @@ struct cor_io_await *cor_shutdown(int fd, int how)
 
 struct cor_io_await *cor_close(int fd)
 {
-    return op_new(COR__IO_CLOSE, fd, true);
+    return cor__io_await_fd(COR__IO_CLOSE, fd, true);
 }
 
 /* ---- composed operations ------------------------------------------------------------------ */
@@ -632,7 +621,7 @@ struct cor_io_await *cor_stream_next(cor_stream *s, cor_buf *buf)
         return NULL;
     if (!s || (s->ring && !buf)) {
         a->op.io = NULL;
-        cor_io_op_deadline_at(&a->op, 0);
+        cor__io_op_invalid(&a->op);
         return a;
     }
     a->op.u.io.addr = s->s;

@@ -6,6 +6,7 @@
  * closed descriptor, UDP, address helpers, name resolution, multishot
  * accept and receive streams with a provided buffer ring run dry.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -721,6 +722,57 @@ IO_TEST(net, resolve_numeric_and_localhost)
         cr_assert_geq(r2, 1, "%s", cor_strerror(r2));
     cr_assert_eq(r3, -ENOENT, "%s", cor_strerror(r3));
     cr_assert_eq(r4, -EINVAL);
+    cor_io_context_destroy(io);
+}
+
+/* ---- bad arguments stay -EINVAL when a deadline is added afterwards ---- */
+
+struct bad_args_with_deadline {
+    COR_PROMISE(int);
+    int sock, file, udp, r;
+    cor_sockaddr to;
+};
+COR_DEFINE_STATIC(bad_args_with_deadline, (int sock, int file, int udp), {
+    self->sock = sock;
+    self->file = file;
+    self->udp = udp;
+})
+{
+    COR_BEGIN(self);
+    /* A NULL buffer with a length: each op must complete with -EINVAL without
+     * reaching the kernel, deadline or not (the socket has no data, so a
+     * submitted recv would wait for its deadline instead). */
+    COR_AWAIT(self->r, COR_DEADLINE_AFTER(cor_recv(self->sock, NULL, 10, 0), 2000000000LL));
+    if (self->r != -EINVAL)
+        COR_RETURN(1000 - self->r); /* step * 1000 + errno */
+    COR_AWAIT(self->r, COR_DEADLINE_AFTER(cor_read(self->file, NULL, 10, 0), 2000000000LL));
+    if (self->r != -EINVAL)
+        COR_RETURN(2000 - self->r); /* step * 1000 + errno */
+    cor_addr_ip(&self->to, "127.0.0.1", 9);
+    COR_AWAIT(self->r,
+              COR_DEADLINE_AFTER(cor_sendto(self->udp, NULL, 10, 0, &self->to), 2000000000LL));
+    if (self->r != -EINVAL)
+        COR_RETURN(3000 - self->r); /* step * 1000 + errno */
+    COR_RETURN(0);
+}
+
+IO_TEST(net, bad_arguments_are_einval_even_with_a_deadline)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    int file = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+    cr_assert_geq(file, 0);
+    int udp = cor_socket(AF_INET, SOCK_DGRAM);
+    cr_assert_geq(udp, 0);
+    int r;
+    launch(io, (cor_frame *)bad_args_with_deadline(sv[0], file, udp), &r, no_stop());
+    cr_assert_geq(cor_io_context_run(io), 0);
+    cr_assert_eq(r, 0, "step %d completed with %s", r / 1000, cor_strerror(-(r % 1000)));
+    close(sv[0]);
+    close(sv[1]);
+    close(file);
+    close(udp);
     cor_io_context_destroy(io);
 }
 
