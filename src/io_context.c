@@ -25,6 +25,7 @@
 
 #include "coring/io_context.h"
 #include "coring/timer.h"
+#include "fifo.h"
 #include "internal.h"
 #include "io_internal.h"
 #include "mpsc.h"
@@ -37,13 +38,13 @@ struct cor_io_context {
     unsigned requested;
 
     /* owner */
-    cor_frame *head, *tail; /* local FIFO, linked through next      */
-    long queued;            /* its length                            */
-    long inflight;          /* operations in the backend             */
-    pthread_t owner;        /* the driving thread once bound         */
-    bool bound;             /* the backend was bound to a thread     */
-    bool closing;           /* destroy is draining                   */
-    unsigned nfiles;        /* slots of the registered file table    */
+    cor__fifo local; /* posts from the owner thread           */
+    long queued;     /* its length                            */
+    long inflight;   /* operations in the backend             */
+    pthread_t owner; /* the driving thread once bound         */
+    bool bound;      /* the backend was bound to a thread     */
+    bool closing;    /* destroy is draining                   */
+    unsigned nfiles; /* slots of the registered file table    */
 
     /* shared */
     uint32_t running;  /* a thread is inside run                      */
@@ -75,24 +76,15 @@ static void wake_if_sleeping(cor_io_context *io);
 
 static void local_push(cor_io_context *io, cor_frame *h)
 {
-    h->next = NULL;
-    if (io->tail)
-        io->tail->next = h;
-    else
-        io->head = h;
-    io->tail = h;
+    cor__fifo_push(&io->local, h);
     io->queued++;
 }
 
 static cor_frame *local_pop(cor_io_context *io)
 {
-    cor_frame *h = io->head;
-    if (h) {
-        io->head = h->next;
-        if (!io->head)
-            io->tail = NULL;
+    cor_frame *h = cor__fifo_pop(&io->local);
+    if (h)
         io->queued--;
-    }
     return h;
 }
 
@@ -999,7 +991,7 @@ static void quiesce(cor_io_context *io)
             destroy_queued(h);
         while ((r = cor__mpsc_pop(&io->remote, &h)) == COR__MPSC_ITEM)
             destroy_queued(h);
-        if (r == COR__MPSC_EMPTY && !io->head)
+        if (r == COR__MPSC_EMPTY && cor__fifo_empty(&io->local))
             break;
         if (r == COR__MPSC_BUSY)
             sched_yield();

@@ -8,44 +8,23 @@
 #include "coring/context.h"
 #include "coring/manual.h"
 #include "coring/task.h"
+#include "fifo.h"
 #include "internal.h"
 
 struct cor_manual {
     cor_execution_context ctx; /* first: the context of the executor */
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    cor_frame *head, *tail; /* queued handles, linked through next */
-    long work;              /* outstanding work, under lock         */
-    bool running;           /* a thread is inside run/poll          */
+    cor__fifo queue; /* queued handles, under lock           */
+    long work;       /* outstanding work, under lock         */
+    bool running;    /* a thread is inside run/poll          */
 };
-
-static void push_locked(cor_manual *m, cor_handle h)
-{
-    h->next = NULL;
-    if (m->tail)
-        m->tail->next = h;
-    else
-        m->head = h;
-    m->tail = h;
-}
-
-static cor_handle pop_locked(cor_manual *m)
-{
-    cor_frame *h = m->head;
-    if (h) {
-        m->head = h->next;
-        if (!m->head)
-            m->tail = NULL;
-        h->next = NULL;
-    }
-    return h;
-}
 
 static void manual_post(const void *obj, cor_handle h)
 {
     cor_manual *m = (cor_manual *)obj;
     pthread_mutex_lock(&m->lock);
-    push_locked(m, h);
+    cor__fifo_push(&m->queue, h);
     pthread_cond_signal(&m->cond);
     pthread_mutex_unlock(&m->lock);
 }
@@ -124,7 +103,7 @@ void cor_manual_destroy(cor_manual *m)
      * handle out under the lock, destroy it outside. */
     for (;;) {
         pthread_mutex_lock(&m->lock);
-        cor_handle h = pop_locked(m);
+        cor_handle h = cor__fifo_pop(&m->queue);
         pthread_mutex_unlock(&m->lock);
         if (!h)
             break;
@@ -173,7 +152,7 @@ static long drive(cor_manual *m, long max, bool block)
     cor__tls.running = m;
     long n = 0;
     while (n < max) {
-        cor_handle h = pop_locked(m);
+        cor_handle h = cor__fifo_pop(&m->queue);
         if (!h) {
             if (!block || m->work == 0)
                 break;

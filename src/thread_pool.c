@@ -17,19 +17,20 @@
 #include "coring/context.h"
 #include "coring/task.h"
 #include "coring/thread_pool.h"
+#include "fifo.h"
 #include "internal.h"
 
 struct cor_thread_pool {
     cor_execution_context ctx; /* first: the context of the executor */
     pthread_mutex_t lock;
-    pthread_cond_t cond;    /* workers wait for a handle or for the end */
-    cor_frame *head, *tail; /* queued handles, linked through next, under lock */
-    unsigned idle;          /* workers waiting on cond, under lock      */
-    bool stopped;           /* stop requested, under lock                */
-    bool joining;           /* join started; written under lock, read by work_finished */
-    bool joined;            /* the workers are gone                      */
-    long work;              /* outstanding work (atomic)                 */
-    uint32_t touching;      /* threads still inside work_finished (atomic) */
+    pthread_cond_t cond; /* workers wait for a handle or for the end */
+    cor__fifo queue;     /* queued handles, under lock                */
+    unsigned idle;       /* workers waiting on cond, under lock      */
+    bool stopped;        /* stop requested, under lock                */
+    bool joining;        /* join started; written under lock, read by work_finished */
+    bool joined;         /* the workers are gone                      */
+    long work;           /* outstanding work (atomic)                 */
+    uint32_t touching;   /* threads still inside work_finished (atomic) */
     unsigned nthreads;
     pthread_t threads[];
 };
@@ -37,33 +38,11 @@ struct cor_thread_pool {
 /* The pool whose worker this thread is, if any. */
 static __thread const cor_thread_pool *worker_of;
 
-static void push_locked(cor_thread_pool *p, cor_handle h)
-{
-    h->next = NULL;
-    if (p->tail)
-        p->tail->next = h;
-    else
-        p->head = h;
-    p->tail = h;
-}
-
-static cor_handle pop_locked(cor_thread_pool *p)
-{
-    cor_frame *h = p->head;
-    if (h) {
-        p->head = h->next;
-        if (!p->head)
-            p->tail = NULL;
-        h->next = NULL;
-    }
-    return h;
-}
-
 static void pool_post(const void *obj, cor_handle h)
 {
     cor_thread_pool *p = (cor_thread_pool *)obj;
     pthread_mutex_lock(&p->lock);
-    push_locked(p, h);
+    cor__fifo_push(&p->queue, h);
     /* Busy workers come back for the queue by themselves: wake only a sleeper. */
     if (p->idle)
         pthread_cond_signal(&p->cond);
@@ -127,7 +106,7 @@ static void *worker_main(void *arg)
     cor__tls.running = p;
     pthread_mutex_lock(&p->lock);
     while (!p->stopped) {
-        cor_handle h = pop_locked(p);
+        cor_handle h = cor__fifo_pop(&p->queue);
         if (h) {
             pthread_mutex_unlock(&p->lock);
             cor_resume(h);
@@ -262,7 +241,7 @@ int cor_thread_pool_destroy(cor_thread_pool *p)
      * out under the lock, destroy it outside. */
     for (;;) {
         pthread_mutex_lock(&p->lock);
-        cor_handle h = pop_locked(p);
+        cor_handle h = cor__fifo_pop(&p->queue);
         pthread_mutex_unlock(&p->lock);
         if (!h)
             break;
