@@ -39,7 +39,8 @@ struct conn {
     COR_PROMISE(int);
     int fd, r, status, i;
     bool closing;
-    size_t have, pos, olen;
+    size_t have, pos, olen, alen;
+    const char *answer;
     ssize_t sent;
     http_request req;
     char in[IN_CAP];
@@ -47,10 +48,25 @@ struct conn {
     char drain[512];
 };
 
+/*
+ * Appends n bytes to the output; the caller made room (flushing first when
+ * they would not fit). An overrun would land inside the frame, where no
+ * sanitizer sees it: stop loudly instead.
+ */
 static void append(struct conn *c, const char *s, size_t n)
 {
+    if (c->olen + n > OUT_CAP)
+        abort();
     memcpy(c->out + c->olen, s, n);
     c->olen += n;
+}
+
+/* The answer to a request the parser accepted. */
+static const char *ok_answer(const http_request *req)
+{
+    if (!req->keep_alive)
+        return ok_close;
+    return req->minor == 0 ? ok_keep10 : ok_keep;
 }
 
 COR_DEFINE_STATIC(conn, (int fd), { self->fd = fd; })
@@ -60,7 +76,7 @@ COR_DEFINE_STATIC(conn, (int fd), { self->fd = fd; })
     self->status = 0;
     self->closing = false;
     for (;;) {
-        /* Answer every complete request in the buffer, in order. */
+        /* Answer every complete request in the buffer, in order, then a parse error if any. */
         for (;;) {
             self->r = http_parse(self->in + self->pos, self->have - self->pos, MAX_HEAD, MAX_BODY,
                                  &self->req);
@@ -68,29 +84,22 @@ COR_DEFINE_STATIC(conn, (int fd), { self->fd = fd; })
                 break;
             if (self->r < 0) {
                 self->status = self->r;
-                break;
+                self->answer = error_answer(self->status);
+            } else {
+                self->answer = ok_answer(&self->req);
+                self->pos += (size_t)self->r;
+                self->closing = !self->req.keep_alive;
             }
-            if (self->olen + sizeof ok_keep10 > OUT_CAP) {
+            self->alen = strlen(self->answer);
+            if (self->olen + self->alen > OUT_CAP) {
                 COR_AWAIT(self->sent, cor_send_all(self->fd, self->out, self->olen));
                 if (self->sent < 0)
                     goto done;
                 self->olen = 0;
             }
-            if (!self->req.keep_alive)
-                append(self, ok_close, sizeof ok_close - 1);
-            else if (self->req.minor == 0)
-                append(self, ok_keep10, sizeof ok_keep10 - 1);
-            else
-                append(self, ok_keep, sizeof ok_keep - 1);
-            self->pos += (size_t)self->r;
-            if (!self->req.keep_alive) {
-                self->closing = true;
+            append(self, self->answer, self->alen);
+            if (self->status || self->closing)
                 break;
-            }
-        }
-        if (self->status) {
-            const char *e = error_answer(self->status);
-            append(self, e, strlen(e));
         }
         if (self->olen) {
             COR_AWAIT(self->sent, cor_send_all(self->fd, self->out, self->olen));

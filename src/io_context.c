@@ -433,8 +433,18 @@ static cor_handle op_start(cor_frame *f, cor_io_op *op)
     if (COR__UNLIKELY(op->fixed) && !io->be_ops->files_register)
         return op_now(op, -EOPNOTSUPP);
     cor_stop_source *src = f->env.stop.src;
-    if (src && __atomic_load_n(&src->stopped, __ATOMIC_ACQUIRE))
-        return op_now(op, -ECANCELED);
+    if (op->opcode == COR__IO_CLOSE || op->opcode == COR__IO_SHUTDOWN) {
+        /* Cleanup is never canceled: it runs whatever the token or a deadline says. */
+        src = NULL;
+        op->deadline = 0;
+    } else {
+        if (src && __atomic_load_n(&src->stopped, __ATOMIC_ACQUIRE))
+            return op_now(op, -ECANCELED);
+        /* A deadline already past: the op is not issued (a regular-file read, once issued,
+         * would run to completion whatever its deadline). */
+        if (op->deadline > 0 && op->deadline <= cor_clock_now())
+            return op_now(op, -ETIME);
+    }
     cor_timer *t = NULL;
     if (op->opcode == COR__IO_TIMEOUT && (t = op->u.tmo.timer)) {
         if (t->io != io)

@@ -24,8 +24,12 @@ _Static_assert(_Alignof(cor__mpsc) <= _Alignof(void *), "cor_strand.queue alignm
 #define STRAND_BATCH 64
 #endif
 
-/* The strand whose drainer is running on this thread, if any. */
-static __thread const cor_strand *current;
+/* The drainers on this thread's stack, innermost first (a strand over a strand nests them). */
+struct running {
+    const cor_strand *s;
+    const struct running *outer;
+};
+static __thread const struct running *running_chain;
 
 static cor__mpsc *queue_of(cor_strand *s)
 {
@@ -50,15 +54,25 @@ static cor_handle drain(cor_frame *f)
 {
     cor_strand *s = cor__container_of(f, cor_strand, drainer);
     cor__mpsc *q = queue_of(s);
-    const cor_strand *prev = current;
-    current = s;
+    /*
+     * While the drainer runs, the thread runs the strand, not the inner
+     * executor: the inner executor's dispatch (and every other's) then
+     * queues instead of running inline. So a coroutine that run() sent into
+     * the strand resumes its caller on the caller's executor after the
+     * drainer, never nested inside it holding the strand.
+     */
+    const void *prev = cor__tls.running;
+    cor__tls.running = s;
+    struct running link = {s, running_chain};
+    running_chain = &link;
     uint64_t n = 0;
     cor_frame *h;
     while (n < STRAND_BATCH && cor__mpsc_pop(q, &h) == COR__MPSC_ITEM) {
         n++;
         cor_resume(h);
     }
-    current = prev;
+    running_chain = link.outer;
+    cor__tls.running = prev;
     cor_executor inner = s->inner;
     /*
      * Acquire-release: the handles' writes happen before the next drainer,
@@ -90,7 +104,7 @@ static void drainer_destroyed(cor_frame *f)
 static cor_handle strand_dispatch(const void *obj, cor_handle h)
 {
     cor_strand *s = (cor_strand *)obj;
-    if (current == s)
+    if (cor__tls.running == s)
         return h;
     if (!enqueue(s, h))
         return COR_NOOP;
@@ -163,5 +177,10 @@ cor_executor cor_strand_executor(cor_strand *s)
 
 bool cor_strand_running_in_this_thread(const cor_strand *s)
 {
-    return s && current == s;
+    if (!s)
+        return false;
+    for (const struct running *r = running_chain; r; r = r->outer)
+        if (r->s == s)
+            return true;
+    return false;
 }

@@ -1,4 +1,5 @@
 /* cor_strerror: names for coring's result codes. */
+#include <limits.h>
 #include <string.h>
 
 #include "coring/common.h"
@@ -9,6 +10,8 @@ const char *cor_strerror(int err)
         return "success";
     if (err > 0)
         return "not an error code (positive value)";
+    if (err == INT_MIN)
+        return "unknown error"; /* -INT_MIN does not exist */
     switch (-err) {
     case ECANCELED:
         return "operation canceled";

@@ -8,12 +8,15 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <criterion/criterion.h>
 
 #include "ring/backend.h"
 #include "io_backends.h"
 #include "util.h"
+#include "coring/file.h"
+#include "coring/net.h"
 
 #define MS (1000LL * 1000)
 
@@ -317,4 +320,111 @@ IO_TEST(cancel, destroy_with_a_queued_cross_thread_cancel_request)
     pthread_join(d.th, NULL);
     cor_io_context_destroy(io);
     cr_assert_eq(cr.allocs, cr.frees);
+}
+
+/* ---- cleanup is never canceled ---- */
+
+/* Closes fd (kind 0) or shuts down its write side (kind 1), optionally with a deadline. */
+struct cleanup {
+    COR_PROMISE(int);
+    int fd, kind, r;
+    int64_t deadline;
+};
+COR_DEFINE_STATIC(cleanup, (int fd, int kind, int64_t deadline), {
+    self->fd = fd;
+    self->kind = kind;
+    self->deadline = deadline;
+})
+{
+    COR_BEGIN(self);
+    if (self->kind == 0 && self->deadline)
+        COR_AWAIT(self->r, COR_DEADLINE_AFTER(cor_close(self->fd), self->deadline));
+    else if (self->kind == 0)
+        COR_AWAIT(self->r, cor_close(self->fd));
+    else
+        COR_AWAIT(self->r, cor_shutdown(self->fd, SHUT_WR));
+    COR_RETURN(self->r);
+}
+
+static int run_cleanup(cor_io_context *io, cor_stop_token st, int fd, int kind, int64_t deadline)
+{
+    int r = 1;
+    cor_launch_options lo = {.stop = st, .on_result = store_int, .user = &r};
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, cleanup(fd, kind, deadline)), 0);
+    cor_io_context_run(io);
+    return r;
+}
+
+IO_TEST(cancel, close_with_a_stopped_token_still_closes)
+{
+    cor_io_context *io = make(backend);
+    cor_stop_source src = COR_STOP_SOURCE_INIT;
+    cor_stop_source_request(&src);
+    int p[2];
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    cr_assert_eq(run_cleanup(io, cor_stop_source_token(&src), p[0], 0, 0), 0);
+    cr_assert_eq(fcntl(p[0], F_GETFD), -1, "the descriptor is gone");
+    cr_assert_eq(errno, EBADF);
+    /* A deadline (even one that is already due) does not keep the descriptor open either. */
+    cr_assert_eq(run_cleanup(io, cor_stop_source_token(&src), p[1], 0, 1), 0);
+    cr_assert_eq(fcntl(p[1], F_GETFD), -1);
+    cr_assert_eq(errno, EBADF);
+    cor_io_context_destroy(io);
+}
+
+IO_TEST(cancel, shutdown_with_a_stopped_token_still_shuts_down)
+{
+    cor_io_context *io = make(backend);
+    cor_stop_source src = COR_STOP_SOURCE_INIT;
+    cor_stop_source_request(&src);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    cr_assert_eq(run_cleanup(io, cor_stop_source_token(&src), sv[0], 1, 0), 0);
+    char c;
+    cr_assert_eq(recv(sv[1], &c, 1, MSG_DONTWAIT), 0, "the peer sees the end of the stream");
+    close(sv[0]);
+    close(sv[1]);
+    cor_io_context_destroy(io);
+}
+
+/* ---- a deadline already past ---- */
+
+struct past_read {
+    COR_PROMISE(int);
+    int fd, r;
+    char buf[16];
+};
+COR_DEFINE_STATIC(past_read, (int fd), { self->fd = fd; })
+{
+    COR_BEGIN(self);
+    COR_AWAIT(self->r, COR_DEADLINE_AT(cor_read(self->fd, self->buf, sizeof self->buf, 0),
+                                       cor_clock_now() - MS));
+    COR_RETURN(self->r);
+}
+
+IO_TEST(cancel, a_past_deadline_is_not_issued_on_a_file_or_a_pipe)
+{
+    cor_io_context *io = make(backend);
+    char path[] = "/tmp/coring-past-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    unlink(path);
+    cr_assert_eq(write(fd, "data", 4), 4);
+    int p[2];
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    cr_assert_eq(write(p[1], "data", 4), 4);
+    int fds[2] = {fd, p[0]};
+    for (int i = 0; i < 2; i++) {
+        int r = 1;
+        cor_launch_options lo = {.on_result = store_int, .user = &r};
+        COR_RUN_ASYNC(cor_io_context_executor(io), &lo, past_read(fds[i]));
+        cor_io_context_run(io);
+        cr_assert_eq(r, -ETIME, "%s: %s", i ? "pipe" : "file", cor_strerror(r));
+    }
+    char buf[8];
+    cr_assert_eq(read(p[0], buf, sizeof buf), 4, "nothing was read from the pipe");
+    close(fd);
+    close(p[0]);
+    close(p[1]);
+    cor_io_context_destroy(io);
 }

@@ -1,4 +1,5 @@
 /* Execution contexts: services are created on first use and torn down newest first. */
+#include <limits.h>
 #include <criterion/criterion.h>
 
 #include "util.h"
@@ -120,4 +121,10 @@ Test(context, strerror_names_codes)
     cr_assert_str_neq(cor_strerror(-ENOMEM), "unknown error");
     cr_assert_not_null(cor_strerror(-99999));
     cr_assert_not_null(cor_strerror(3));
+    /* Any int names something: the extremes included (-INT_MIN does not exist). */
+    const int odd[] = {INT_MIN, INT_MIN + 1, -4096, -4095, INT_MAX, 1};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        const char *s = cor_strerror(odd[i]);
+        cr_assert(s && *s, "cor_strerror(%d)", odd[i]);
+    }
 }

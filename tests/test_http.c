@@ -242,3 +242,46 @@ Test(http, end_to_end, .timeout = 60)
     stop_server();
     close(fd);
 }
+
+/*
+ * Pipelining that fills the 16 KiB output buffer: N requests in one write,
+ * then a malformed one. For every N around the point where the answers
+ * fill the buffer to within one answer, the client gets N answers and the
+ * 400, byte for byte, then the close.
+ */
+Test(http, pipelined_answers_fill_the_output_buffer_exactly, .timeout = 120)
+{
+    start_server();
+    static const char req[] = "GET / HTTP/1.1\r\n\r\n";
+    static const char bad[] = "GET / HTTP/1.1\r\nBad header\r\n\r\n";
+    static const char ok[] =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello world";
+    static const char err[] =
+        "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+    const size_t out_cap = 16384, L = sizeof ok - 1, E = sizeof err - 1;
+    static char in[300 * sizeof req + sizeof bad], want[300 * sizeof ok + sizeof err], got[32768];
+    /* From two answers short of full to two past it. */
+    for (size_t n = (out_cap - E) / L - 2; n <= out_cap / L + 2; n++) {
+        size_t ilen = 0, wlen = 0;
+        for (size_t i = 0; i < n; i++) {
+            memcpy(in + ilen, req, sizeof req - 1);
+            ilen += sizeof req - 1;
+            memcpy(want + wlen, ok, L);
+            wlen += L;
+        }
+        memcpy(in + ilen, bad, sizeof bad - 1);
+        ilen += sizeof bad - 1;
+        memcpy(want + wlen, err, E);
+        wlen += E;
+        int fd = try_connect();
+        cr_assert_geq(fd, 0, "the server is still up before N = %zu", n);
+        cr_assert_eq(write(fd, in, ilen), (ssize_t)ilen);
+        bool closed;
+        size_t k = read_all(fd, got, sizeof got, &closed);
+        cr_assert(closed, "N = %zu: the server closed after the 400", n);
+        cr_assert_eq(k, wlen, "N = %zu: %zu bytes, expected %zu", n, k, wlen);
+        cr_assert(!memcmp(got, want, wlen), "N = %zu: the answers differ", n);
+        close(fd);
+    }
+    stop_server();
+}

@@ -2,8 +2,10 @@
  * io_context: options, run loop semantics, posting (local and cross-thread),
  * wake-ups, tiny rings, io_group. IO_TEST bodies run on io_uring and epoll.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <criterion/criterion.h>
@@ -672,4 +674,47 @@ IO_TEST(io_group, stop_cancels_pending_work_and_frees_it)
     cor_io_group_destroy(g);
     cr_assert_eq(cr.allocs, cr.frees, "every frame was destroyed");
     cr_assert_eq(cr.live_bytes, 0);
+}
+
+/* Reads what fd (a pipe) holds without blocking, into buf (NUL-terminated). */
+static size_t drain_pipe(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < cap && (r = read(fd, buf + n, cap - 1 - n)) > 0)
+        n += (size_t)r;
+    buf[n] = '\0';
+    return n;
+}
+
+IO_TEST(io_group, an_ordinary_stop_prints_nothing)
+{
+    /* stderr goes to a pipe while groups start and stop at once, often before their threads enter
+     * run. */
+    int p[2];
+    cr_assert_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    fflush(stderr);
+    int saved = dup(2);
+    cr_assert_geq(saved, 0);
+    dup2(p[1], 2);
+    cor_io_context_options co = {.backend = backend};
+    cor_io_group_options go = {.no_pin = true, .context = &co};
+    int rc = 0;
+    for (int i = 0; i < 50 && !rc; i++) {
+        cor_io_group *g;
+        rc = cor_io_group_create(&g, 2, &go);
+        if (!rc) {
+            cor_io_group_stop(g);
+            cor_io_group_destroy(g);
+        }
+    }
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    char out[512];
+    size_t n = drain_pipe(p[0], out, sizeof out);
+    close(p[0]);
+    close(p[1]);
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(n, 0, "stop printed: %s", out);
 }

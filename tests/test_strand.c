@@ -4,6 +4,7 @@
  * executor, executor identity through nested hops, teardown and bad input.
  */
 #include <stdlib.h>
+#include <unistd.h>
 #include <criterion/criterion.h>
 
 #include "util.h"
@@ -619,4 +620,164 @@ Test(strand, bad_input)
     cr_assert_eq(oc.results, 1);
     cr_assert_eq(oc.result, -EBUSY);
     cr_assert_eq(cor_strand_destroy(&s), 0);
+}
+
+/* ---- a run() into a strand releases it before the caller goes on ---- */
+
+/* Sets *flag (atomically) from inside strand `in`, checking that the thread runs it. */
+struct mark {
+    COR_PROMISE(int);
+    int *flag;
+    const cor_strand *in, *outer;
+};
+COR_DEFINE_STATIC(mark, (int *flag, const cor_strand *in, const cor_strand *outer), {
+    self->flag = flag;
+    self->in = in;
+    self->outer = outer;
+})
+{
+    COR_BEGIN(self);
+    __atomic_store_n(self->flag, 1, __ATOMIC_RELEASE);
+    COR_RETURN(cor_strand_running_in_this_thread(self->in) &&
+               (!self->outer || cor_strand_running_in_this_thread(self->outer)));
+}
+
+/* Waits (blocking the thread, as blocking work would) until *flag is set, for at most 5 s. */
+static int wait_flag(int *flag)
+{
+    for (int i = 0; i < 5000 && !__atomic_load_n(flag, __ATOMIC_ACQUIRE); i++)
+        usleep(1000);
+    return __atomic_load_n(flag, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * Hops into strand s (over `outer`, if nested) and back, then checks the
+ * caller is outside every strand, and that the strand is free: a
+ * coroutine launched on it from here runs before the launch returns (the
+ * strand is idle, and this thread runs its inner executor).
+ */
+struct hop_and_release {
+    COR_PROMISE(int);
+    cor_strand *s, *outer;
+    int inside, launched, ok;
+};
+COR_DEFINE_STATIC(hop_and_release, (cor_strand * s, cor_strand *outer), {
+    self->s = s;
+    self->outer = outer;
+})
+{
+    COR_BEGIN(self);
+    self->launched = 0;
+    COR_AWAIT(self->inside, COR_RUN(mark(&self->launched, self->s, self->outer),
+                                    .ex = cor_strand_executor(self->s)));
+    self->ok = self->inside ? 1 : -1;
+    if (self->ok > 0 && cor_strand_running_in_this_thread(self->s))
+        self->ok = -2;
+    if (self->ok > 0 && self->outer && cor_strand_running_in_this_thread(self->outer))
+        self->ok = -3;
+    self->launched = 0;
+    if (self->ok > 0 && COR_RUN_ASYNC(cor_strand_executor(self->s), NULL,
+                                      mark(&self->launched, self->s, self->outer)) != 0)
+        self->ok = -4;
+    if (self->ok > 0 && !__atomic_load_n(&self->launched, __ATOMIC_ACQUIRE))
+        self->ok = -5; /* queued: the strand was still held */
+    COR_RETURN(self->ok);
+}
+
+static void check_release(cor_executor home, long (*drive)(void *), void *obj, cor_strand *s,
+                          cor_strand *outer)
+{
+    struct outcome oc = {0};
+    cor_launch_options o = {.on_result = rec_result, .on_error = rec_error, .user = &oc};
+    cr_assert_eq(COR_RUN_ASYNC(home, &o, hop_and_release(s, outer)), 0);
+    if (drive)
+        drive(obj);
+    for (int i = 0; i < 5000 && !__atomic_load_n(&oc.results, __ATOMIC_ACQUIRE); i++)
+        usleep(1000);
+    cr_assert_eq(oc.errors, 0);
+    cr_assert_eq(oc.results, 1);
+    cr_assert_eq(oc.result, 1,
+                 "-1: not in the strand inside; -2/-3: caller still inside a strand after the "
+                 "hop; -4: launch failed; -5: the strand was still held (got %d)",
+                 oc.result);
+}
+
+Test(strand, run_into_a_strand_over_the_pool_releases_it)
+{
+    cor_thread_pool *pool;
+    cr_assert_eq(cor_thread_pool_create(&pool, 2), 0);
+    cor_strand s;
+    cr_assert_eq(cor_strand_init(&s, cor_thread_pool_executor(pool)), 0);
+    check_release(cor_thread_pool_executor(pool), NULL, NULL, &s, NULL);
+    cr_assert_eq(cor_thread_pool_join(pool), 0);
+    cr_assert_eq(cor_strand_destroy(&s), 0);
+    cr_assert_eq(cor_thread_pool_destroy(pool), 0);
+}
+
+Test(strand, run_into_a_strand_over_an_io_context_releases_it)
+{
+    cor_io_context *io = make_io_or_skip();
+    cor_strand s;
+    cr_assert_eq(cor_strand_init(&s, cor_io_context_executor(io)), 0);
+    check_release(cor_io_context_executor(io), drive_io, io, &s, NULL);
+    cr_assert_eq(cor_strand_destroy(&s), 0);
+    cor_io_context_destroy(io);
+}
+
+Test(strand, run_into_nested_strands_releases_both)
+{
+    cor_thread_pool *pool;
+    cr_assert_eq(cor_thread_pool_create(&pool, 2), 0);
+    cor_strand outer, inner;
+    cr_assert_eq(cor_strand_init(&outer, cor_thread_pool_executor(pool)), 0);
+    cr_assert_eq(cor_strand_init(&inner, cor_strand_executor(&outer)), 0);
+    check_release(cor_thread_pool_executor(pool), NULL, NULL, &inner, &outer);
+    cr_assert_eq(cor_thread_pool_join(pool), 0);
+    cr_assert_eq(cor_strand_destroy(&inner), 0);
+    cr_assert_eq(cor_strand_destroy(&outer), 0);
+    cr_assert_eq(cor_thread_pool_destroy(pool), 0);
+}
+
+/*
+ * The reported case: A hops into an idle strand and back, then blocks its
+ * pool thread until B has been through the same strand. B enters at once
+ * only if A's hop released the strand.
+ */
+struct blocker {
+    COR_PROMISE(int);
+    cor_strand *s;
+    int *a_out, *b_in;
+    int inside;
+};
+COR_DEFINE_STATIC(blocker, (cor_strand * s, int *a_out, int *b_in), {
+    self->s = s;
+    self->a_out = a_out;
+    self->b_in = b_in;
+})
+{
+    COR_BEGIN(self);
+    COR_AWAIT(self->inside,
+              COR_RUN(mark(self->a_out, self->s, NULL), .ex = cor_strand_executor(self->s)));
+    COR_RETURN(wait_flag(self->b_in)); /* blocking work on the pool thread */
+}
+
+Test(strand, blocking_work_after_a_hop_does_not_hold_the_strand)
+{
+    cor_thread_pool *pool;
+    cr_assert_eq(cor_thread_pool_create(&pool, 3), 0);
+    cor_strand s;
+    cr_assert_eq(cor_strand_init(&s, cor_thread_pool_executor(pool)), 0);
+    int a_out = 0, b_in = 0;
+    struct outcome a = {0}, b = {0};
+    cor_launch_options ao = {.on_result = rec_result, .on_error = rec_error, .user = &a};
+    cor_launch_options bo = {.on_result = rec_result, .on_error = rec_error, .user = &b};
+    cr_assert_eq(COR_RUN_ASYNC(cor_thread_pool_executor(pool), &ao, blocker(&s, &a_out, &b_in)), 0);
+    cr_assert(wait_flag(&a_out), "A went through the strand");
+    cr_assert_eq(COR_RUN_ASYNC(cor_strand_executor(&s), &bo, mark(&b_in, &s, NULL)), 0);
+    cr_assert_eq(cor_thread_pool_join(pool), 0);
+    cr_assert_eq(a.results, 1);
+    cr_assert_eq(a.result, 1, "B entered the strand while A blocked its thread after the hop");
+    cr_assert_eq(b.results, 1);
+    cr_assert_eq(cor_strand_destroy(&s), 0);
+    cr_assert_eq(cor_thread_pool_destroy(pool), 0);
 }

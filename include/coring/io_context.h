@@ -229,9 +229,14 @@ COR_API struct cor_io_await *cor_yield(void);
  * Gives op (not yet awaited) a deadline at abs_ns on CLOCK_MONOTONIC (see
  * cor_clock_now). If the operation has not completed by then it is canceled
  * and completes with -ETIME (with io_uring, an IORING_OP_LINK_TIMEOUT linked
- * to it). A stop request still completes it with -ECANCELED; an operation
- * that completed before the deadline keeps its own result. Returns 0, or
- * -EINVAL for NULL op, an op already started, or abs_ns <= 0 (the op then
+ * to it). A deadline already past when the op is awaited completes it with
+ * -ETIME at once, without issuing it. A stop request still completes it
+ * with -ECANCELED; an operation that completed before the deadline keeps
+ * its own result. Some operations cannot be stopped by the kernel once
+ * issued: a regular-file read or write (and fsync, open, statx) runs to
+ * completion and keeps its own result even after its deadline. close and
+ * shutdown ignore deadlines (cleanup always runs). Returns 0, or -EINVAL
+ * for NULL op, an op already started, or abs_ns <= 0 (the op then
  * completes with -EINVAL when awaited).
  */
 COR_API int cor_io_op_deadline_at(cor_io_op *op, int64_t abs_ns);

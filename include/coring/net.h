@@ -23,7 +23,8 @@
  * returning struct cor_io_await * (io_context.h): its result is the kernel's
  * (a count or 0 on success, -errno on failure), it honours the awaiting
  * coroutine's stop token (-ECANCELED) and a deadline given with
- * COR_DEADLINE_AFTER (-ETIME), and it runs on the awaiting coroutine's
+ * COR_DEADLINE_AFTER (-ETIME) -- except the cleanup operations cor_close
+ * and cor_shutdown, which always run -- and it runs on the awaiting coroutine's
  * io_context (its executor's, else the one running on this thread; -EPERM
  * if none). Results are values, not errors: a failed recv does not fail the
  * awaiting coroutine. Awaitables returning NULL (no memory) fail the await
@@ -149,14 +150,20 @@ COR_API struct cor_io_await *cor_recvfrom(int fd, void *buf, size_t len, int fla
 COR_API struct cor_io_await *cor_sendto(int fd, const void *buf, size_t len, int flags,
                                         const cor_sockaddr *to);
 
-/* Shuts down one or both directions of fd (SHUT_RD, SHUT_WR, SHUT_RDWR). Result: 0 or -errno. */
+/*
+ * Shuts down one or both directions of fd (SHUT_RD, SHUT_WR, SHUT_RDWR).
+ * Result: 0 or -errno. Cleanup, like cor_close: it ignores the stop token
+ * and any deadline and always runs.
+ */
 COR_API struct cor_io_await *cor_shutdown(int fd, int how);
 
 /*
  * Closes fd: first cancels every operation still pending on it in this
  * io_context (they complete with -ECANCELED), then closes it. Result: 0 or
  * -errno (-EBADF for a descriptor that is not open). The descriptor is
- * released even when the result is an error other than -EBADF.
+ * released even when the result is an error other than -EBADF. Closing is
+ * cleanup and is never canceled: it ignores the awaiting coroutine's stop
+ * token (a stopped token still closes) and any deadline given to it.
  */
 COR_API struct cor_io_await *cor_close(int fd);
 

@@ -11,6 +11,27 @@
  * dispatch from code already running inside the strand resumes the handle
  * inline.
  *
+ * Hops into and out of a strand. COR_AWAIT(r, COR_RUN(child(), .ex = strand))
+ * runs child inside the strand; when child completes, the strand is
+ * released before its caller goes on: the caller is resumed on its own
+ * executor, queued there (never run inline inside the strand's drainer), so
+ * other coroutines enter the strand at once while the caller continues.
+ * For each pair:
+ *  - strand over a thread pool, caller on that pool: the caller is posted
+ *    to the pool and resumes on a worker, outside the strand.
+ *  - strand over an io_context, caller on that io_context: the caller is
+ *    queued on the io_context and resumes on its thread after the drainer
+ *    returned, outside the strand.
+ *  - io_context -> pool -> io_context (no strand): the caller is posted
+ *    back to its io_context's thread.
+ *  - nested strands (a strand over a strand): inside the inner one both
+ *    report cor_strand_running_in_this_thread; after the hop neither does.
+ *  - a caller inside the same strand: the child runs inline (same
+ *    executor) and the caller continues inside the strand, as expected.
+ * While a drainer runs, every other executor's dispatch queues rather than
+ * running inline: code inside a strand never runs another executor's work
+ * nested inside it.
+ *
  * A strand is a caller-owned, fixed-size struct (embed it in a connection or
  * session object); initializing one allocates nothing.
  *
@@ -72,7 +93,10 @@ COR_API int cor_strand_destroy(cor_strand *s);
  */
 COR_API cor_executor cor_strand_executor(cor_strand *s);
 
-/* True if the calling thread is running a handle of s right now. Any thread. */
+/*
+ * True if the calling thread is running a handle of s right now (also while
+ * it runs a strand nested over s). Any thread.
+ */
 COR_API bool cor_strand_running_in_this_thread(const cor_strand *s);
 
 COR_END_DECLS
