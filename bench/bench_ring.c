@@ -27,7 +27,6 @@
 #include <coring/coring.h>
 
 #include "harness.h"
-#include "ring/backend.h"
 
 static const cor_io_context_options bench_opts = {.sq_entries = 256, .cq_entries = 512};
 
@@ -367,17 +366,13 @@ static void raw_timers(void *arg, long iters)
 
 enum { MSG = 64 };
 
-/* slot >= 0: the op names that registered-file slot instead of fd. */
-static struct cor_io_await *sock_op(int opcode, int fd, int slot, void *buf, uint32_t len)
+/* A send or receive on fd, or (slot >= 0) on that registered-file slot instead. */
+static struct cor_io_await *sock_op(bool send_, int fd, int slot, void *buf, uint32_t len)
 {
-    struct cor_io_await *a = cor__io_await_new(NULL, opcode);
-    if (a) {
-        a->op.fd = slot >= 0 ? slot : fd;
-        a->op.u.io.addr = buf;
-        a->op.u.io.len = len;
-        if (slot >= 0)
-            cor_io_op_fixed(&a->op);
-    }
+    int d = slot >= 0 ? slot : fd;
+    struct cor_io_await *a = send_ ? cor_send(d, buf, len, 0) : cor_recv(d, buf, len, 0);
+    if (a && slot >= 0)
+        cor_io_op_fixed(&a->op);
     return a;
 }
 
@@ -399,18 +394,18 @@ COR_DEFINE_STATIC(pinger, (int fd, int slot, long n), {
     COR_BEGIN(self);
     memset(self->buf, 'x', sizeof self->buf);
     for (self->i = 0; self->i < self->n; self->i++) {
-        COR_AWAIT(self->r, sock_op(COR__IO_SEND, self->fd, self->slot, self->buf, MSG));
+        COR_AWAIT(self->r, sock_op(true, self->fd, self->slot, self->buf, MSG));
         if (self->r != MSG)
             break;
         for (self->got = 0; self->got < MSG; self->got += (uint32_t)self->r) {
-            COR_AWAIT(self->r, sock_op(COR__IO_RECV, self->fd, self->slot, self->buf + self->got,
+            COR_AWAIT(self->r, sock_op(false, self->fd, self->slot, self->buf + self->got,
                                        MSG - self->got));
             if (self->r <= 0)
                 COR_RETURN(-1);
         }
     }
     shutdown(self->fd, SHUT_WR);
-    COR_AWAIT(self->r, sock_op(COR__IO_CLOSE, self->fd, -1, NULL, 0));
+    COR_AWAIT(self->r, cor_close(self->fd));
     COR_RETURN(0);
 }
 
@@ -428,15 +423,15 @@ COR_DEFINE_STATIC(ponger, (int fd, int slot), {
 {
     COR_BEGIN(self);
     for (;;) {
-        COR_AWAIT(self->r, sock_op(COR__IO_RECV, self->fd, self->slot, self->buf, MSG));
+        COR_AWAIT(self->r, sock_op(false, self->fd, self->slot, self->buf, MSG));
         if (self->r <= 0)
             break;
         COR_AWAIT(self->w,
-                  sock_op(COR__IO_SEND, self->fd, self->slot, self->buf, (uint32_t)self->r));
+                  sock_op(true, self->fd, self->slot, self->buf, (uint32_t)self->r));
         if (self->w != self->r)
             break;
     }
-    COR_AWAIT(self->r, sock_op(COR__IO_CLOSE, self->fd, -1, NULL, 0));
+    COR_AWAIT(self->r, cor_close(self->fd));
     COR_RETURN(0);
 }
 

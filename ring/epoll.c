@@ -1,6 +1,6 @@
 /*
  * The epoll backend: the baseline coring is measured against. Readiness is
- * turned into completions behind the same seam as io_uring (backend.h), so
+ * turned into completions behind the same seam as io_uring (src/io_seam.h), so
  * the same programs and tests run on both.
  *
  * How an operation runs. submit tries the non-blocking syscall at once
@@ -25,10 +25,9 @@
  * time a queue empties (or it reports an always-writable socket forever),
  * and EPOLLONESHOT a MOD to re-arm every wait: both add a syscall per wait.
  *
- * Timers. TIMEOUT ops and deadlines live on a binary min-heap (the op
- * records its index); run waits with epoll_pwait2 (nanosecond timeout; a
- * kernel without it: epoll_wait rounded up to the next millisecond) until
- * the earliest expiry, then expires what is due against CLOCK_MONOTONIC.
+ * Timers and deadlines are the front end's (its timer wheel): run waits
+ * with epoll_pwait2 (nanosecond timeout; a kernel without it: epoll_wait
+ * rounded up to the next millisecond) as long as the front end says.
  *
  * Wake-ups. An eventfd registered edge-triggered: every write is a new
  * edge, so the owner never reads it (one syscall saved per wake-up).
@@ -46,9 +45,11 @@
  * turns a slot index into that dup, and releasing a slot closes the dup as
  * COR__IO_CLOSE does (what waits on it completes with -ECANCELED).
  *
+ * Which queue an op waits on, and whether it runs synchronously, is its
+ * opcode table row's `wait` column (io_seam.h).
+ *
  * op->bk[0]: the queue link (a descriptor queue or the ready list).
- * op->bk[1]: low 32 bits, heap index + 1 (0: not on the heap); high 32,
- *            bytes already moved by a MSG_WAITALL recv/send. On the ready
+ * op->bk[1]: bytes already moved by a MSG_WAITALL recv/send. On the ready
  *            list, the result.
  */
 #include <errno.h>
@@ -65,8 +66,8 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 
-#include "backend.h"
-#include "internal.h"
+#include "coring/io_context.h"
+#include "io_seam.h"
 
 #ifndef RWF_NOWAIT
 #define RWF_NOWAIT 0x00000008
@@ -74,12 +75,11 @@
 
 /* bk_flags */
 enum {
-    BK_QUEUED = 1u << 0,         /* on its descriptor's queue               */
-    BK_READY = 1u << 1,          /* on the ready list, result in bk[1]      */
-    BK_DEADLINE_FIRST = 1u << 2, /* a TIMEOUT op expires at its deadline     */
-    BK_CONNECTING = 1u << 3,     /* connect answered EINPROGRESS            */
-    BK_BLOCKING_RW = 1u << 4,    /* no RWF_NOWAIT here: O_NONBLOCK was set   */
-    BK_STREAM = 1u << 5          /* a MSG_WAITALL op is on a stream socket  */
+    BK_QUEUED = 1u << 0,      /* on its descriptor's queue               */
+    BK_READY = 1u << 1,       /* on the ready list, result in bk[1]      */
+    BK_CONNECTING = 1u << 2,  /* connect answered EINPROGRESS            */
+    BK_BLOCKING_RW = 1u << 3, /* no RWF_NOWAIT here: O_NONBLOCK was set   */
+    BK_STREAM = 1u << 4       /* a MSG_WAITALL op is on a stream socket  */
 };
 
 enum { Q_IN, Q_OUT, Q_POLL, NQ };
@@ -87,7 +87,7 @@ enum { Q_IN, Q_OUT, Q_POLL, NQ };
 #define WAKE_TAG UINT64_MAX /* the eventfd's epoll data; a descriptor's is its number */
 
 struct opq {
-    cor_io_op *head, *tail;
+    cor__io_op *head, *tail;
 };
 
 struct fd_entry {
@@ -103,22 +103,21 @@ struct cor__backend {
     long waiting; /* ops on descriptor queues */
     struct fd_entry *fds;
     size_t nfds;
-    cor_io_op **heap;
-    size_t heap_len, heap_cap;
     struct epoll_event *events;
     int max_events;
     int *files; /* the registered file table: dups, -1 for an empty slot */
     unsigned nfiles;
+    cor__backend_stats stats;
 };
 
 /* ---- queues ------------------------------------------------------------------------- */
 
-static inline cor_io_op *link_of(cor_io_op *op)
+static inline cor__io_op *link_of(cor__io_op *op)
 {
-    return (cor_io_op *)(uintptr_t)op->bk[0];
+    return (cor__io_op *)(uintptr_t)op->bk[0];
 }
 
-static void q_push(struct opq *q, cor_io_op *op)
+static void q_push(struct opq *q, cor__io_op *op)
 {
     op->bk[0] = 0;
     if (q->tail)
@@ -128,9 +127,9 @@ static void q_push(struct opq *q, cor_io_op *op)
     q->tail = op;
 }
 
-static cor_io_op *q_pop(struct opq *q)
+static cor__io_op *q_pop(struct opq *q)
 {
-    cor_io_op *op = q->head;
+    cor__io_op *op = q->head;
     if (op) {
         q->head = link_of(op);
         if (!q->head)
@@ -140,10 +139,10 @@ static cor_io_op *q_pop(struct opq *q)
 }
 
 /* Unlinks op from q (descriptor queues are short: a walk is cheaper than a second link). */
-static void q_remove(struct opq *q, cor_io_op *op)
+static void q_remove(struct opq *q, cor__io_op *op)
 {
-    cor_io_op *prev = NULL;
-    for (cor_io_op *p = q->head; p; prev = p, p = link_of(p)) {
+    cor__io_op *prev = NULL;
+    for (cor__io_op *p = q->head; p; prev = p, p = link_of(p)) {
         if (p != op)
             continue;
         if (prev)
@@ -156,20 +155,22 @@ static void q_remove(struct opq *q, cor_io_op *op)
     }
 }
 
-static int queue_of(const cor_io_op *op)
+static int queue_of(const cor__io_op *op)
 {
-    switch (op->opcode) {
-    case COR__IO_WRITE:
-    case COR__IO_WRITEV:
-    case COR__IO_SEND:
-    case COR__IO_SENDMSG:
-    case COR__IO_CONNECT:
+    switch ((enum cor__io_wait)cor__io_opinfo[op->opcode].wait) {
+    case COR__IO_WAIT_OUT:
         return Q_OUT;
-    case COR__IO_POLL:
+    case COR__IO_WAIT_POLL:
         return Q_POLL;
-    default:
-        return Q_IN;
+    case COR__IO_WAIT_IN:
+    case COR__IO_WAIT_NOW:
+    case COR__IO_WAIT_SYNC:
+    case COR__IO_WAIT_CLOSE:
+    case COR__IO_WAIT_STREAM:
+    case COR__IO_WAIT_FRONT:
+        break;
     }
+    return Q_IN;
 }
 
 static struct fd_entry *entry_of(cor__backend *b, int fd)
@@ -188,101 +189,16 @@ static struct fd_entry *entry_of(cor__backend *b, int fd)
     return &t[fd];
 }
 
-/* ---- the timer heap ------------------------------------------------------------------- */
-
-static inline int64_t expiry_of(const cor_io_op *op)
-{
-    if (op->opcode == COR__IO_TIMEOUT && !(op->bk_flags & BK_DEADLINE_FIRST))
-        return op->u.tmo.when;
-    return op->deadline;
-}
-
-static inline size_t heap_index(const cor_io_op *op)
-{
-    return (size_t)(uint32_t)op->bk[1];
-}
-
-static inline void heap_set(cor__backend *b, size_t i, cor_io_op *op)
-{
-    b->heap[i] = op;
-    op->bk[1] = (op->bk[1] & ~(uint64_t)UINT32_MAX) | (uint64_t)(i + 1);
-}
-
-static void sift_up(cor__backend *b, size_t i)
-{
-    cor_io_op *op = b->heap[i];
-    int64_t t = expiry_of(op);
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (expiry_of(b->heap[parent]) <= t)
-            break;
-        heap_set(b, i, b->heap[parent]);
-        i = parent;
-    }
-    heap_set(b, i, op);
-}
-
-static void sift_down(cor__backend *b, size_t i)
-{
-    cor_io_op *op = b->heap[i];
-    int64_t t = expiry_of(op);
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= b->heap_len)
-            break;
-        if (c + 1 < b->heap_len && expiry_of(b->heap[c + 1]) < expiry_of(b->heap[c]))
-            c++;
-        if (expiry_of(b->heap[c]) >= t)
-            break;
-        heap_set(b, i, b->heap[c]);
-        i = c;
-    }
-    heap_set(b, i, op);
-}
-
-static int heap_add(cor__backend *b, cor_io_op *op)
-{
-    if (b->heap_len == b->heap_cap) {
-        size_t cap = b->heap_cap ? b->heap_cap * 2 : 64;
-        cor_io_op **h = realloc(b->heap, cap * sizeof *h);
-        if (!h)
-            return -ENOMEM;
-        b->heap = h;
-        b->heap_cap = cap;
-    }
-    b->heap[b->heap_len++] = op;
-    sift_up(b, b->heap_len - 1);
-    return 0;
-}
-
-static void heap_remove(cor__backend *b, cor_io_op *op)
-{
-    size_t i = heap_index(op);
-    if (!i)
-        return;
-    i--;
-    op->bk[1] &= ~(uint64_t)UINT32_MAX;
-    cor_io_op *last = b->heap[--b->heap_len];
-    if (last == op)
-        return;
-    heap_set(b, i, last);
-    if (i > 0 && expiry_of(last) < expiry_of(b->heap[(i - 1) / 2]))
-        sift_up(b, i);
-    else
-        sift_down(b, i);
-}
-
 /* ---- completion ----------------------------------------------------------------------- */
 
 /* Takes op off every wait structure and queues its result for the next delivery. */
-static void make_ready(cor__backend *b, cor_io_op *op, int res)
+static void make_ready(cor__backend *b, cor__io_op *op, int res)
 {
     if (op->bk_flags & BK_QUEUED) {
         q_remove(&b->fds[op->fd].q[queue_of(op)], op);
         op->bk_flags &= (uint8_t)~BK_QUEUED;
         b->waiting--;
     }
-    heap_remove(b, op);
     op->bk_flags |= BK_READY;
     op->bk[1] = (uint64_t)(int64_t)res;
     q_push(&b->ready, op);
@@ -306,14 +222,14 @@ static int set_nonblock(int fd)
  * (pipe, socket) ignores the offset, as io_uring does. A file that does not
  * support RWF_NOWAIT is made O_NONBLOCK once and uses plain read/write.
  */
-static int rw_nowait(cor_io_op *op, bool write)
+static int rw_nowait(cor__io_op *op, bool write)
 {
-    struct iovec one = {op->u.io.addr, op->u.io.len};
+    struct iovec one = {op->u.io.addr, op->len};
     const struct iovec *v = &one;
     int cnt = 1;
     if (op->opcode == COR__IO_READV || op->opcode == COR__IO_WRITEV) {
         v = (const struct iovec *)op->u.io.addr;
-        cnt = (int)op->u.io.len;
+        cnt = (int)op->len;
     }
     long off = (long)op->u.io.off;
     long nr = write ? SYS_pwritev2 : SYS_preadv2;
@@ -348,20 +264,20 @@ static int rw_nowait(cor_io_op *op, bool write)
 }
 
 /* A regular file: epoll cannot wait on it, so the blocking call runs here. */
-static int rw_sync(cor_io_op *op, bool write)
+static int rw_sync(cor__io_op *op, bool write)
 {
     op->bk_flags |= BK_BLOCKING_RW;
     return rw_nowait(op, write);
 }
 
-static int sock_io(cor_io_op *op, bool send_)
+static int sock_io(cor__io_op *op, bool send_)
 {
     bool all = op->op_flags & MSG_WAITALL;
     int flags = (int)(op->op_flags & ~(uint32_t)MSG_WAITALL) | MSG_DONTWAIT;
-    uint32_t done = (uint32_t)(op->bk[1] >> 32);
+    uint32_t done = (uint32_t)op->bk[1];
     for (;;) {
         char *p = (char *)op->u.io.addr + done;
-        size_t len = op->u.io.len - done;
+        size_t len = op->len - done;
         ssize_t r = send_ ? send(op->fd, p, len, flags) : recv(op->fd, p, len, flags);
         if (r < 0 && errno == EINTR)
             continue;
@@ -375,7 +291,7 @@ static int sock_io(cor_io_op *op, bool send_)
         done += (uint32_t)r;
         /* MSG_WAITALL keeps going until len, EOF or an error, on a stream
          * only (as io_uring): a datagram is one message. */
-        if (!all || r == 0 || done == op->u.io.len)
+        if (!all || r == 0 || done == op->len)
             return (int)done;
         if (!(op->bk_flags & BK_STREAM)) {
             int type = 0;
@@ -385,7 +301,7 @@ static int sock_io(cor_io_op *op, bool send_)
                 return (int)done;
             op->bk_flags |= BK_STREAM;
         }
-        op->bk[1] = (op->bk[1] & UINT32_MAX) | ((uint64_t)done << 32);
+        op->bk[1] = done;
     }
 }
 
@@ -393,10 +309,10 @@ static int sock_io(cor_io_op *op, bool send_)
  * Runs op's syscall once more. ev: the epoll events that prompted the retry
  * (0 at submission). Returns the result, or -EAGAIN to keep waiting.
  */
-static int try_op(cor_io_op *op, uint32_t ev)
+static int try_op(cor__io_op *op, uint32_t ev)
 {
     int r;
-    switch (op->opcode) {
+    switch ((enum cor__io_opcode)op->opcode) {
     case COR__IO_READ:
     case COR__IO_READV:
         return rw_nowait(op, false);
@@ -433,7 +349,7 @@ static int try_op(cor_io_op *op, uint32_t ev)
                 return -err;
             return ev & EPOLLOUT ? 0 : -EAGAIN;
         }
-        r = connect(op->fd, (const struct sockaddr *)op->u.io.addr, (socklen_t)op->u.io.len);
+        r = connect(op->fd, (const struct sockaddr *)op->u.io.addr, (socklen_t)op->len);
         if (r == 0)
             return 0;
         if (errno == EINPROGRESS || errno == EINTR) {
@@ -452,19 +368,29 @@ static int try_op(cor_io_op *op, uint32_t ev)
             return -errno;
         return r ? p.revents : -EAGAIN;
     }
-    default:
-        return -EOPNOTSUPP;
+    case COR__IO_NOP: /* not readiness operations (their table rows say so) */
+    case COR__IO_TIMEOUT:
+    case COR__IO_CLOSE:
+    case COR__IO_SHUTDOWN:
+    case COR__IO_FSYNC:
+    case COR__IO_OPENAT:
+    case COR__IO_STATX:
+    case COR__IO_STREAM_NEXT:
+    case COR__IO_OPCODES:
+        break;
     }
+    return -EOPNOTSUPP;
 }
 
 /*
  * Operations epoll cannot wait for (files, metadata, shutdown): they run
  * here, on the owner thread, and block it for as long as the kernel takes.
  */
-static int sync_op(cor_io_op *op)
+static int sync_op(cor__io_op *op)
 {
-    int r;
-    switch (op->opcode) {
+    int r = -1;
+    errno = EOPNOTSUPP;
+    switch ((enum cor__io_opcode)op->opcode) {
     case COR__IO_SHUTDOWN:
         r = shutdown(op->fd, (int)op->op_flags);
         break;
@@ -472,23 +398,37 @@ static int sync_op(cor_io_op *op)
         r = (op->op_flags & COR__FSYNC_DATA) ? fdatasync(op->fd) : fsync(op->fd);
         break;
     case COR__IO_OPENAT:
-        r = openat(op->fd, (const char *)op->u.io.addr, (int)op->op_flags, (mode_t)op->u.io.len);
+        r = openat(op->fd, (const char *)op->u.io.addr, (int)op->op_flags, (mode_t)op->len);
         break;
     case COR__IO_STATX:
-        r = statx(op->fd, (const char *)op->u.io.addr, (int)op->op_flags, op->u.io.len,
+        r = statx(op->fd, (const char *)op->u.io.addr, (int)op->op_flags, op->len,
                   (struct statx *)op->u.io.addr2);
         break;
-    default:
-        return -EOPNOTSUPP;
+    case COR__IO_NOP: /* not synchronous operations (their table rows say so) */
+    case COR__IO_TIMEOUT:
+    case COR__IO_READ:
+    case COR__IO_WRITE:
+    case COR__IO_RECV:
+    case COR__IO_SEND:
+    case COR__IO_ACCEPT:
+    case COR__IO_CONNECT:
+    case COR__IO_CLOSE:
+    case COR__IO_POLL:
+    case COR__IO_READV:
+    case COR__IO_WRITEV:
+    case COR__IO_SENDMSG:
+    case COR__IO_RECVMSG:
+    case COR__IO_STREAM_NEXT:
+    case COR__IO_OPCODES:
+        break;
     }
     return r < 0 ? -errno : r;
 }
 
 /* ---- the backend ops ------------------------------------------------------------------ */
 
-static int ep_create(cor__backend **out, const cor__backend_config *cfg, cor_io_context *io)
+static int ep_create(cor__backend **out, const cor__backend_config *cfg)
 {
-    (void)io;
     cor__backend *b = calloc(1, sizeof *b);
     if (!b)
         return -ENOMEM;
@@ -545,12 +485,11 @@ static void ep_destroy(cor__backend *b)
     close(b->epfd);
     free(b->events);
     free(b->fds);
-    free(b->heap);
     free(b);
 }
 
 /* Puts op on its descriptor's queue, registering the descriptor on first use. */
-static int wait_fd(cor__backend *b, cor_io_op *op)
+static int wait_fd(cor__backend *b, cor__io_op *op)
 {
     struct fd_entry *e = entry_of(b, op->fd);
     if (!e)
@@ -561,11 +500,6 @@ static int wait_fd(cor__backend *b, cor_io_op *op)
         if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, op->fd, &ev) < 0 && errno != EEXIST)
             return -errno;
         e->registered = true;
-    }
-    if (op->deadline > 0) {
-        int rc = heap_add(b, op);
-        if (rc)
-            return rc;
     }
     q_push(&e->q[queue_of(op)], op);
     op->bk_flags |= BK_QUEUED;
@@ -594,7 +528,7 @@ static int do_close(cor__backend *b, int fd)
     return close(fd) < 0 && errno != EINTR ? -errno : 0;
 }
 
-static int ep_submit(cor__backend *b, cor_io_op *op)
+static int ep_submit(cor__backend *b, cor__io_op *op)
 {
     op->bk_flags = 0;
     op->bk[0] = 0;
@@ -608,38 +542,24 @@ static int ep_submit(cor__backend *b, cor_io_op *op)
         op->fixed = 0;
     }
     int r;
-    switch (op->opcode) {
-    case COR__IO_NOP:
+    switch ((enum cor__io_wait)cor__io_opinfo[op->opcode].wait) {
+    case COR__IO_WAIT_NOW:
         make_ready(b, op, 0);
         return 0;
-    case COR__IO_TIMEOUT:
-        if (op->deadline > 0 && op->deadline < op->u.tmo.when)
-            op->bk_flags |= BK_DEADLINE_FIRST;
-        return heap_add(b, op);
-    case COR__IO_CLOSE:
+    case COR__IO_WAIT_CLOSE:
         if (op->fd < 0)
             return -EBADF;
         make_ready(b, op, do_close(b, op->fd));
         return 0;
-    case COR__IO_SHUTDOWN:
-    case COR__IO_FSYNC:
-    case COR__IO_OPENAT:
-    case COR__IO_STATX:
+    case COR__IO_WAIT_SYNC:
         make_ready(b, op, sync_op(op));
         return 0;
-    case COR__IO_READ:
-    case COR__IO_WRITE:
-    case COR__IO_READV:
-    case COR__IO_WRITEV:
-    case COR__IO_RECV:
-    case COR__IO_SEND:
-    case COR__IO_RECVMSG:
-    case COR__IO_SENDMSG:
-    case COR__IO_ACCEPT:
-    case COR__IO_CONNECT:
-    case COR__IO_POLL:
+    case COR__IO_WAIT_IN:
+    case COR__IO_WAIT_OUT:
+    case COR__IO_WAIT_POLL:
         break;
-    default:
+    case COR__IO_WAIT_STREAM: /* multishot streams are io_uring's: never here */
+    case COR__IO_WAIT_FRONT:  /* the front end's: never here */
         return -EOPNOTSUPP;
     }
     if (op->fd < 0)
@@ -663,7 +583,7 @@ static int ep_submit(cor__backend *b, cor_io_op *op)
     return r;
 }
 
-static void ep_cancel(cor__backend *b, cor_io_op *op)
+static void ep_cancel(cor__backend *b, cor__io_op *op)
 {
     if (op->bk_flags & BK_READY)
         return; /* it won the race: its result is queued */
@@ -672,8 +592,6 @@ static void ep_cancel(cor__backend *b, cor_io_op *op)
 
 static void ep_cancel_all(cor__backend *b)
 {
-    while (b->heap_len)
-        make_ready(b, b->heap[0], -ECANCELED);
     for (size_t fd = 0; fd < b->nfds && b->waiting; fd++)
         cancel_fd(b, &b->fds[fd]);
 }
@@ -681,9 +599,9 @@ static void ep_cancel_all(cor__backend *b)
 /* Retries the ops waiting in q after events ev, in order, until one must wait again. */
 static void drive_queue(cor__backend *b, struct opq *q, uint32_t ev, bool all)
 {
-    cor_io_op *op = q->head;
+    cor__io_op *op = q->head;
     while (op) {
-        cor_io_op *next = link_of(op);
+        cor__io_op *next = link_of(op);
         int r = try_op(op, ev);
         if (r != -EAGAIN)
             make_ready(b, op, r);
@@ -706,24 +624,6 @@ static void on_event(cor__backend *b, const struct epoll_event *e)
         drive_queue(b, &ent->q[Q_OUT], ev, false);
     /* Each POLL op waits for its own events: look at every one. */
     drive_queue(b, &ent->q[Q_POLL], ev, true);
-}
-
-static void expire(cor__backend *b, int64_t now)
-{
-    while (b->heap_len && expiry_of(b->heap[0]) <= now) {
-        cor_io_op *op = b->heap[0];
-        int res = -ETIME;
-        if (op->opcode == COR__IO_TIMEOUT && !(op->bk_flags & BK_DEADLINE_FIRST))
-            res = 0;
-        make_ready(b, op, res);
-    }
-}
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* One batched epoll_wait; timeout_ns < 0 waits without limit. Returns the event count. */
@@ -753,30 +653,20 @@ static int wait_events(cor__backend *b, int64_t timeout_ns)
 
 static long ep_run(cor__backend *b, int64_t timeout_ns, long max)
 {
-    int64_t tmo = timeout_ns;
-    if (b->ready.head) {
-        tmo = 0;
-    } else if (b->heap_len && tmo != 0) {
-        int64_t d = expiry_of(b->heap[0]) - now_ns();
-        if (d < 0)
-            d = 0;
-        if (tmo < 0 || d < tmo)
-            tmo = d;
-    }
+    int64_t tmo = b->ready.head ? 0 : timeout_ns;
     /* Nothing can be ready on a descriptor nobody waits on, and wake-ups need no read:
      * with completions queued and no waiter, epoll_wait would be a wasted syscall. */
     if (tmo != 0 || b->waiting) {
+        b->stats.enters++;
         int n = wait_events(b, tmo);
         for (int i = 0; i < n; i++)
             on_event(b, &b->events[i]);
     }
-    if (b->heap_len)
-        expire(b, now_ns());
     /* Deliver what is ready now, not what the handlers make ready. */
-    cor_io_op *last = b->ready.tail;
+    cor__io_op *last = b->ready.tail;
     long n = 0;
     while (n < max && b->ready.head) {
-        cor_io_op *op = q_pop(&b->ready);
+        cor__io_op *op = q_pop(&b->ready);
         bool end = op == last;
         op->bk_flags &= (uint8_t)~BK_READY;
         op->bk_pending = 0;
@@ -801,6 +691,11 @@ static unsigned ep_features(cor__backend *b)
 {
     (void)b;
     return 0;
+}
+
+static const cor__backend_stats *ep_stats(cor__backend *b)
+{
+    return &b->stats;
 }
 
 /* ---- registered files (emulated) ------------------------------------------------------- */
@@ -864,6 +759,7 @@ const cor__backend_ops cor__epoll_backend = {
     .run = ep_run,
     .wake = ep_wake,
     .features = ep_features,
+    .stats = ep_stats,
     .files_register = ep_files_register,
     .files_update = ep_files_update,
     .files_unregister = ep_files_unregister,

@@ -1,6 +1,6 @@
 /*
- * Files: the file operations as leaf awaitables on the common submission
- * path of io_context.c, and aligned allocation for O_DIRECT.
+ * Files: the file operations as leaf awaitables on the common operation
+ * path of io_op.c, and aligned allocation for O_DIRECT.
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -9,15 +9,16 @@
 
 #include "coring/file.h"
 #include "internal.h"
-#include "ring/backend.h"
+#include "io_internal.h"
 
 struct cor_io_await *cor_openat(int dirfd, const char *path, int flags, mode_t mode)
 {
     struct cor_io_await *a = cor__io_await_fd(COR__IO_OPENAT, dirfd, path != NULL);
     if (a) {
-        a->op.u.io.addr = (void *)path;
-        a->op.u.io.len = (uint32_t)mode;
-        a->op.op_flags = (uint32_t)(flags | O_CLOEXEC);
+        cor__io_op *op = cor__op_of(a);
+        op->u.io.addr = (void *)path;
+        op->len = (uint32_t)mode;
+        op->op_flags = (uint32_t)(flags | O_CLOEXEC);
     }
     return a;
 }
@@ -32,9 +33,10 @@ static struct cor_io_await *rw_op(int opcode, int fd, void *buf, size_t len, int
     struct cor_io_await *a =
         cor__io_await_fd(opcode, fd, (buf || !len) && len <= INT_MAX && off >= -1);
     if (a) {
-        a->op.u.io.addr = buf;
-        a->op.u.io.len = (uint32_t)len;
-        a->op.u.io.off = (uint64_t)off;
+        cor__io_op *op = cor__op_of(a);
+        op->u.io.addr = buf;
+        op->len = (uint32_t)len;
+        op->u.io.off = (uint64_t)off;
     }
     return a;
 }
@@ -55,9 +57,10 @@ static struct cor_io_await *rwv_op(int opcode, int fd, const struct iovec *iov, 
     struct cor_io_await *a =
         cor__io_await_fd(opcode, fd, iov && iovcnt > 0 && iovcnt <= IOV_MAX && off >= -1);
     if (a) {
-        a->op.u.io.addr = (void *)iov;
-        a->op.u.io.len = (uint32_t)(iovcnt > 0 ? iovcnt : 0);
-        a->op.u.io.off = (uint64_t)off;
+        cor__io_op *op = cor__op_of(a);
+        op->u.io.addr = (void *)iov;
+        op->len = (uint32_t)(iovcnt > 0 ? iovcnt : 0);
+        op->u.io.off = (uint64_t)off;
     }
     return a;
 }
@@ -81,7 +84,7 @@ struct cor_io_await *cor_fdatasync(int fd)
 {
     struct cor_io_await *a = cor__io_await_fd(COR__IO_FSYNC, fd, true);
     if (a)
-        a->op.op_flags = COR__FSYNC_DATA;
+        cor__op_of(a)->op_flags = COR__FSYNC_DATA;
     return a;
 }
 
@@ -90,10 +93,11 @@ struct cor_io_await *cor_statx(int dirfd, const char *path, int flags, unsigned 
 {
     struct cor_io_await *a = cor__io_await_fd(COR__IO_STATX, dirfd, path && out);
     if (a) {
-        a->op.u.io.addr = (void *)path;
-        a->op.u.io.addr2 = out;
-        a->op.u.io.len = mask;
-        a->op.op_flags = (uint32_t)flags;
+        cor__io_op *op = cor__op_of(a);
+        op->u.io.addr = (void *)path;
+        op->u.io.addr2 = out;
+        op->len = mask;
+        op->op_flags = (uint32_t)flags;
     }
     return a;
 }

@@ -7,13 +7,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define COR__API __attribute__((visibility("default")))
-
 /* The struct that contains member `m` at address p. */
 #define cor__container_of(p, type, m) ((type *)((char *)(p)-offsetof(type, m)))
 
 #define COR__LIKELY(x) __builtin_expect(!!(x), 1)
 #define COR__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/*
+ * Adds v to a counter that one thread writes and any thread may read: a
+ * relaxed load and store (plain moves on x86), so readers never see a torn
+ * value and the writer pays no locked instruction.
+ */
+#define cor__stat_add(field, v)                                                                    \
+    __atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (v), __ATOMIC_RELAXED)
 
 /*
  * A test-and-test-and-set spin lock for short critical sections that must

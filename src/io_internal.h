@@ -1,8 +1,119 @@
-/* Internal entry points of the io_context shared with io_group.c; not installed. */
+/*
+ * The io_context's front end, shared by the files that implement it:
+ * io_context.c (executor, queues, run loop, lifecycle), io_op.c (the
+ * operation state machine and the stop-token bridge), timer.c (sleeps and
+ * timer objects on the wheel), io_files.c (registered files), stream.c
+ * (buffer rings and multishot streams), io_group.c and compose.c. Not
+ * installed.
+ *
+ * Who touches what. Fields under "owner" are touched only by the thread
+ * that drives the context (inside run), or by anyone while nobody does (the
+ * `running` flag, taken with acquire and released with release, orders
+ * successive drivers). Fields under "shared" are atomics.
+ */
 #ifndef CORING_SRC_IO_INTERNAL_H
 #define CORING_SRC_IO_INTERNAL_H
 
+#include <pthread.h>
+
 #include "coring/io_context.h"
+#include "coring/io_op.h"
+#include "fifo.h"
+#include "io_seam.h"
+#include "mpsc.h"
+#include "wheel.h"
+
+/* Op states (cor__io_op.state). */
+enum { COR__OP_NEW, COR__OP_IN_FLIGHT, COR__OP_DONE };
+
+/* Op flags (cor__io_op.flags). */
+enum {
+    COR__OPF_CANCEL_SENT = 1u << 0,    /* it was asked to stop (backend cancel sent)      */
+    COR__OPF_EINVAL = 1u << 1,         /* created with bad arguments: -EINVAL at start    */
+    COR__OPF_EPERM = 1u << 2,          /* created for another context: -EPERM at start    */
+    COR__OPF_DEADLINE = 1u << 3,       /* timer.when holds a deadline                      */
+    COR__OPF_DEADLINE_FIRST = 1u << 4, /* a TIMEOUT's deadline is earlier than its expiry  */
+    COR__OPF_TIMED_OUT = 1u << 5,      /* its deadline fired (before any stop)             */
+    COR__OPF_INJECTED = 1u << 6        /* the fault seam completes it                      */
+};
+
+/* A list of in-flight operations (doubly linked through cor__io_op.next/prev). */
+typedef struct cor__op_list {
+    cor__io_op *head;
+    long count;
+} cor__op_list;
+
+/*
+ * A whole-task timeout or any other timer that runs a function when it
+ * expires, on the owner thread, from the run loop (compose.c).
+ */
+typedef struct cor__timeout {
+    cor__tnode node; /* kind COR__TNODE_CALLBACK */
+    void (*fire)(struct cor__timeout *t);
+} cor__timeout;
+
+struct cor_io_context {
+    cor_execution_context ctx; /* first: the context of the executor */
+    const cor__backend_ops *be_ops;
+    cor__backend *be;
+    unsigned requested;
+
+    /* owner */
+    cor__fifo local;        /* posts from the owner thread                     */
+    long queued;            /* its length                                      */
+    long inflight;          /* operations started and not yet completed        */
+    long timeouts;          /* armed cor__timeout nodes (they count as work)   */
+    cor__op_list plain;     /* in-flight ops whose coroutine cannot be stopped */
+    cor__io_op *done_head;  /* front-end completions waiting for delivery      */
+    cor__io_op *done_last;  /* (linked through bk[0], results in bk[1])        */
+    cor__wheel wheel;       /* sleeps, timer waits, deadlines, task timeouts   */
+    pthread_t owner;        /* the driving thread once bound                   */
+    bool bound;             /* the backend was bound to a thread               */
+    bool closing;           /* destroy is draining                             */
+    unsigned nfiles;        /* slots of the registered file table              */
+
+    /* Counters (metrics): written by the owner with relaxed atomics, read from anywhere. */
+    struct {
+        uint64_t submitted;  /* operations handed to the backend            */
+        uint64_t completed;  /* operations completed (any way)              */
+        uint64_t posts_local, posts_remote; /* handles posted from inside / outside */
+        uint64_t wakeups_sent;     /* wake-ups this context's posters sent  */
+        uint64_t wakeups_received; /* times the owner blocked and was woken */
+    } stats;
+
+    /* The stop-token bridge (io_op.c): one link per stop source in use. */
+    cor__stop_link **links; /* open-addressing table by source address        */
+    unsigned links_cap;     /* a power of two, or 0                            */
+    unsigned links_used;
+    cor__stop_link *links_free; /* links ready for reuse                       */
+    void *link_chunks;          /* the blocks links are carved from           */
+
+    /* shared */
+    uint32_t running;  /* a thread is inside run                      */
+    uint32_t stopped;  /* stop was requested                          */
+    uint32_t sleeping; /* the owner is (about to be) blocked          */
+    uint32_t touching; /* threads inside a cross-thread touch of io   */
+    long work;         /* work guards and launches                    */
+    char pad[64];
+    cor__mpsc remote; /* posts from other threads                    */
+};
+
+/* The io_context whose run loop is on this thread's stack, or NULL. */
+extern __thread cor_io_context *cor__io_running;
+
+/* ---- io_context.c ---- */
+
+/* Posts h to io from any thread (the cross-thread path: MPSC queue and wake-up). */
+void cor__io_post_remote(cor_io_context *io, cor_frame *h);
+
+/*
+ * Enters io for a call that must run on its driving thread (registered
+ * files, buffer rings, streams): from inside io's run, or while nobody
+ * drives io from a thread that may (it then holds `running` itself until
+ * cor__io_owner_leave). Returns 0, or -EPERM. *held says what to release.
+ */
+int cor__io_owner_enter(cor_io_context *io, bool *held);
+void cor__io_owner_leave(cor_io_context *io, bool held);
 
 /*
  * On the owner thread, after run returned: cancels every operation in
@@ -10,5 +121,92 @@
  * queued handle, so the context can later be destroyed from any thread.
  */
 void cor__io_context_quiesce(cor_io_context *io);
+
+/* ---- io_op.c ---- */
+
+/* The op of a leaf frame made by cor__io_await_new. */
+static inline cor__io_op *cor__op_of(struct cor_io_await *a)
+{
+    return (cor__io_op *)(void *)&a->op;
+}
+
+/* The leaf frame holding op. */
+static inline cor_frame *cor__op_frame(cor__io_op *op)
+{
+    return (cor_frame *)((char *)op - offsetof(struct cor_io_await, op));
+}
+
+/*
+ * Allocates a leaf struct cor_io_await for opcode in the current await slot
+ * (or from the frame allocator) with no arguments set; the caller fills
+ * fd, len, u, op_flags. size (0: the struct's) bytes for the frame: the
+ * bytes past the struct hold per-op state such as a msghdr. Returns NULL if
+ * the frame could not be allocated.
+ */
+struct cor_io_await *cor__io_await_new(int opcode, size_t size);
+
+/*
+ * As cor__io_await_new for an op on fd. If valid is false the op is marked
+ * as made with bad arguments: awaiting it completes with -EINVAL without
+ * reaching the backend, whatever is set on it afterwards (a deadline,
+ * COR_FIXED).
+ */
+struct cor_io_await *cor__io_await_fd(int opcode, int fd, bool valid);
+
+/* Marks op as made with bad arguments (see cor__io_await_fd). */
+static inline void cor__io_op_invalid(cor__io_op *op)
+{
+    op->flags |= COR__OPF_EINVAL;
+}
+
+/* Completes op (in flight, handled by the front end) with res from the run loop, never inline. */
+void cor__io_op_done_later(cor_io_context *io, cor__io_op *op, int res);
+
+/* Delivers up to max of the front-end completions queued so far; returns how many. Owner. */
+long cor__io_deliver_done(cor_io_context *io, long max);
+
+/* Cancels op (in flight): the backend's cancel, or the front end's for a FRONT op. */
+void cor__io_op_cancel(cor_io_context *io, cor__io_op *op);
+
+/* Cancels every operation in flight (teardown). */
+void cor__io_cancel_all(cor_io_context *io);
+
+/* A deadline fired for op (a backend op): cancel it unless a stop came first. */
+void cor__io_op_deadline_fired(cor_io_context *io, cor__io_op *op);
+
+/* True if h is a stop link's request frame (bookkeeping, not a handler). */
+bool cor__io_is_link_request(const cor_frame *h);
+
+/* A queued stop-link request is being discarded (teardown). */
+void cor__io_link_request_destroyed(cor_frame *h);
+
+/* Frees the stop links (destroy), deregistering any still in use. */
+void cor__io_links_destroy(cor_io_context *io);
+
+/* ---- stream.c ---- */
+
+/* The result of a STREAM_NEXT op: hands a receive stream's buffer to the waiter's cor_buf. */
+int cor__stream_next_result(cor__io_op *op, int res);
+
+/* ---- timer.c ---- */
+
+/* Starts a TIMEOUT op (a sleep or a timer wait) on the wheel. Returns 0 or -errno. */
+int cor__timeout_start(cor_io_context *io, cor__io_op *op);
+
+/* A TIMEOUT op left the wheel (completed or canceled): forget its timer object. */
+void cor__timeout_finish(cor__io_op *op);
+
+/*
+ * Runs the timers due at now: fired deadlines cancel their ops, fired
+ * sleeps complete, fired cor__timeouts run their function. Returns how many
+ * fired. Owner, inside run.
+ */
+long cor__io_expire_timers(cor_io_context *io, int64_t now);
+
+/* Arms t to fire at when on io (owner thread; t must not be armed). */
+void cor__io_timeout_arm(cor_io_context *io, cor__timeout *t, int64_t when);
+
+/* Disarms t if it is armed (owner thread). */
+void cor__io_timeout_disarm(cor_io_context *io, cor__timeout *t);
 
 #endif

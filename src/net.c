@@ -1,7 +1,7 @@
 /*
  * Sockets: address helpers, synchronous setup, the socket operations (leaf
- * awaitables on the common submission path of io_context.c), the composed
- * tasks and the multishot streams over the backend's optional calls.
+ * awaitables on the common operation path of io_op.c) and the composed
+ * tasks.
  */
 #include <arpa/inet.h>
 #include <limits.h>
@@ -13,10 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "coring/file.h"
 #include "coring/net.h"
 #include "internal.h"
-#include "ring/backend.h"
+#include "io_internal.h"
 
 /* ---- addresses --------------------------------------------------------------------------- */
 
@@ -310,9 +309,10 @@ static struct cor_io_await *buf_op(int opcode, int fd, void *buf, size_t len, ui
 {
     struct cor_io_await *a = cor__io_await_fd(opcode, fd, (buf || len == 0) && len <= INT_MAX);
     if (a) {
-        a->op.u.io.addr = buf;
-        a->op.u.io.len = (uint32_t)len;
-        a->op.op_flags = flags;
+        cor__io_op *op = cor__op_of(a);
+        op->u.io.addr = buf;
+        op->len = (uint32_t)len;
+        op->op_flags = flags;
     }
     return a;
 }
@@ -322,15 +322,16 @@ struct cor_io_await *cor_accept(int fd, cor_sockaddr *peer)
 {
     struct cor_io_await *a = cor__io_await_fd(COR__IO_ACCEPT, fd, true);
     if (a) {
+        cor__io_op *op = cor__op_of(a);
         if (peer) {
             peer->len = sizeof peer->u;
-            a->op.u.io.addr = &peer->u.sa;
-            a->op.u.io.addr2 = &peer->len;
+            op->u.io.addr = &peer->u.sa;
+            op->u.io.addr2 = &peer->len;
         } else {
-            a->op.u.io.addr = NULL;
-            a->op.u.io.addr2 = NULL;
+            op->u.io.addr = NULL;
+            op->u.io.addr2 = NULL;
         }
-        a->op.op_flags = SOCK_NONBLOCK | SOCK_CLOEXEC;
+        op->op_flags = SOCK_NONBLOCK | SOCK_CLOEXEC;
     }
     return a;
 }
@@ -339,8 +340,9 @@ struct cor_io_await *cor_connect(int fd, const cor_sockaddr *addr)
 {
     struct cor_io_await *a = cor__io_await_fd(COR__IO_CONNECT, fd, valid_addr(addr));
     if (a) {
-        a->op.u.io.addr = addr ? (void *)&addr->u.sa : NULL;
-        a->op.u.io.len = addr ? addr->len : 0;
+        cor__io_op *op = cor__op_of(a);
+        op->u.io.addr = addr ? (void *)&addr->u.sa : NULL;
+        op->len = addr ? addr->len : 0;
     }
     return a;
 }
@@ -366,12 +368,13 @@ static struct cor_io_await *msg_op(int opcode, int fd, void *buf, size_t len, in
 {
     size_t off = (sizeof(struct cor_io_await) + _Alignof(struct msg_state) - 1) &
                  ~(_Alignof(struct msg_state) - 1);
-    struct cor_io_await *a = cor__io_await_new_size(NULL, opcode, off + sizeof(struct msg_state));
+    struct cor_io_await *a = cor__io_await_new(opcode, off + sizeof(struct msg_state));
     if (!a)
         return NULL;
-    a->op.fd = fd;
+    cor__io_op *op = cor__op_of(a);
+    op->fd = fd;
     if (!valid || (!buf && len) || len > INT_MAX)
-        cor__io_op_invalid(&a->op);
+        cor__io_op_invalid(op);
     struct msg_state *m = (struct msg_state *)((char *)a + off);
     memset(m, 0, sizeof *m);
     m->iov.iov_base = buf;
@@ -382,8 +385,8 @@ static struct cor_io_await *msg_op(int opcode, int fd, void *buf, size_t len, in
         m->msg.msg_name = &addr->u.sa;
         m->msg.msg_namelen = opcode == COR__IO_RECVMSG ? (socklen_t)sizeof addr->u : addr->len;
     }
-    a->op.u.io.addr = &m->msg;
-    a->op.op_flags = (uint32_t)flags;
+    op->u.io.addr = &m->msg;
+    op->op_flags = (uint32_t)flags;
     return a;
 }
 
@@ -413,7 +416,7 @@ struct cor_io_await *cor_shutdown(int fd, int how)
     struct cor_io_await *a = cor__io_await_fd(COR__IO_SHUTDOWN, fd,
                                               how == SHUT_RD || how == SHUT_WR || how == SHUT_RDWR);
     if (a)
-        a->op.op_flags = (uint32_t)how;
+        cor__op_of(a)->op_flags = (uint32_t)how;
     return a;
 }
 
@@ -510,129 +513,4 @@ COR_DEFINE(cor_recv_until,
             COR_RETURN(0);
         *self->have += (size_t)self->r;
     }
-}
-
-/* ---- provided buffers and streams --------------------------------------------------------- */
-
-struct cor_buf_ring {
-    cor_io_context *io;
-    const cor__backend_ops *ops;
-    cor__backend *be;
-    cor__bufring *br;
-    char *mem;
-    unsigned count, size;
-};
-
-struct cor_stream {
-    cor_io_context *io;
-    const cor__backend_ops *ops;
-    cor__backend *be;
-    cor__stream *s;
-    cor_buf_ring *ring;
-};
-
-int cor_buf_ring_create(cor_buf_ring **out, cor_io_context *io, unsigned count, unsigned size)
-{
-    if (!out || !io || count == 0 || count > 32768 || (count & (count - 1)) || size == 0 ||
-        size > (1u << 20))
-        return -EINVAL;
-    const cor__backend_ops *ops;
-    cor__backend *be = cor__io_backend(io, &ops);
-    if (!ops->bufring_create)
-        return -EOPNOTSUPP;
-    cor_buf_ring *r = calloc(1, sizeof *r);
-    if (!r)
-        return -ENOMEM;
-    r->mem = cor_file_alloc_aligned((size_t)count * size, 4096);
-    if (!r->mem) {
-        free(r);
-        return -ENOMEM;
-    }
-    int rc = ops->bufring_create(be, &r->br, r->mem, count, size);
-    if (rc) {
-        free(r->mem);
-        free(r);
-        return rc;
-    }
-    r->io = io;
-    r->ops = ops;
-    r->be = be;
-    r->count = count;
-    r->size = size;
-    *out = r;
-    return 0;
-}
-
-int cor_buf_ring_put(cor_buf_ring *r, const cor_buf *b)
-{
-    if (!r || !b || b->id >= r->count || b->data != r->mem + (size_t)b->id * r->size)
-        return -EINVAL;
-    r->ops->bufring_put(r->be, r->br, b->id);
-    return 0;
-}
-
-void cor_buf_ring_destroy(cor_buf_ring *r)
-{
-    if (!r)
-        return;
-    r->ops->bufring_destroy(r->be, r->br);
-    free(r->mem);
-    free(r);
-}
-
-static int stream_open(cor_stream **out, cor_io_context *io, int fd, int kind, cor_buf_ring *r)
-{
-    if (!out || !io || fd < 0 || (kind == COR__STREAM_RECV && (!r || r->io != io)))
-        return -EINVAL;
-    const cor__backend_ops *ops;
-    cor__backend *be = cor__io_backend(io, &ops);
-    if (!ops->stream_open)
-        return -EOPNOTSUPP;
-    cor_stream *s = calloc(1, sizeof *s);
-    if (!s)
-        return -ENOMEM;
-    int rc = ops->stream_open(be, &s->s, kind, fd, r ? r->br : NULL);
-    if (rc) {
-        free(s);
-        return rc;
-    }
-    s->io = io;
-    s->ops = ops;
-    s->be = be;
-    s->ring = r;
-    *out = s;
-    return 0;
-}
-
-int cor_accept_stream_open(cor_stream **out, cor_io_context *io, int fd)
-{
-    return stream_open(out, io, fd, COR__STREAM_ACCEPT, NULL);
-}
-
-int cor_recv_stream_open(cor_stream **out, cor_io_context *io, int fd, cor_buf_ring *r)
-{
-    return stream_open(out, io, fd, COR__STREAM_RECV, r);
-}
-
-struct cor_io_await *cor_stream_next(cor_stream *s, cor_buf *buf)
-{
-    struct cor_io_await *a = cor__io_await_new(s ? s->io : NULL, COR__IO_STREAM_NEXT);
-    if (!a)
-        return NULL;
-    if (!s || (s->ring && !buf)) {
-        a->op.io = NULL;
-        cor__io_op_invalid(&a->op);
-        return a;
-    }
-    a->op.u.io.addr = s->s;
-    a->op.u.io.addr2 = buf;
-    return a;
-}
-
-void cor_stream_close(cor_stream *s)
-{
-    if (!s)
-        return;
-    s->ops->stream_close(s->be, s->s);
-    free(s);
 }

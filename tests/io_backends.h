@@ -9,9 +9,8 @@
 #define CORING_TESTS_IO_BACKENDS_H
 
 #include <criterion/criterion.h>
+#include <coring/file.h>
 #include <coring/io_context.h>
-
-#include "ring/backend.h"
 
 static inline const char *io_test_backend_name(int backend)
 {
@@ -44,14 +43,7 @@ static inline cor_io_context *io_test_create(int backend, const cor_io_context_o
  */
 static inline struct cor_io_await *pipe_read(int fd, char *buf)
 {
-    struct cor_io_await *a = cor__io_await_new(NULL, COR__IO_READ);
-    if (a) {
-        a->op.fd = fd;
-        a->op.u.io.addr = buf;
-        a->op.u.io.len = 1;
-        a->op.u.io.off = (uint64_t)-1;
-    }
-    return a;
+    return cor_read(fd, buf, 1, -1);
 }
 
 #define IO_TEST_OPTS(suite, name, ...)                                                             \

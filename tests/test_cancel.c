@@ -12,7 +12,6 @@
 #include <unistd.h>
 #include <criterion/criterion.h>
 
-#include "ring/backend.h"
 #include "io_backends.h"
 #include "util.h"
 #include "coring/file.h"

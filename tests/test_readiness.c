@@ -17,21 +17,29 @@
 #include <criterion/criterion.h>
 
 #include "io_backends.h"
-#include "ring/backend.h"
+#include <coring/net.h>
 #include "util.h"
 
 #define MS (1000LL * 1000)
 
-static struct cor_io_await *op_io(int opcode, int fd, void *buf, uint32_t len, uint64_t off)
+/* The operations these tests use, by kind, through the public calls. */
+enum { OP_READ, OP_WRITE, OP_RECV, OP_SEND, OP_CLOSE };
+
+/* An op on fd: read/write len bytes at off (-1: the position), recv/send len bytes, or close. */
+static struct cor_io_await *op_io(int kind, int fd, void *buf, uint32_t len, int64_t off)
 {
-    struct cor_io_await *a = cor__io_await_new(NULL, opcode);
-    if (a) {
-        a->op.fd = fd;
-        a->op.u.io.addr = buf;
-        a->op.u.io.len = len;
-        a->op.u.io.off = off;
+    switch (kind) {
+    case OP_READ:
+        return cor_read(fd, buf, len, off);
+    case OP_WRITE:
+        return cor_write(fd, buf, len, off);
+    case OP_RECV:
+        return cor_recv(fd, buf, len, 0);
+    case OP_SEND:
+        return cor_send(fd, buf, len, 0);
+    default:
+        return cor_close(fd);
     }
-    return a;
 }
 
 static void store_int(void *user, void *result)
@@ -59,10 +67,10 @@ COR_DEFINE_STATIC(one_op, (int opcode, int fd, int64_t deadline_ns, char *byte),
     self->buf[0] = 0;
     if (self->deadline_ns)
         COR_AWAIT(self->r,
-                  COR_DEADLINE_AFTER(op_io(self->opcode, self->fd, self->buf, 1, (uint64_t)-1),
+                  COR_DEADLINE_AFTER(op_io(self->opcode, self->fd, self->buf, 1, -1),
                                      self->deadline_ns));
     else
-        COR_AWAIT(self->r, op_io(self->opcode, self->fd, self->buf, 1, (uint64_t)-1));
+        COR_AWAIT(self->r, op_io(self->opcode, self->fd, self->buf, 1, -1));
     if (self->byte)
         *self->byte = self->buf[0];
     COR_RETURN(self->r);
@@ -94,7 +102,7 @@ static int read_once(cor_io_context *io, int rfd, int wfd, int64_t write_ns, int
     int r = 1000, w = 0;
     cor_launch_options lo = {.on_result = store_int, .user = &r};
     cor_launch_options wo = {.on_result = store_int, .user = &w};
-    COR_RUN_ASYNC(cor_io_context_executor(io), &lo, one_op(COR__IO_READ, rfd, deadline_ns, byte));
+    COR_RUN_ASYNC(cor_io_context_executor(io), &lo, one_op(OP_READ, rfd, deadline_ns, byte));
     if (write_ns)
         COR_RUN_ASYNC(cor_io_context_executor(io), &wo, late_write(wfd, write_ns, 'y'));
     cor_io_context_run(io);
@@ -110,7 +118,7 @@ IO_TEST(readiness, canceled_wait_consumes_nothing_and_leaves_the_descriptor_usab
     int r = 1000;
     cor_launch_options lo = {
         .stop = cor_stop_source_token(&src), .on_result = store_int, .user = &r};
-    COR_RUN_ASYNC(cor_io_context_executor(io), &lo, one_op(COR__IO_READ, p[0], 0, NULL));
+    COR_RUN_ASYNC(cor_io_context_executor(io), &lo, one_op(OP_READ, p[0], 0, NULL));
     cr_assert_eq(cor_io_context_poll(io), 1, "the read waits");
     cor_stop_source_request(&src);
     cor_io_context_run(io);
@@ -155,7 +163,7 @@ IO_TEST(readiness, waits_in_one_direction_each_get_their_own_data)
     cor_launch_options lo[3];
     for (int i = 0; i < 3; i++) {
         lo[i] = (cor_launch_options){.on_result = store_int, .user = &r[i]};
-        COR_RUN_ASYNC(cor_io_context_executor(io), &lo[i], one_op(COR__IO_READ, p[0], 0, &c[i]));
+        COR_RUN_ASYNC(cor_io_context_executor(io), &lo[i], one_op(OP_READ, p[0], 0, &c[i]));
     }
     cr_assert_eq(cor_io_context_poll(io), 3, "three reads wait");
     cr_assert_eq(write(p[1], "abc", 3), 3);
@@ -191,8 +199,8 @@ IO_TEST(readiness, opposite_directions_on_one_descriptor_complete_independently)
     static char out[CHUNK];
     cor_launch_options rl = {.on_result = store_int, .user = &rr};
     cor_launch_options sl = {.on_result = store_int, .user = &sr};
-    COR_RUN_ASYNC(cor_io_context_executor(io), &rl, one_op(COR__IO_RECV, sv[0], 0, &rc));
-    COR_RUN_ASYNC(cor_io_context_executor(io), &sl, one_op(COR__IO_SEND, sv[0], 0, NULL));
+    COR_RUN_ASYNC(cor_io_context_executor(io), &rl, one_op(OP_RECV, sv[0], 0, &rc));
+    COR_RUN_ASYNC(cor_io_context_executor(io), &sl, one_op(OP_SEND, sv[0], 0, NULL));
     cr_assert_eq(cor_io_context_poll(io), 2, "both wait");
     /* Data arrives: the receive completes, the send still waits. */
     cr_assert_eq(write(sv[1], "q", 1), 1);
@@ -226,10 +234,10 @@ COR_DEFINE_STATIC(close_then_read, (int rfd, int wfd), {
     COR_BEGIN(self);
     /* Make the engine wait on the read end once (registering it), with a deadline. */
     COR_AWAIT(self->r, COR_DEADLINE_AFTER(
-                           op_io(COR__IO_READ, self->p[0], &self->c, 1, (uint64_t)-1), 2 * MS));
+                           op_io(OP_READ, self->p[0], &self->c, 1, -1), 2 * MS));
     if (self->r != -ETIME)
         COR_RETURN(-100);
-    COR_AWAIT(self->r, op_io(COR__IO_CLOSE, self->p[0], NULL, 0, 0));
+    COR_AWAIT(self->r, op_io(OP_CLOSE, self->p[0], NULL, 0, 0));
     if (self->r != 0)
         COR_RETURN(-101);
     close(self->p[1]);
@@ -268,14 +276,14 @@ COR_DEFINE_STATIC(file_rw, (int fd), { self->fd = fd; })
 {
     COR_BEGIN(self);
     memcpy(self->buf, "hello, file", 11);
-    COR_AWAIT(self->r, op_io(COR__IO_WRITE, self->fd, self->buf, 11, 0));
+    COR_AWAIT(self->r, op_io(OP_WRITE, self->fd, self->buf, 11, 0));
     if (self->r != 11)
         COR_RETURN(-1);
     memset(self->buf, 0, sizeof self->buf);
-    COR_AWAIT(self->r, op_io(COR__IO_READ, self->fd, self->buf, 4, 7));
+    COR_AWAIT(self->r, op_io(OP_READ, self->fd, self->buf, 4, 7));
     if (self->r != 4 || memcmp(self->buf, "file", 4))
         COR_RETURN(-2);
-    COR_AWAIT(self->r, op_io(COR__IO_READ, self->fd, self->buf, 4, 100));
+    COR_AWAIT(self->r, op_io(OP_READ, self->fd, self->buf, 4, 100));
     COR_RETURN(self->r == 0 ? 1 : -3); /* past the end: 0 */
 }
 

@@ -4,7 +4,6 @@
 #include <unistd.h>
 #include <criterion/criterion.h>
 
-#include "ring/backend.h"
 #include "io_backends.h"
 #include "util.h"
 

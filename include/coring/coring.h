@@ -15,9 +15,12 @@
 #include "coring/thread_pool.h"
 #include "coring/sync.h"
 #include "coring/io_context.h"
+#include "coring/io_op.h"
+#include "coring/io_files.h"
 #include "coring/timer.h"
 #include "coring/io_group.h"
 #include "coring/net.h"
+#include "coring/stream.h"
 #include "coring/file.h"
 #include "coring/resolve.h"
 

@@ -20,6 +20,7 @@
 
 #include "coring/common.h"
 #include "coring/io_context.h"
+#include "coring/io_op.h"
 
 COR_BEGIN_DECLS
 

@@ -44,6 +44,8 @@
 
 #include "coring/common.h"
 #include "coring/io_context.h"
+#include "coring/io_op.h"
+#include "coring/stream.h"
 #include "coring/task.h"
 
 COR_BEGIN_DECLS
@@ -222,77 +224,6 @@ struct cor_recv_until {
     const char *delim;
     size_t dlen;
 };
-
-/* ---- provided buffers and multishot streams (servers) ------------------------------------- */
-
-/*
- * A provided buffer ring: count buffers of size bytes that the kernel fills
- * as data arrives, so a thousand idle connections hold no buffer. Opaque;
- * owned by one io_context and used on its thread. io_uring only: on the
- * epoll backend these calls return -EOPNOTSUPP (README lists each backend).
- */
-typedef struct cor_buf_ring cor_buf_ring;
-
-/* A buffer handed to a coroutine by a receive stream. Return it with cor_buf_ring_put. */
-typedef struct cor_buf {
-    void *data;  /* the bytes (valid until put back)             */
-    unsigned id; /* the buffer's index in its ring               */
-} cor_buf;
-
-/*
- * Creates a ring of count buffers (a power of two, 1..32768) of size bytes
- * (1..1 MiB) on io. Returns 0 and *out (the caller owns it; destroy it
- * after every stream using it is closed), -EINVAL, -EOPNOTSUPP (backend or
- * kernel without buffer rings), -ENOMEM, or the kernel's -errno. io's
- * owner thread (or before anyone drives io).
- */
-COR_API int cor_buf_ring_create(cor_buf_ring **out, cor_io_context *io, unsigned count,
-                                unsigned size);
-
-/* Gives buffer b back to ring r so the kernel may fill it again. Returns 0 or -EINVAL. io's owner
- * thread. */
-COR_API int cor_buf_ring_put(cor_buf_ring *r, const cor_buf *b);
-
-/* Unregisters and frees r. Every stream using it must be closed. NULL is a no-op. io's owner
- * thread. */
-COR_API void cor_buf_ring_destroy(cor_buf_ring *r);
-
-/* A multishot stream: one kernel request yielding many results. Opaque. */
-typedef struct cor_stream cor_stream;
-
-/*
- * Opens a multishot accept stream on listening socket fd: one armed request
- * accepts every connection; cor_stream_next hands them out in order.
- * Returns 0 and *out (close it with cor_stream_close), -EINVAL,
- * -EOPNOTSUPP (backend without streams), -ENOMEM. io's owner thread.
- */
-COR_API int cor_accept_stream_open(cor_stream **out, cor_io_context *io, int fd);
-
-/*
- * Opens a multishot receive stream on connected socket fd: data lands in
- * buffers of ring r. Returns as cor_accept_stream_open.
- */
-COR_API int cor_recv_stream_open(cor_stream **out, cor_io_context *io, int fd, cor_buf_ring *r);
-
-/*
- * Awaitable: the next result of stream s. Accept stream: a descriptor (the
- * awaiting coroutine owns it) or -errno. Receive stream: the byte count with
- * *buf set to the buffer that holds them (give it back with
- * cor_buf_ring_put), 0 once the peer ended the stream, or -errno. When the
- * ring runs dry the stream pauses and resumes by itself as soon as any
- * buffer is put back; -ENOBUFS is the answer only if the ring is dry and
- * buffers from this stream are still held (put them back, await again). One waiter per stream at a
- * time (a second one completes with -EBUSY). Honours stop tokens and deadlines like every
- * operation.
- */
-COR_API struct cor_io_await *cor_stream_next(cor_stream *s, cor_buf *buf);
-
-/*
- * Closes stream s (not the socket): a pending cor_stream_next completes with
- * -ECANCELED, queued descriptors are closed and queued buffers go back to
- * the ring. NULL is a no-op. io's owner thread.
- */
-COR_API void cor_stream_close(cor_stream *s);
 
 COR_END_DECLS
 

@@ -1,8 +1,12 @@
 /*
  * Timers on an io_context, on CLOCK_MONOTONIC: sleeps, and a timer object
- * that several coroutines may wait on. Each wait is one kernel timeout
- * (IORING_OP_TIMEOUT with an absolute time), so a waiting coroutine holds no
- * memory beyond its own frame.
+ * that several coroutines may wait on. Every wait, like every operation
+ * deadline, is a node of the context's timer wheel: starting or canceling
+ * one costs no system call (the context arms one kernel wait for the
+ * earliest expiry), and a waiting coroutine holds no memory beyond its own
+ * frame. A wait never completes before its time; it completes within about
+ * a microsecond after it (plus the time the thread takes to wake up), and
+ * waits due together complete in time order.
  *
  * Results: 0 when the time is reached, -ECANCELED when the wait was
  * canceled (a stop request on the awaiting coroutine's stop token, a timer
@@ -14,6 +18,7 @@
 
 #include "coring/common.h"
 #include "coring/io_context.h"
+#include "coring/io_op.h"
 
 COR_BEGIN_DECLS
 

@@ -1,0 +1,103 @@
+/*
+ * Provided buffer rings and multishot streams, for servers: a multishot
+ * accept stream hands out every connection of a listener from one armed
+ * request; a multishot receive stream delivers the data of one socket into
+ * buffers of a ring shared by many sockets, so a thousand idle connections
+ * hold no buffer. io_uring only: on the epoll backend these calls return
+ * -EOPNOTSUPP (README, "The epoll baseline", lists each backend).
+ *
+ * Threading: every call here is made on the io_context's driving thread
+ * (from a coroutine or handler running on it), or while no thread drives it
+ * by a thread that may drive it; otherwise it returns -EPERM (or, for
+ * cor_stream_next, its await completes with -EPERM).
+ */
+#ifndef CORING_STREAM_H
+#define CORING_STREAM_H
+
+#include "coring/common.h"
+#include "coring/io_context.h"
+#include "coring/io_op.h"
+
+COR_BEGIN_DECLS
+
+/*
+ * A provided buffer ring: count buffers of size bytes that the kernel fills
+ * as data arrives. Opaque; owned by one io_context and used on its thread.
+ */
+typedef struct cor_buf_ring cor_buf_ring;
+
+/* A buffer handed to a coroutine by a receive stream. Return it with cor_buf_ring_put. */
+typedef struct cor_buf {
+    void *data;  /* the bytes (valid until put back)             */
+    unsigned id; /* the buffer's index in its ring               */
+} cor_buf;
+
+/*
+ * Creates a ring of count buffers (a power of two, 1..32768) of size bytes
+ * (1..1 MiB) on io. Returns 0 and *out (the caller owns it; destroy it
+ * after every stream using it is closed), -EINVAL, -EOPNOTSUPP (backend or
+ * kernel without buffer rings), -ENOMEM, -EPERM off the driving thread,
+ * or the kernel's -errno.
+ */
+COR_API int cor_buf_ring_create(cor_buf_ring **out, cor_io_context *io, unsigned count,
+                                unsigned size);
+
+/*
+ * Gives buffer b back to ring r so the kernel may fill it again. Returns 0;
+ * -EINVAL for NULL arguments or a buffer that is not r's; -EPERM off the
+ * driving thread (the buffer is then still the caller's).
+ */
+COR_API int cor_buf_ring_put(cor_buf_ring *r, const cor_buf *b);
+
+/*
+ * Unregisters and frees r. Returns 0; -EINVAL for NULL; -EBUSY while a
+ * receive stream using r is open (close it first); -EPERM off the driving
+ * thread. On an error r is untouched.
+ */
+COR_API int cor_buf_ring_destroy(cor_buf_ring *r);
+
+/* A multishot stream: one kernel request yielding many results. Opaque. */
+typedef struct cor_stream cor_stream;
+
+/*
+ * Opens a multishot accept stream on listening socket fd: one armed request
+ * accepts every connection; cor_stream_next hands them out in order.
+ * Returns 0 and *out (close it with cor_stream_close), -EINVAL,
+ * -EOPNOTSUPP (backend without streams), -ENOMEM, -EPERM off the driving
+ * thread.
+ */
+COR_API int cor_accept_stream_open(cor_stream **out, cor_io_context *io, int fd);
+
+/*
+ * Opens a multishot receive stream on connected socket fd: data lands in
+ * buffers of ring r. Returns as cor_accept_stream_open.
+ */
+COR_API int cor_recv_stream_open(cor_stream **out, cor_io_context *io, int fd, cor_buf_ring *r);
+
+/*
+ * Awaitable: the next result of stream s. Accept stream: a descriptor (the
+ * awaiting coroutine owns it) or -errno; a connection that arrives for a
+ * waiter already asked to stop is closed (the result is then -ECANCELED, or
+ * -ETIME at a deadline). Receive stream: the byte count with *buf set to
+ * the buffer that holds them (give it back with cor_buf_ring_put), 0 once
+ * the peer ended the stream, or -errno. When the ring runs dry the stream
+ * pauses and resumes by itself as soon as any buffer is put back; -ENOBUFS
+ * is the answer only if the ring is dry and buffers from this stream are
+ * still held (put them back, await again). One waiter per stream at a time
+ * (a second one completes with -EBUSY). Honours stop tokens and deadlines
+ * like every operation. Awaited off s's driving thread: -EPERM; NULL s, or
+ * a receive stream without buf: -EINVAL.
+ */
+COR_API struct cor_io_await *cor_stream_next(cor_stream *s, cor_buf *buf);
+
+/*
+ * Closes stream s (not the socket) and frees it: a pending cor_stream_next
+ * completes with -ECANCELED, queued descriptors are closed and queued
+ * buffers go back to the ring. Returns 0; -EINVAL for NULL; -EPERM off the
+ * driving thread (s is then still open).
+ */
+COR_API int cor_stream_close(cor_stream *s);
+
+COR_END_DECLS
+
+#endif

@@ -1,0 +1,114 @@
+/*
+ * What the two halves of the io_uring backend share: ring/uring.c (setup,
+ * submission, completion, wake-ups, registered files) and
+ * ring/uring_stream.c (provided buffer rings and multishot streams). Not
+ * installed; nothing outside ring/ includes it.
+ *
+ * user_data encoding. An operation's SQE carries the cor__io_op pointer
+ * (8-byte aligned); a multishot stream's request carries the cor__stream
+ * pointer with bit 1 set. Values below UD_LIMIT are internal tags (no
+ * pointer is that small). liburing's own timeout tag
+ * (LIBURING_UDATA_TIMEOUT) is ignored.
+ */
+#ifndef CORING_RING_URING_H
+#define CORING_RING_URING_H
+
+#include <liburing.h>
+
+#include "io_seam.h"
+
+enum {
+    UD_IGNORE = 0,  /* cancel requests, failed MSG_RING sends            */
+    UD_EVENTFD = 2, /* the armed eventfd read: a cross-thread wake-up    */
+    UD_MSG = 4,     /* a MSG_RING wake-up from another ring              */
+    UD_LIMIT = 4096,
+    UD_STREAM = 2 /* tag bit of a stream's request                       */
+};
+
+/* bk_flags */
+enum {
+    BK_BACKLOG = 1u << 0,        /* waiting in the backlog for room in the SQ      */
+    BK_CANCELED = 1u << 1,       /* canceled while in the backlog                  */
+    BK_CANCEL_BACKLOG = 1u << 2, /* its cancel waits for room in the SQ            */
+    BK_READY = 1u << 3           /* a STREAM_NEXT whose result is on the ready list */
+};
+
+struct cor__backend {
+    struct io_uring ring;
+    unsigned features;  /* COR_IO_* in force                          */
+    unsigned requested; /* COR_IO_* requested                          */
+    int efd;            /* wake-up eventfd                             */
+    bool efd_armed;     /* a read on efd is in the ring                */
+    bool closing;       /* cancel_all was called: do not re-arm        */
+    bool disabled;      /* created with R_DISABLED, not yet enabled    */
+    /*
+     * Operations the SQ had no room for while the kernel refused to take
+     * more (-EBUSY: completions must be reaped first), linked through
+     * bk[0]; submitted by the next run, in order. Cancels the same way.
+     */
+    cor__io_op *backlog, *backlog_last;
+    cor__io_op *cancels, *cancels_last;
+    /*
+     * STREAM_NEXT results decided outside a CQE (uring_stream.c), delivered
+     * by the next run: linked through bk[0], the result in the high half of
+     * bk[1].
+     */
+    cor__io_op *ready, *ready_last;
+    cor__stream *streams; /* every stream not yet freed              */
+    uint16_t next_bgid;
+    cor__backend_stats stats;
+};
+
+/* Appends op to the list (*head, *last) linked through bk[0]. */
+static inline void cor__uring_fifo_push(cor__io_op **head, cor__io_op **last, cor__io_op *op)
+{
+    op->bk[0] = 0;
+    if (*last)
+        (*last)->bk[0] = (uint64_t)(uintptr_t)op;
+    else
+        *head = op;
+    *last = op;
+}
+
+/* Takes the oldest op of the list (*head, *last), or NULL. */
+static inline cor__io_op *cor__uring_fifo_pop(cor__io_op **head, cor__io_op **last)
+{
+    cor__io_op *op = *head;
+    if (op) {
+        *head = (cor__io_op *)(uintptr_t)op->bk[0];
+        if (!*head)
+            *last = NULL;
+    }
+    return op;
+}
+
+/* Returns n free SQEs' worth of room (flushing if needed): 0, -EBUSY (reap first), or -errno. */
+int cor__uring_reserve(cor__backend *b, unsigned n);
+
+/* An SQE after cor__uring_reserve made room (cannot fail then). */
+static inline struct io_uring_sqe *cor__uring_sqe(cor__backend *b)
+{
+    b->stats.sqes++;
+    return io_uring_get_sqe(&b->ring);
+}
+
+/* ---- uring_stream.c ---- */
+
+int cor__uring_stream_next(cor__backend *b, cor__io_op *op);
+void cor__uring_stream_cancel(cor__backend *b, cor__io_op *op);
+void cor__uring_stream_cqe(cor__backend *b, cor__stream *st, int32_t res, uint32_t flags);
+/* Delivers the queued STREAM_NEXT results, up to max; returns how many. */
+long cor__uring_stream_deliver(cor__backend *b, long max);
+/* Cancel_all: every stream waiter completes with -ECANCELED. */
+void cor__uring_streams_cancel(cor__backend *b);
+/* Destroy: frees every stream (the ring is gone: the kernel is done with them). */
+void cor__uring_streams_free(cor__backend *b);
+
+int cor__uring_bufring_create(cor__backend *b, cor__bufring **out, void *mem, unsigned count,
+                              unsigned size);
+void cor__uring_bufring_put(cor__backend *b, cor__bufring *br, unsigned id);
+void cor__uring_bufring_destroy(cor__backend *b, cor__bufring *br);
+int cor__uring_stream_open(cor__backend *b, cor__stream **out, int kind, int fd, cor__bufring *br);
+void cor__uring_stream_close(cor__backend *b, cor__stream *s);
+
+#endif

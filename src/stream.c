@@ -1,0 +1,179 @@
+/*
+ * Provided buffer rings and multishot streams (stream.h) over the
+ * backend's optional calls, with the driving-thread check every call of
+ * stream.h makes; the STREAM_NEXT operation's constructor and result.
+ */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "coring/file.h"
+#include "coring/stream.h"
+#include "internal.h"
+#include "io_internal.h"
+
+struct cor_buf_ring {
+    cor_io_context *io;
+    cor__bufring *br;
+    char *mem;
+    unsigned count, size;
+    unsigned streams; /* receive streams using it, not yet closed */
+};
+
+struct cor_stream {
+    cor_io_context *io;
+    cor__stream *s;
+    cor_buf_ring *ring; /* receive streams */
+};
+
+int cor_buf_ring_create(cor_buf_ring **out, cor_io_context *io, unsigned count, unsigned size)
+{
+    if (!out || !io || count == 0 || count > 32768 || (count & (count - 1)) || size == 0 ||
+        size > (1u << 20))
+        return -EINVAL;
+    if (!io->be_ops->bufring_create)
+        return -EOPNOTSUPP;
+    bool held;
+    int rc = cor__io_owner_enter(io, &held);
+    if (rc)
+        return rc;
+    rc = -ENOMEM;
+    cor_buf_ring *r = calloc(1, sizeof *r);
+    if (!r)
+        goto out;
+    r->mem = cor_file_alloc_aligned((size_t)count * size, 4096);
+    if (!r->mem)
+        goto fail;
+    rc = io->be_ops->bufring_create(io->be, &r->br, r->mem, count, size);
+    if (rc)
+        goto fail;
+    r->io = io;
+    r->count = count;
+    r->size = size;
+    *out = r;
+    goto out;
+fail:
+    free(r->mem);
+    free(r);
+out:
+    cor__io_owner_leave(io, held);
+    return rc;
+}
+
+int cor_buf_ring_put(cor_buf_ring *r, const cor_buf *b)
+{
+    if (!r || !b || b->id >= r->count || b->data != r->mem + (size_t)b->id * r->size)
+        return -EINVAL;
+    bool held;
+    int rc = cor__io_owner_enter(r->io, &held);
+    if (rc)
+        return rc;
+    r->io->be_ops->bufring_put(r->io->be, r->br, b->id);
+    cor__io_owner_leave(r->io, held);
+    return 0;
+}
+
+int cor_buf_ring_destroy(cor_buf_ring *r)
+{
+    if (!r)
+        return -EINVAL;
+    if (r->streams)
+        return -EBUSY;
+    bool held;
+    int rc = cor__io_owner_enter(r->io, &held);
+    if (rc)
+        return rc;
+    r->io->be_ops->bufring_destroy(r->io->be, r->br);
+    cor__io_owner_leave(r->io, held);
+    free(r->mem);
+    free(r);
+    return 0;
+}
+
+static int stream_open(cor_stream **out, cor_io_context *io, int fd, int kind, cor_buf_ring *r)
+{
+    if (!out || !io || fd < 0 || (kind == COR__STREAM_RECV && (!r || r->io != io)))
+        return -EINVAL;
+    if (!io->be_ops->stream_open)
+        return -EOPNOTSUPP;
+    bool held;
+    int rc = cor__io_owner_enter(io, &held);
+    if (rc)
+        return rc;
+    rc = -ENOMEM;
+    cor_stream *s = calloc(1, sizeof *s);
+    if (s && (rc = io->be_ops->stream_open(io->be, &s->s, kind, fd, r ? r->br : NULL)) == 0) {
+        s->io = io;
+        s->ring = r;
+        if (r)
+            r->streams++;
+        *out = s;
+    } else {
+        free(s);
+    }
+    cor__io_owner_leave(io, held);
+    return rc;
+}
+
+int cor_accept_stream_open(cor_stream **out, cor_io_context *io, int fd)
+{
+    return stream_open(out, io, fd, COR__STREAM_ACCEPT, NULL);
+}
+
+int cor_recv_stream_open(cor_stream **out, cor_io_context *io, int fd, cor_buf_ring *r)
+{
+    return stream_open(out, io, fd, COR__STREAM_RECV, r);
+}
+
+struct cor_io_await *cor_stream_next(cor_stream *s, cor_buf *buf)
+{
+    struct cor_io_await *a = cor__io_await_new(COR__IO_STREAM_NEXT, 0);
+    if (!a)
+        return NULL;
+    cor__io_op *op = cor__op_of(a);
+    if (!s || (s->ring && !buf)) {
+        cor__io_op_invalid(op);
+        return a;
+    }
+    /* The await starts the op on this thread right after this call. */
+    if (cor__io_running != s->io)
+        op->flags |= COR__OPF_EPERM;
+    op->u.next.stream = s->s;
+    op->u.next.ring = s->ring;
+    op->u.next.out = s->ring ? buf : NULL;
+    return a;
+}
+
+int cor__stream_next_result(cor__io_op *op, int res)
+{
+    cor_buf *out = op->u.next.out;
+    if (out) {
+        if (res > 0) {
+            const cor_buf_ring *r = op->u.next.ring;
+            out->id = (uint32_t)op->bk[1];
+            out->data = r->mem + (size_t)out->id * r->size;
+        }
+        return res;
+    }
+    /* An accept stream: a connection handed to a waiter that was asked to stop is closed. */
+    if (res >= 0 && (op->flags & COR__OPF_CANCEL_SENT)) {
+        close(res);
+        return -ECANCELED;
+    }
+    return res;
+}
+
+int cor_stream_close(cor_stream *s)
+{
+    if (!s)
+        return -EINVAL;
+    bool held;
+    int rc = cor__io_owner_enter(s->io, &held);
+    if (rc)
+        return rc;
+    s->io->be_ops->stream_close(s->io->be, s->s);
+    cor__io_owner_leave(s->io, held);
+    if (s->ring)
+        s->ring->streams--;
+    free(s);
+    return 0;
+}

@@ -1,0 +1,66 @@
+/*
+ * The timer wheel of an io_context: every sleep, timer wait, operation
+ * deadline and whole-task timeout on the context is a node here, and the
+ * context arms one kernel wait for the earliest of them (the timeout of its
+ * next wait for completions). Adding and removing a node is O(1) and
+ * touches nothing but the node and its slot; nothing is allocated (nodes
+ * are embedded in operations and timeouts). Owner thread only. Not
+ * installed.
+ *
+ * Layout: hierarchical, 7 levels of 64 slots. A tick is 2^10 ns (1.024
+ * us); level L's slots span 64^L ticks each, so level 0 covers 65 us,
+ * level 3 17 s and level 6 52 days (later expiries wait in the farthest
+ * slot and are placed again when it is reached). A node lives at the lowest
+ * level whose slot still separates its expiry tick from the wheel's
+ * current tick; when the wheel reaches a slot of level L > 0, its nodes move
+ * down a level (each node moves at most 6 times in its life, and a node
+ * removed before that -- the usual fate of a deadline -- never moves).
+ *
+ * A node never fires early: its tick is its expiry rounded up. Expiry
+ * delivers the due nodes sorted by expiry time (a stable sort: equal times
+ * keep their order), so timers fire in time order.
+ */
+#ifndef CORING_SRC_WHEEL_H
+#define CORING_SRC_WHEEL_H
+
+#include "io_seam.h"
+
+#define COR__WHEEL_LEVELS 7
+#define COR__WHEEL_SLOTS 64
+#define COR__WHEEL_TICK_SHIFT 10
+
+typedef struct cor__wheel {
+    uint64_t elapsed; /* the current tick: every node in a slot is later       */
+    uint64_t next;    /* no node is due before this tick (UINT64_MAX: none)     */
+    size_t count;     /* nodes held, in slots, due or fired                     */
+    uint64_t occupied[COR__WHEEL_LEVELS];
+    cor__tnode *slots[COR__WHEEL_LEVELS][COR__WHEEL_SLOTS];
+    cor__tnode *due;   /* added with a tick already reached                     */
+    cor__tnode *fired; /* expired, in time order, not yet taken                 */
+} cor__wheel;
+
+/* Initializes w empty at time now (CLOCK_MONOTONIC ns). */
+void cor__wheel_init(cor__wheel *w, int64_t now);
+
+/* Adds n (not in the wheel) to expire at n->when. */
+void cor__wheel_add(cor__wheel *w, cor__tnode *n);
+
+/* Removes n, wherever it is in the wheel (a no-op if it is in none). */
+void cor__wheel_remove(cor__wheel *w, cor__tnode *n);
+
+/* The time (ns) by which cor__wheel_expire must run next; INT64_MAX if the wheel is empty. */
+int64_t cor__wheel_next(const cor__wheel *w);
+
+/* Moves every node whose expiry is at or before now to the fired list, in time order. */
+void cor__wheel_expire(cor__wheel *w, int64_t now);
+
+/* Takes the oldest fired node (marked fired, out of the wheel), or NULL. */
+cor__tnode *cor__wheel_pop_fired(cor__wheel *w);
+
+/* True if n is in the wheel (scheduled, due or fired and not yet taken). */
+static inline bool cor__wheel_holds(const cor__tnode *n)
+{
+    return n->slot != COR__TNODE_IDLE;
+}
+
+#endif
