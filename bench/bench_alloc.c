@@ -77,7 +77,7 @@ struct child {
 };
 COR_DEFINE_STATIC(child, (long x), { self->x = x; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_RETURN(self->x + 1);
 }
 
@@ -87,7 +87,7 @@ struct await_loop {
 };
 COR_DEFINE_STATIC(await_loop, (long n), { self->n = n; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->acc = 0;
     for (self->i = 0; self->i < self->n; self->i++)
         COR_AWAIT(self->acc, child(self->acc));

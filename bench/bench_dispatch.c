@@ -37,7 +37,7 @@ struct child {
 };
 COR_DEFINE_STATIC(child, (long x), { self->x = x; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_RETURN(self->x + 1);
 }
 
@@ -47,7 +47,7 @@ struct await_loop {
 };
 COR_DEFINE_STATIC(await_loop, (long n), { self->n = n; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     for (self->i = 0; self->i < self->n; self->i++)
         COR_AWAIT(self->acc, child(self->acc));
     COR_RETURN(self->acc);
@@ -121,7 +121,7 @@ struct hop_loop {
 };
 COR_DEFINE_STATIC(hop_loop, (long n), { self->n = n; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     for (self->i = 0; self->i < self->n; self->i++)
         COR_AWAIT(self->acc,
                   COR_RUN(child(self->acc), .ex = ((cor_executor){&other_obj, &other_ops})));

@@ -34,7 +34,7 @@ struct session {
 };
 COR_DEFINE_STATIC(session, (int fd), { self->fd = fd; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     for (;;) {
         COR_AWAIT(self->n, cor_recv(self->fd, self->buf, sizeof self->buf, 0));
         if (self->n <= 0)
@@ -54,7 +54,7 @@ struct acceptor {
 };
 COR_DEFINE_STATIC(acceptor, (int fd), { self->fd = fd; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->opts = (cor_launch_options){.stop = COR_THIS_STOP_TOKEN()};
     for (;;) {
         COR_AWAIT(self->c, cor_accept(self->fd, NULL));

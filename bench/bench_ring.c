@@ -57,7 +57,7 @@ struct nop_loop {
 };
 COR_DEFINE_STATIC(nop_loop, (long n), { self->n = n; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     for (self->i = 0; self->i < self->n; self->i++)
         COR_AWAIT(self->r, cor_nop());
     COR_RETURN(0);
@@ -299,7 +299,7 @@ COR_DEFINE_STATIC(timer_waiter, (cor_timer * t, long *count), {
     self->count = count;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     for (;;) {
         COR_AWAIT(self->r, cor_timer_wait(self->t));
         if (self->r != -ECANCELED)
@@ -320,7 +320,7 @@ COR_DEFINE_STATIC(timer_resetter, (cor_timer * t, long *count, long n), {
     self->n = n;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     while (*self->count < self->n) {
         /* A new expiry cancels the waiter's wait; it then waits again. */
         cor_timer_expires_after(self->t, 1000LL * 1000 * 1000);
@@ -391,7 +391,7 @@ COR_DEFINE_STATIC(pinger, (int fd, int slot, long n), {
     self->n = n;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     memset(self->buf, 'x', sizeof self->buf);
     for (self->i = 0; self->i < self->n; self->i++) {
         COR_AWAIT(self->r, sock_op(true, self->fd, self->slot, self->buf, MSG));
@@ -421,7 +421,7 @@ COR_DEFINE_STATIC(ponger, (int fd, int slot), {
     self->slot = slot;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     for (;;) {
         COR_AWAIT(self->r, sock_op(false, self->fd, self->slot, self->buf, MSG));
         if (self->r <= 0)

@@ -312,7 +312,7 @@ struct child {
 };
 COR_DEFINE_STATIC(child, (long x), { self->x = x; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_RETURN(self->x + 1);
 }
 
@@ -326,7 +326,7 @@ COR_DEFINE_STATIC(hop_loop, (cor_executor away, long n), {
     self->n = n;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->acc = 0;
     for (self->i = 0; self->i < self->n; self->i++) {
         if (self->away.ops)

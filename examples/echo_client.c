@@ -56,7 +56,7 @@ struct client {
 };
 COR_DEFINE_STATIC(client, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->out = malloc(g.size);
     self->in = malloc(g.size);
     self->fd = cor_socket(g.addr.u.sa.sa_family, SOCK_STREAM);
@@ -107,7 +107,7 @@ struct stopper {
 };
 COR_DEFINE_STATIC(stopper, (int64_t ns), { self->ns = ns; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, cor_sleep_for(self->ns));
     cor_stop_source_request(&g.stop);
     COR_RETURN(0);

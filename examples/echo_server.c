@@ -15,7 +15,7 @@ struct session {
 };
 COR_DEFINE_STATIC(session, (int fd), { self->fd = fd; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     for (;;) {
         COR_AWAIT(self->n, cor_recv(self->fd, self->buf, sizeof self->buf, 0));
         if (self->n <= 0)

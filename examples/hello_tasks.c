@@ -8,7 +8,7 @@ struct add {                 /* a coroutine's frame: promise, parameters, locals
 };
 COR_DEFINE(add, (int a, int b), { self->a = a; self->b = b; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_RETURN(self->a + self->b);
 }
 
@@ -18,7 +18,7 @@ struct sum3 {
 };
 COR_DEFINE(sum3, (int x), { self->x = x; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, add(self->x, 1));        /* typed: r = add's int result */
     COR_AWAIT(self->r, add(self->r, 2));
     COR_RETURN(self->r);

@@ -71,7 +71,7 @@ static const char *ok_answer(const http_request *req)
 
 COR_DEFINE_STATIC(conn, (int fd), { self->fd = fd; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->have = self->pos = self->olen = 0;
     self->status = 0;
     self->closing = false;

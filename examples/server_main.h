@@ -79,7 +79,7 @@ COR_DEFINE_STATIC(acceptor, (int fd, server_session_fn session), {
     self->session = session;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->opts = (cor_launch_options){.stop = COR_THIS_STOP_TOKEN()};
     for (;;) {
         COR_AWAIT(self->conn, cor_accept(self->fd, NULL));

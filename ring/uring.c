@@ -322,26 +322,19 @@ static long uring_run(cor__backend *b, int64_t timeout_ns, long max)
     if (n || b->backlog || b->cancels || b->ready)
         timeout_ns = 0;
     int rc = enter(b, timeout_ns);
-    bool flushed = false;
+    /* Completions the CQ had no room for wait in the kernel's overflow list;
+     * peeking flushes them as the CQ drains. */
+    if (io_uring_cq_has_overflow(r))
+        b->stats.overflows++;
     while (n < max) {
         struct io_uring_cqe *cqe;
-        if (io_uring_peek_cqe(r, &cqe) || !cqe) {
-            /* Completions the CQ had no room for wait in the kernel. */
-            if (!flushed && io_uring_cq_has_overflow(r)) {
-                flushed = true;
-                b->stats.enters++;
-                io_uring_get_events(r);
-                continue;
-            }
+        if (io_uring_peek_cqe(r, &cqe) || !cqe)
             break;
-        }
         uint64_t ud = cqe->user_data;
         int32_t res = cqe->res;
         uint32_t flags = cqe->flags;
         /* Consume before delivering: the handler may re-enter. */
         io_uring_cqe_seen(r, cqe);
-        if (flushed)
-            b->stats.overflows++;
         n += on_cqe(b, ud, res, flags);
     }
     /* Deliver what was there even if entering the kernel failed. */

@@ -90,6 +90,32 @@ void cor_frame_destroy(cor_handle h)
     }
 }
 
+int cor_leaf_hold(cor_frame *f)
+{
+    if (!f || !cor_executor_valid(f->env.ex))
+        return -EINVAL;
+    f->env.ex.ops->on_work_started(f->env.ex.obj);
+    return 0;
+}
+
+/* A leaf brought back by cor_leaf_complete_post: complete it here, on its executor. */
+static cor_handle leaf_posted(cor_frame *f)
+{
+    cor_executor ex = f->env.ex;
+    cor_handle h = cor__complete(f);
+    ex.ops->on_work_finished(ex.obj);
+    return h;
+}
+
+int cor_leaf_complete_post(cor_frame *f)
+{
+    if (!f || !cor_executor_valid(f->env.ex))
+        return -EINVAL;
+    f->resume = leaf_posted;
+    f->env.ex.ops->post(f->env.ex.obj, f);
+    return 0;
+}
+
 int cor_executor_dispatch(cor_executor ex, cor_handle h)
 {
     if (!cor_executor_valid(ex) || !h)

@@ -273,7 +273,7 @@ typedef struct cor__backend_config {
 typedef struct cor__backend_stats {
     uint64_t sqes;      /* SQEs handed to the kernel (io_uring) or syscalls tried (epoll) */
     uint64_t enters;    /* io_uring_enter / epoll_wait calls                            */
-    uint64_t overflows; /* completions the kernel had to keep in its overflow list        */
+    uint64_t overflows; /* times completions were found waiting in the kernel's overflow list */
 } cor__backend_stats;
 
 typedef struct cor__backend_ops {

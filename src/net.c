@@ -433,7 +433,7 @@ COR_DEFINE(cor_send_all, (int fd, const void *buf, size_t len), {
     self->len = len;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     if ((!self->buf && self->len) || self->len > SSIZE_MAX)
         COR_RETURN(-EINVAL);
     for (self->done = 0; self->done < self->len;) {
@@ -454,7 +454,7 @@ COR_DEFINE(cor_recv_exact, (int fd, void *buf, size_t len), {
     self->len = len;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     if ((!self->buf && self->len) || self->len > SSIZE_MAX)
         COR_RETURN(-EINVAL);
     for (self->done = 0; self->done < self->len;) {
@@ -490,7 +490,7 @@ COR_DEFINE(cor_recv_until,
                self->dlen = dlen;
            })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     if (!self->buf || !self->have || !self->delim || self->dlen == 0 || *self->have > self->cap ||
         self->cap > SSIZE_MAX)
         COR_RETURN(-EINVAL);

@@ -52,7 +52,7 @@ struct lookup {
 };
 COR_DEFINE_STATIC(lookup, (struct cor_resolve * req), { self->req = req; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     struct cor_resolve *q = self->req;
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof hints);
@@ -89,7 +89,7 @@ COR_DEFINE(cor_resolve,
                self->max = max;
            })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     if (!self->out || self->max <= 0 || (!self->host && !self->service) ||
         (self->family != AF_UNSPEC && self->family != AF_INET && self->family != AF_INET6) ||
         (self->type != SOCK_STREAM && self->type != SOCK_DGRAM))

@@ -47,7 +47,7 @@ struct child {
 };
 COR_DEFINE_STATIC(child, (long x), { self->x = x; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_RETURN(self->x + 1);
 }
 
@@ -57,7 +57,7 @@ struct await_loop {
 };
 COR_DEFINE_STATIC(await_loop, (long n), { self->n = n; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->acc = 0;
     for (self->i = 0; self->i < self->n; self->i++)
         COR_AWAIT(self->acc, child(self->acc));
@@ -71,7 +71,7 @@ struct mid {
 };
 COR_DEFINE_STATIC(mid, (long n), { self->n = n; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, await_loop(self->n));
     COR_RETURN(self->r);
 }
@@ -82,7 +82,7 @@ struct top {
 };
 COR_DEFINE_STATIC(top, (long n), { self->n = n; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, mid(self->n));
     COR_RETURN(self->r * 10);
 }
@@ -426,7 +426,7 @@ struct catcher {
 };
 COR_DEFINE_STATIC(catcher, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->r = 0;
     COR_TRY_AWAIT(self->err, self->r, mid(3));
     COR_RETURN(self->err == -ENOMEM ? -1 : self->r);

@@ -54,7 +54,7 @@ COR_DEFINE_STATIC(victim, (int kind, int fd, int64_t ns), {
     self->ns = ns;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     if (self->kind == 0)
         COR_AWAIT(self->r, cor_sleep_for(self->ns));
     else
@@ -69,7 +69,7 @@ struct requester {
 };
 COR_DEFINE_STATIC(requester, (cor_stop_source * src), { self->src = src; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, cor_sleep_for(10 * MS));
     COR_RETURN(cor_stop_source_request(self->src));
 }
@@ -335,7 +335,7 @@ COR_DEFINE_STATIC(cleanup, (int fd, int kind, int64_t deadline), {
     self->deadline = deadline;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     if (self->kind == 0 && self->deadline)
         COR_AWAIT(self->r, COR_DEADLINE_AFTER(cor_close(self->fd), self->deadline));
     else if (self->kind == 0)
@@ -395,7 +395,7 @@ struct past_read {
 };
 COR_DEFINE_STATIC(past_read, (int fd), { self->fd = fd; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, COR_DEADLINE_AT(cor_read(self->fd, self->buf, sizeof self->buf, 0),
                                        cor_clock_now() - MS));
     COR_RETURN(self->r);

@@ -83,7 +83,7 @@ struct write_read {
 };
 COR_DEFINE_STATIC(write_read, (const char *path), { self->path = path; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->out = malloc(CHUNK * CHUNKS);
     self->in = malloc(CHUNK * CHUNKS);
     for (size_t k = 0; k < (size_t)CHUNK * CHUNKS; k++)
@@ -151,7 +151,7 @@ struct vec_eof {
 };
 COR_DEFINE_STATIC(vec_eof, (const char *path), { self->path = path; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->step = 0;
     COR_AWAIT(self->fd, cor_open(self->path, O_CREAT | O_RDWR | O_TRUNC, 0600));
     if (self->fd < 0)
@@ -232,7 +232,7 @@ COR_DEFINE_STATIC(one_open, (const char *path, int flags, bool read_it), {
     self->read_it = read_it;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->fd, cor_open(self->path, self->flags, 0600));
     if (self->fd < 0 || !self->read_it)
         COR_RETURN(self->fd < 0 ? self->fd : 0);
@@ -266,7 +266,7 @@ struct direct {
 };
 COR_DEFINE_STATIC(direct, (const char *path), { self->path = path; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->fd, cor_open(self->path, O_CREAT | O_RDWR | O_DIRECT, 0600));
     if (self->fd < 0)
         COR_RETURN(self->fd == -EINVAL ? -EOPNOTSUPP : self->fd);
@@ -316,7 +316,7 @@ COR_DEFINE_STATIC(large, (const char *path, int64_t off), {
     self->off = off;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->fd, cor_open(self->path, O_CREAT | O_RDWR | O_TRUNC, 0600));
     if (self->fd < 0)
         COR_RETURN(self->fd);

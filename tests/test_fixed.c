@@ -72,7 +72,7 @@ struct fx_server {
 };
 COR_DEFINE_STATIC(fx_server, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->total = 0;
     COR_AWAIT(self->fd, COR_DEADLINE_AFTER(COR_FIXED(cor_accept(SLOT_LISTEN, NULL)), 5000 * MS));
     if (self->fd < 0)
@@ -108,7 +108,7 @@ COR_DEFINE_STATIC(fx_client, (const cor_sockaddr *addr, int msgs, int size), {
     self->size = size;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r,
               COR_FIXED(COR_DEADLINE_AFTER(cor_connect(SLOT_CLIENT, self->addr), 5000 * MS)));
     if (self->r < 0)
@@ -174,7 +174,7 @@ struct fx_file {
 };
 COR_DEFINE_STATIC(fx_file, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->step = 0;
     memcpy(self->w1, "fixed-wr", 8);
     memcpy(self->w2, "itev-ok!", 8);
@@ -237,7 +237,7 @@ COR_DEFINE_STATIC(fx_update, (int a, int b), {
     self->b = b;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, COR_FIXED(cor_send(0, "one", 3, 0)));
     if (self->r != 3)
         COR_RETURN(self->r < 0 ? self->r : -EIO);
@@ -290,7 +290,7 @@ struct fx_send_one {
 };
 COR_DEFINE_STATIC(fx_send_one, (int slot), { self->slot = slot; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, COR_FIXED(cor_send(self->slot, "x", 1, 0)));
     COR_RETURN(self->r);
 }
@@ -327,7 +327,7 @@ struct fx_bad {
 };
 COR_DEFINE_STATIC(fx_bad, (int slot), { self->slot = slot; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, COR_FIXED(cor_recv(self->slot, self->buf, sizeof self->buf, 0)));
     COR_RETURN(self->r);
 }
@@ -339,7 +339,7 @@ struct fx_nodesc {
 };
 COR_DEFINE_STATIC(fx_nodesc, (int which), { self->which = which; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     switch (self->which) {
     case 0:
         COR_AWAIT(self->r, COR_FIXED(cor_close(0)));
@@ -483,7 +483,7 @@ struct fx_keep_busy {
 };
 COR_DEFINE_STATIC(fx_keep_busy, (struct other_thread * t), { self->t = t; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     __atomic_store_n(&self->t->started, 1, __ATOMIC_RELEASE);
     for (self->i = 0; self->i < 5000 && !__atomic_load_n(&self->t->done, __ATOMIC_ACQUIRE);
          self->i++)

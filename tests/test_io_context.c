@@ -124,7 +124,7 @@ struct nops {
 };
 COR_DEFINE_STATIC(nops, (int n), { self->n = n; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->sum = 0;
     for (self->i = 0; self->i < self->n; self->i++) {
         COR_AWAIT(self->r, cor_nop());
@@ -197,7 +197,7 @@ struct spinner {
 };
 COR_DEFINE_STATIC(spinner, (int *flag), { self->flag = flag; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->turns = 0;
     while (!*self->flag) {
         COR_AWAIT_VOID(cor_yield());
@@ -212,7 +212,7 @@ struct stopper {
 };
 COR_DEFINE_STATIC(stopper, (cor_io_context * io), { self->io = io; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT_VOID(cor_yield());
     COR_AWAIT_VOID(cor_yield());
     cor_io_context_stop(self->io);
@@ -322,7 +322,7 @@ struct local_order {
 };
 COR_DEFINE_STATIC(local_order, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->count = 0;
     for (self->i = 0; self->i < 16; self->i++) {
         self->b[self->i] = (struct bare){
@@ -487,7 +487,7 @@ struct ring_poster {
 };
 COR_DEFINE_STATIC(ring_poster, (struct release_frame * r), { self->r = r; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->rc, cor_sleep_for(30 * 1000 * 1000));
     /* Inside this context's run: on io_uring the wake-up goes by MSG_RING. */
     cor_executor_post(cor_io_context_executor(self->r->io), &self->r->hdr);
@@ -594,7 +594,7 @@ struct on_thread {
 };
 COR_DEFINE_STATIC(on_thread, (cor_io_context * io), { self->io = io; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, cor_nop());
     COR_RETURN(cor_io_context_current() == self->io && self->r == 0 ? 1 : -1);
 }
@@ -636,7 +636,7 @@ struct long_sleep {
 };
 COR_DEFINE_STATIC(long_sleep, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, cor_sleep_for(60LL * 1000 * 1000 * 1000));
     COR_RETURN(self->r);
 }

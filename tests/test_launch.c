@@ -11,7 +11,7 @@ struct leaf {
 };
 COR_DEFINE_STATIC(leaf, (int x), { self->x = x; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_RETURN(self->x);
 }
 
@@ -21,7 +21,7 @@ struct fan {
 };
 COR_DEFINE_STATIC(fan, (int n), { self->n = n; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->sum = 0;
     for (self->i = 0; self->i < self->n; self->i++) {
         COR_AWAIT(self->r, leaf(self->i));
@@ -132,7 +132,7 @@ struct where {
 };
 COR_DEFINE_STATIC(where, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->ex = COR_THIS_EXECUTOR();
     COR_RETURN(thread_tag);
 }
@@ -145,7 +145,7 @@ struct hopper {
 };
 COR_DEFINE_STATIC(hopper, (cor_executor other), { self->other = other; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->home_tag_before = thread_tag;
     self->identity_ok = true;
     for (self->r = 0; self->r < 3; self->r++) {
@@ -200,7 +200,7 @@ struct hop_identity {
 };
 COR_DEFINE_STATIC(hop_identity, (cor_executor other), { self->other = other; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->home = COR_THIS_EXECUTOR();
     COR_AWAIT(self->r, COR_RUN(where(), .ex = self->other));
     COR_RETURN(cor_executor_equal(COR_THIS_EXECUTOR(), self->home) ? 1 : 0);
@@ -245,7 +245,7 @@ struct stop_probe {
 };
 COR_DEFINE_STATIC(stop_probe, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     cor_stop_token t = COR_THIS_STOP_TOKEN();
     COR_RETURN(!cor_stop_possible(t) ? 0 : cor_stop_requested(t) ? 2 : 1);
 }
@@ -256,7 +256,7 @@ struct stop_none_or_fail {
 };
 COR_DEFINE_STATIC(stop_none_or_fail, (struct outcome * oc), { self->oc = oc; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     if (!cor_stop_possible(COR_THIS_STOP_TOKEN()))
         self->oc->results++;
     COR_RETURN(0);
@@ -269,7 +269,7 @@ struct stop_chain {
 };
 COR_DEFINE_STATIC(stop_chain, (cor_stop_token other), { self->other = other; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->inherited, stop_probe());
     COR_AWAIT(self->overridden, COR_RUN(stop_probe(), .stop = &self->other));
     {
@@ -319,7 +319,7 @@ struct alloc_probe {
 };
 COR_DEFINE_STATIC(alloc_probe, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, leaf(3));
     COR_RETURN(self->r);
 }
@@ -331,7 +331,7 @@ struct alloc_switch {
 };
 COR_DEFINE_STATIC(alloc_switch, (cor_memory_resource * mr), { self->mr = mr; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, COR_RUN(alloc_probe(), .alloc = self->mr));
     if (COR_THIS_ALLOCATOR() == self->mr)
         COR_FAIL(-EFAULT);

@@ -79,7 +79,7 @@ struct echo_conn {
 };
 COR_DEFINE_STATIC(echo_conn, (int fd), { self->fd = fd; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->total = 0;
     for (;;) {
         COR_AWAIT(self->n, cor_recv(self->fd, self->buf, sizeof self->buf, 0));
@@ -106,7 +106,7 @@ COR_DEFINE_STATIC(echo_server, (int lfd, int n, int *results), {
     self->results = results;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     for (self->i = 0; self->i < self->n; self->i++) {
         cor_sockaddr peer;
         (void)peer;
@@ -135,7 +135,7 @@ COR_DEFINE_STATIC(echo_client, (const cor_sockaddr *addr, int id, int msgs, int 
     self->size = size;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->fd = cor_socket(self->addr->u.sa.sa_family, SOCK_STREAM);
     if (self->fd < 0)
         COR_RETURN(self->fd);
@@ -256,7 +256,7 @@ COR_DEFINE_STATIC(reset_peer, (const cor_sockaddr *addr, bool reset), {
     self->reset = reset;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->fd = cor_socket(AF_INET, SOCK_STREAM);
     COR_AWAIT(self->r, cor_connect(self->fd, self->addr));
     if (self->r < 0)
@@ -294,7 +294,7 @@ COR_DEFINE_STATIC(reset_server, (int lfd, bool answer), {
     self->answer = answer;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->fd, cor_accept(self->lfd, NULL));
     if (self->fd < 0)
         COR_RETURN(self->fd);
@@ -356,7 +356,7 @@ COR_DEFINE_STATIC(waiter, (int fd, bool accept), {
     self->accept = accept;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     if (self->accept)
         COR_AWAIT(self->r, cor_accept(self->fd, NULL));
     else
@@ -371,7 +371,7 @@ struct stopper {
 };
 COR_DEFINE_STATIC(stopper, (cor_stop_source * src), { self->src = src; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, cor_sleep_for(20 * MS));
     cor_stop_source_request(self->src);
     COR_RETURN(0);
@@ -446,7 +446,7 @@ struct closer {
 };
 COR_DEFINE_STATIC(closer, (int fd), { self->fd = fd; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, cor_sleep_for(10 * MS));
     COR_AWAIT(self->r, cor_close(self->fd));
     COR_RETURN(self->r);
@@ -481,7 +481,7 @@ COR_DEFINE_STATIC(connector, (const cor_sockaddr *addr, int64_t ns), {
     self->ns = ns;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->fd = cor_socket(AF_INET, SOCK_STREAM);
     COR_AWAIT(self->r, COR_DEADLINE_AFTER(cor_connect(self->fd, self->addr), self->ns));
     COR_AWAIT_VOID(cor_close(self->fd));
@@ -565,7 +565,7 @@ COR_DEFINE_STATIC(udp_pair, (int a, int b, const cor_sockaddr *to), {
     self->to = to;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, cor_sendto(self->a, "datagram", 8, 0, self->to));
     if (self->r != 8)
         COR_RETURN(-EIO);
@@ -698,7 +698,7 @@ COR_DEFINE_STATIC(resolver, (const char *host, const char *service, cor_sockaddr
     self->out = out;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, cor_resolve(self->host, self->service, AF_INET, 0, self->out, 4));
     COR_RETURN(self->r);
 }
@@ -738,7 +738,7 @@ COR_DEFINE_STATIC(bad_args_with_deadline, (int sock, int file, int udp), {
     self->udp = udp;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     /* A NULL buffer with a length: each op must complete with -EINVAL without
      * reaching the kernel, deadline or not (the socket has no data, so a
      * submitted recv would wait for its deadline instead). */
@@ -788,7 +788,7 @@ COR_DEFINE_STATIC(stream_acceptor, (cor_stream * s, int n), {
     self->n = n;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     for (self->i = 0; self->i < self->n; self->i++) {
         COR_AWAIT(self->fd, COR_DEADLINE_AFTER(cor_stream_next(self->s, NULL), 5000 * MS));
         if (self->fd < 0)
@@ -851,7 +851,7 @@ COR_DEFINE_STATIC(stream_reader, (cor_io_context * io, cor_buf_ring *ring, int f
     self->expect = expect;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->got = self->nobufs = 0;
     if (cor_recv_stream_open(&self->s, self->io, self->fd, self->ring))
         COR_RETURN(-EIO);
@@ -895,7 +895,7 @@ COR_DEFINE_STATIC(stream_writer, (const cor_sockaddr *addr, long total), {
     self->total = total;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->fd = cor_socket(AF_INET, SOCK_STREAM);
     COR_AWAIT(self->r, cor_connect(self->fd, self->addr));
     if (self->r < 0)
@@ -935,7 +935,7 @@ COR_DEFINE_STATIC(reader_server,
                       self->results = results;
                   })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     for (self->i = 0; self->i < self->n; self->i++) {
         COR_AWAIT(self->fd, cor_accept(self->lfd, NULL));
         if (self->fd < 0)
@@ -1004,7 +1004,7 @@ COR_DEFINE_STATIC(hoarder, (cor_io_context * io, cor_buf_ring *ring, int fd, int
     self->sv1 = sv1;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     if (cor_recv_stream_open(&self->s, self->io, self->fd, self->ring))
         COR_RETURN(-EIO);
     self->r = -EPROTO;

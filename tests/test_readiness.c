@@ -63,7 +63,7 @@ COR_DEFINE_STATIC(one_op, (int opcode, int fd, int64_t deadline_ns, char *byte),
     self->byte = byte;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->buf[0] = 0;
     if (self->deadline_ns)
         COR_AWAIT(self->r,
@@ -90,7 +90,7 @@ COR_DEFINE_STATIC(late_write, (int fd, int64_t ns, char c), {
     self->c = c;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, cor_sleep_for(self->ns));
     COR_RETURN((int)write(self->fd, &self->c, 1));
 }
@@ -231,7 +231,7 @@ COR_DEFINE_STATIC(close_then_read, (int rfd, int wfd), {
     self->p[1] = wfd;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     /* Make the engine wait on the read end once (registering it), with a deadline. */
     COR_AWAIT(self->r, COR_DEADLINE_AFTER(
                            op_io(OP_READ, self->p[0], &self->c, 1, -1), 2 * MS));
@@ -274,7 +274,7 @@ struct file_rw {
 };
 COR_DEFINE_STATIC(file_rw, (int fd), { self->fd = fd; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     memcpy(self->buf, "hello, file", 11);
     COR_AWAIT(self->r, op_io(OP_WRITE, self->fd, self->buf, 11, 0));
     if (self->r != 11)

@@ -29,7 +29,7 @@ struct nothing {
 };
 COR_DEFINE_STATIC(nothing, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_RETURN(0);
 }
 
@@ -85,7 +85,7 @@ COR_DEFINE_STATIC(incrementer, (struct shared * sh, cor_executor away, long n), 
     self->n = n;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     for (self->i = 0; self->i < self->n; self->i += INCREMENTS_PER_HOP) {
         if (self->sh->in_strand)
             self->sh->overlaps++;
@@ -242,7 +242,7 @@ COR_DEFINE_STATIC(dispatcher, (struct flag_frame * inl, struct flag_frame *poste
     self->posted = posted;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     cor_executor ex = COR_THIS_EXECUTOR();
     if (cor_executor_dispatch(ex, &self->inl->hdr))
         COR_FAIL(-EFAULT);
@@ -296,7 +296,7 @@ COR_DEFINE_STATIC(ctx_probe, (cor_strand * s, cor_execution_context *want), {
     self->want = want;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->ok = cor_executor_context(COR_THIS_EXECUTOR()) == self->want &&
                cor_strand_running_in_this_thread(self->s);
     COR_AWAIT_VOID(nothing());
@@ -398,7 +398,7 @@ struct in_strand {
 };
 COR_DEFINE_STATIC(in_strand, (struct env_check * e), { self->e = e; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     if (!cor_executor_equal(COR_THIS_EXECUTOR(), self->e->strand_ex) || where_am_i(self->e) != 3)
         COR_RETURN(0);
     COR_AWAIT_VOID(nothing()); /* a same-executor await stays in the strand */
@@ -412,7 +412,7 @@ struct on_pool {
 };
 COR_DEFINE_STATIC(on_pool, (struct env_check * e), { self->e = e; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->ok =
         cor_executor_equal(COR_THIS_EXECUTOR(), self->e->pool_ex) && where_am_i(self->e) == 2;
     COR_AWAIT(self->r, COR_RUN(in_strand(self->e), .ex = self->e->strand_ex));
@@ -430,7 +430,7 @@ struct at_home {
 };
 COR_DEFINE_STATIC(at_home, (struct env_check * e), { self->e = e; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->ok = 1;
     for (self->i = 0; self->i < 200; self->i++) {
         if (!cor_executor_equal(COR_THIS_EXECUTOR(), self->e->home) || where_am_i(self->e) != 1)
@@ -524,7 +524,7 @@ COR_DEFINE_STATIC(io_incrementer, (struct shared * sh, cor_io_context *io, int n
     self->n = n;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     for (self->i = 0; self->i < self->n; self->i++) {
         if (self->sh->in_strand)
             self->sh->overlaps++;
@@ -597,7 +597,7 @@ struct self_destroy {
 };
 COR_DEFINE_STATIC(self_destroy, (cor_strand * s), { self->s = s; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_RETURN(cor_strand_destroy(self->s));
 }
 
@@ -636,7 +636,7 @@ COR_DEFINE_STATIC(mark, (int *flag, const cor_strand *in, const cor_strand *oute
     self->outer = outer;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     __atomic_store_n(self->flag, 1, __ATOMIC_RELEASE);
     COR_RETURN(cor_strand_running_in_this_thread(self->in) &&
                (!self->outer || cor_strand_running_in_this_thread(self->outer)));
@@ -666,7 +666,7 @@ COR_DEFINE_STATIC(hop_and_release, (cor_strand * s, cor_strand *outer), {
     self->outer = outer;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->launched = 0;
     COR_AWAIT(self->inside, COR_RUN(mark(&self->launched, self->s, self->outer),
                                     .ex = cor_strand_executor(self->s)));
@@ -755,7 +755,7 @@ COR_DEFINE_STATIC(blocker, (cor_strand * s, int *a_out, int *b_in), {
     self->b_in = b_in;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->inside,
               COR_RUN(mark(self->a_out, self->s, NULL), .ex = cor_strand_executor(self->s)));
     COR_RETURN(wait_flag(self->b_in)); /* blocking work on the pool thread */

@@ -21,7 +21,7 @@ struct lock_once {
 };
 COR_DEFINE_STATIC(lock_once, (cor_async_mutex * m), { self->m = m; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->rc, cor_async_mutex_lock(self->m));
     COR_RETURN(self->rc);
 }
@@ -61,7 +61,7 @@ COR_DEFINE_STATIC(locker, (cor_async_mutex * m, int id, int *log, int *len), {
     self->len = len;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->rc, cor_async_mutex_lock(self->m));
     if (self->rc)
         COR_RETURN(self->rc);
@@ -115,7 +115,7 @@ struct nothing {
 };
 COR_DEFINE_STATIC(nothing, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_RETURN(0);
 }
 
@@ -135,7 +135,7 @@ COR_DEFINE_STATIC(contender,
                       self->on_pool = on_pool;
                   })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     for (self->i = 0; self->i < SYNC_ROUNDS; self->i++) {
         COR_AWAIT(self->rc, cor_async_mutex_lock(&self->g->m));
         if (self->rc)
@@ -196,7 +196,7 @@ COR_DEFINE_STATIC(home_waiter, (cor_async_mutex * m, pthread_t home), {
     self->home = home;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->rc, cor_async_mutex_lock(self->m));
     int same = pthread_equal(pthread_self(), self->home);
     cor_async_mutex_unlock(self->m);
@@ -326,7 +326,7 @@ COR_DEFINE_STATIC(racer, (cor_async_mutex * m, long *acquired, long *cancelled),
     self->cancelled = cancelled;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->rc, cor_async_mutex_lock(self->m));
     if (self->rc == 0) {
         __atomic_fetch_add(self->acquired, 1, __ATOMIC_RELAXED);
@@ -389,7 +389,7 @@ COR_DEFINE_STATIC(waiter, (cor_async_event * e, pthread_t home), {
     self->home = home;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->rc, cor_async_event_wait(self->e));
     if (self->rc)
         COR_RETURN(self->rc);
@@ -571,7 +571,7 @@ struct null_waits {
 };
 COR_DEFINE_STATIC(null_waits, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->a, cor_async_mutex_lock(NULL));
     COR_AWAIT(self->b, cor_async_event_wait(NULL));
     COR_RETURN(self->a == -EINVAL && self->b == -EINVAL);

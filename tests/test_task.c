@@ -14,7 +14,7 @@ struct leaf3 {
 };
 COR_DEFINE_STATIC(leaf3, (int x), { self->x = x; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     seen[2] = COR_THIS_EXECUTOR();
     COR_RETURN(self->x * 2);
 }
@@ -25,7 +25,7 @@ struct mid3 {
 };
 COR_DEFINE_STATIC(mid3, (int x), { self->x = x; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     seen[1] = COR_THIS_EXECUTOR();
     COR_AWAIT(self->r, leaf3(self->x + 1));
     COR_RETURN(self->r + 1);
@@ -37,7 +37,7 @@ struct top3 {
 };
 COR_DEFINE_STATIC(top3, (int x), { self->x = x; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     seen[0] = COR_THIS_EXECUTOR();
     COR_AWAIT(self->r, mid3(self->x));
     COR_RETURN((long)self->r * 10);
@@ -78,7 +78,7 @@ struct failer {
 };
 COR_DEFINE_STATIC(failer, (int err), { self->err = err; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     if (self->err)
         COR_FAIL(self->err);
     COR_RETURN(7);
@@ -92,7 +92,7 @@ struct propagates {
 };
 COR_DEFINE_STATIC(propagates, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, failer(-EIO));
     after_failed_await = 1;
     COR_RETURN(self->r);
@@ -104,7 +104,7 @@ struct catches {
 };
 COR_DEFINE_STATIC(catches, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->r = -1;
     COR_TRY_AWAIT(self->err, self->r, failer(-EPIPE));
     if (self->err != -EPIPE || self->r != -1)
@@ -153,7 +153,7 @@ struct one {
 };
 COR_DEFINE_STATIC(one, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_RETURN(1);
 }
 
@@ -164,7 +164,7 @@ struct many {
 };
 COR_DEFINE_STATIC(many, (long n), { self->n = n; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     for (self->i = 0, self->sum = 0; self->i < self->n; self->i++) {
         COR_AWAIT(self->r, one());
         self->sum += self->r;
@@ -243,7 +243,7 @@ struct uses_leaves {
 };
 COR_DEFINE_STATIC(uses_leaves, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     for (self->i = 0; self->i < 100; self->i++)
         COR_AWAIT(self->a, add_op(self->i, 1));
     COR_AWAIT(self->b, later_op());
@@ -277,7 +277,7 @@ struct switcher {
 };
 COR_DEFINE_STATIC(switcher, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->acc = 0;
     for (self->state = 0; self->state < 3; self->state++) {
         switch (self->state) {
@@ -313,7 +313,7 @@ struct void_task {
 };
 COR_DEFINE_STATIC(void_task, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     void_ran++;
     COR_RETURN_VOID();
 }
@@ -323,7 +323,7 @@ struct awaits_void {
 };
 COR_DEFINE_STATIC(awaits_void, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT_VOID(void_task());
     COR_AWAIT_VOID(void_task());
     COR_RETURN_VOID();
@@ -361,7 +361,7 @@ struct waits_forever {
 };
 COR_DEFINE_STATIC(waits_forever, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_ON_DESTROY(count_destroy);
     COR_AWAIT(self->r, later_op());
     COR_RETURN(self->r);
@@ -373,7 +373,7 @@ struct outer_forever {
 };
 COR_DEFINE_STATIC(outer_forever, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_ON_DESTROY(count_destroy);
     COR_AWAIT(self->r, waits_forever());
     COR_RETURN(self->r);
@@ -409,7 +409,7 @@ struct aligned_task {
 };
 COR_DEFINE_STATIC(aligned_task, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_RETURN(((uintptr_t)self->line % 128) == 0 ? 1 : 0);
 }
 
@@ -419,7 +419,7 @@ struct awaits_aligned {
 };
 COR_DEFINE_STATIC(awaits_aligned, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, aligned_task());
     COR_RETURN(self->r);
 }

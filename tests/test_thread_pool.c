@@ -101,7 +101,7 @@ struct leaf {
 };
 COR_DEFINE_STATIC(leaf, (int x), { self->x = x; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_RETURN(self->x);
 }
 
@@ -116,7 +116,7 @@ COR_DEFINE_STATIC(away_and_back, (cor_thread_pool * pool, cor_executor away), {
     self->away = away;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->ok = cor_thread_pool_running_in_this_thread(self->pool);
     /* While the child runs elsewhere the pool's queue is empty: only the
      * work count keeps a joining pool's workers alive. */
@@ -158,7 +158,7 @@ COR_DEFINE_STATIC(hop_child, (cor_thread_pool * pool, cor_executor want), {
     self->want = want;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_RETURN(cor_thread_pool_running_in_this_thread(self->pool) &&
                cor_executor_equal(COR_THIS_EXECUTOR(), self->want));
 }
@@ -175,7 +175,7 @@ COR_DEFINE_STATIC(hop_parent, (cor_thread_pool * pool, pthread_t home), {
     self->home = home;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->ok = 1;
     for (self->i = 0; self->i < 1000; self->i++) {
         self->home_ex = COR_THIS_EXECUTOR();

@@ -40,7 +40,7 @@ COR_DEFINE_STATIC(sleeper, (int64_t ns, int id, struct order_log *log), {
     self->log = log;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     self->t0 = cor_clock_now();
     COR_AWAIT(self->r, cor_sleep_for(self->ns));
     if (self->r == 0 && cor_clock_now() - self->t0 < self->ns)
@@ -78,7 +78,7 @@ struct until {
 };
 COR_DEFINE_STATIC(until, (int64_t when), { self->when = when; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, cor_sleep_until(self->when));
     COR_RETURN(self->r);
 }
@@ -113,7 +113,7 @@ struct outside {
 };
 COR_DEFINE_STATIC(outside, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, cor_sleep_for(MS));
     COR_RETURN(self->r);
 }
@@ -156,7 +156,7 @@ struct waiter {
 };
 COR_DEFINE_STATIC(waiter, (cor_timer * t), { self->t = t; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, cor_timer_wait(self->t));
     COR_RETURN(self->r);
 }
@@ -172,7 +172,7 @@ COR_DEFINE_STATIC(canceller, (cor_timer * t, int64_t after), {
     self->after = after;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, cor_sleep_for(self->after));
     COR_RETURN(cor_timer_cancel(self->t));
 }
@@ -229,7 +229,7 @@ struct resetter {
 };
 COR_DEFINE_STATIC(resetter, (cor_timer * t), { self->t = t; })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, cor_sleep_for(5 * MS));
     COR_RETURN(cor_timer_expires_after(self->t, 5 * MS));
 }
@@ -299,7 +299,7 @@ COR_DEFINE_STATIC(deadline_read, (int fd, int64_t ns), {
     self->ns = ns;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, COR_DEADLINE_AFTER(pipe_read(self->fd, self->buf), self->ns));
     COR_RETURN(self->r);
 }
@@ -310,7 +310,7 @@ struct deadline_nop {
 };
 COR_DEFINE_STATIC(deadline_nop, (void), {})
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, COR_DEADLINE_AFTER(cor_nop(), 1000 * MS));
     COR_RETURN(self->r);
 }
@@ -325,7 +325,7 @@ COR_DEFINE_STATIC(deadline_sleep, (int64_t sleep, int64_t deadline), {
     self->deadline = deadline;
 })
 {
-    COR_BEGIN(self);
+    COR_BEGIN();
     COR_AWAIT(self->r, COR_DEADLINE_AFTER(cor_sleep_for(self->sleep), self->deadline));
     COR_RETURN(self->r);
 }

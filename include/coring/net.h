@@ -5,7 +5,7 @@
  *     struct session { COR_PROMISE(int); int fd; char buf[4096]; int n; };
  *     COR_DEFINE(session, (int fd), { self->fd = fd; })
  *     {
- *         COR_BEGIN(self);
+ *         COR_BEGIN();
  *         for (;;) {
  *             COR_AWAIT(self->n, cor_recv(self->fd, self->buf, sizeof self->buf, 0));
  *             if (self->n <= 0)

@@ -11,14 +11,14 @@
  *     struct add { COR_PROMISE(int); int a, b; };
  *     COR_DEFINE(add, (int a, int b), { self->a = a; self->b = b; })
  *     {
- *         COR_BEGIN(self);
+ *         COR_BEGIN();
  *         COR_RETURN(self->a + self->b);
  *     }
  *
  *     struct twice { COR_PROMISE(int); int x, r; };
  *     COR_DEFINE(twice, (int x), { self->x = x; })
  *     {
- *         COR_BEGIN(self);
+ *         COR_BEGIN();
  *         COR_AWAIT(self->r, add(self->x, self->x));
  *         COR_RETURN(self->r);
  *     }
@@ -29,8 +29,11 @@
  * starts it. The frame of an awaited task is freed by the awaiting coroutine
  * once the await completes; a launched one by its launch.
  *
- * Rules of the body, which the macros rely on:
- *  - COR_BEGIN(self) is the body's first statement.
+ * Rules of the body, which the macros rely on (and check where they can):
+ *  - COR_BEGIN() is the body's first statement: without it, every await and
+ *    return fails to compile ("COR_BEGIN_must_open_the_body undeclared").
+ *  - The frame is `self` (the body's parameter): COR_AWAIT, COR_RETURN and
+ *    the COR_THIS_* queries use it.
  *  - Locals declared in the body do not survive an await; keep such values in
  *    the frame.
  *  - No await inside a GNU statement expression; switch statements and loops
@@ -38,12 +41,14 @@
  *  - Every path ends in COR_RETURN, COR_RETURN_VOID or COR_FAIL.
  *
  * Results and errors. A task's result is typed: COR_AWAIT(dst, t) assigns the
- * child's result to dst, and the compiler checks the assignment. System-level
- * failure travels in a separate error channel (an int -errno in the promise):
- * a frame that could not be allocated, or COR_FAIL(err). An error propagates
- * from child to parent through COR_AWAIT, like an exception, until a
- * COR_TRY_AWAIT catches it. I/O results such as a short read or -ECONNRESET
- * are values, not errors.
+ * child's result to dst, and the compiler checks the assignment: a result
+ * that does not fit dst (an ssize_t into an int, a signed value into an
+ * unsigned one) draws a -Wconversion warning at the await. System-level
+ * failure travels in a separate error channel (an int -errno in the
+ * promise): a frame that could not be allocated, or COR_FAIL(err). An error
+ * propagates from child to parent through COR_AWAIT, like an exception,
+ * until a COR_TRY_AWAIT catches it. I/O results such as a short read or
+ * -ECONNRESET are values, not errors.
  */
 #ifndef CORING_TASK_H
 #define CORING_TASK_H
@@ -57,12 +62,175 @@
 
 COR_BEGIN_DECLS
 
+/* ==== the coroutine surface ============================================================= */
+
 /* The environment a coroutine runs in; it flows forward from caller to callee at every await. */
 typedef struct cor_env {
     cor_executor ex;            /* where the coroutine is resumed            */
     cor_stop_token stop;        /* cancellation requests it should honour     */
     cor_memory_resource *alloc; /* allocator for the frames it creates        */
 } cor_env;
+
+/* The promise of a coroutine that returns T; the first member of its frame struct. */
+#define COR_PROMISE(T)                                                                             \
+    cor_frame cor_hdr;                                                                             \
+    T result;                                                                                      \
+    cor_await_slot cor_slot
+
+/* The promise of a coroutine that returns nothing (finish it with COR_RETURN_VOID). */
+#define COR_PROMISE_VOID() COR_PROMISE(cor_void)
+
+/* The result type of a task that returns nothing. */
+typedef struct cor_void {
+    char none;
+} cor_void;
+
+/* Declares the task function of coroutine `name` (for headers): struct name *name params. */
+#define COR_DECLARE(name, params)                                                                  \
+    struct name;                                                                                   \
+    struct name *name params
+
+/*
+ * Defines coroutine `name`: struct name must already be declared with a
+ * COR_PROMISE. params is the parenthesized parameter list of the task
+ * function; the remaining arguments are the initializer, run with `self`
+ * pointing at the new frame (copy the parameters into it). The body follows
+ * the macro as a block, with `self` in scope. The task function returns the
+ * new frame, or NULL if it could not be allocated (awaiting or launching NULL
+ * fails with -ENOMEM).
+ */
+#define COR_DEFINE(name, params, ...) COR__DEFINE(, name, params, __VA_ARGS__)
+
+/* COR_DEFINE with a static (file-local) task function. */
+#define COR_DEFINE_STATIC(name, params, ...) COR__DEFINE(static, name, params, __VA_ARGS__)
+
+/* First statement of a body: continues at the last await point. */
+#define COR_BEGIN()                                                                                \
+    enum { COR_BEGIN_must_open_the_body = 1 };                                                     \
+    do {                                                                                           \
+        if (self->cor_hdr.point)                                                                   \
+            __extension__({ goto *self->cor_hdr.point; });                                         \
+        COR__SET_POINT(self->cor_hdr.point, cor__begin);                                           \
+    } while (0);                                                                                   \
+    cor__begin:
+
+/*
+ * Awaits expr (a task or a leaf awaitable) and assigns its result to dst.
+ * If the child failed (or could not be allocated) the error propagates: this
+ * coroutine fails with the same error and does not continue.
+ */
+#define COR_AWAIT(dst, expr) COR__AWAIT(dst, expr, __COUNTER__)
+
+/* Awaits expr and discards its result; errors propagate as with COR_AWAIT. */
+#define COR_AWAIT_VOID(expr) COR__AWAIT_VOID(expr, __COUNTER__)
+
+/*
+ * Awaits expr and catches its error: err (an int lvalue) receives 0 or the
+ * child's -errno; dst is assigned only when err is 0.
+ */
+#define COR_TRY_AWAIT(err, dst, expr) COR__TRY_AWAIT(err, dst, expr, __COUNTER__)
+
+/* COR_TRY_AWAIT without a result. */
+#define COR_TRY_AWAIT_VOID(err, expr) COR__TRY_AWAIT_VOID(err, expr, __COUNTER__)
+
+/* Completes the coroutine with result v. */
+#define COR_RETURN(v)                                                                              \
+    do {                                                                                           \
+        (void)COR_BEGIN_must_open_the_body;                                                        \
+        self->result = (v);                                                                        \
+        return cor__complete(&self->cor_hdr);                                                      \
+    } while (0)
+
+/* Completes a COR_PROMISE_VOID coroutine. */
+#define COR_RETURN_VOID()                                                                          \
+    do {                                                                                           \
+        (void)COR_BEGIN_must_open_the_body;                                                        \
+        return cor__complete(&self->cor_hdr);                                                      \
+    } while (0)
+
+/* Fails the coroutine with err (a negative errno) through the error channel. */
+#define COR_FAIL(err)                                                                              \
+    do {                                                                                           \
+        (void)COR_BEGIN_must_open_the_body;                                                        \
+        return cor__fail(&self->cor_hdr, (err));                                                   \
+    } while (0)
+
+/* this_coro queries: read the environment without suspending. */
+#define COR_THIS_EXECUTOR() (self->cor_hdr.env.ex)
+#define COR_THIS_STOP_TOKEN() (self->cor_hdr.env.stop)
+#define COR_THIS_ALLOCATOR() (self->cor_hdr.env.alloc)
+
+/*
+ * Registers fn to run if this frame is destroyed before it completes (for
+ * example when its execution context is destroyed while it is suspended), so
+ * it can release what it holds. Not called on normal completion.
+ */
+#define COR_ON_DESTROY(fn) (self->cor_hdr.on_destroy = (fn))
+
+/*
+ * The frame header (a cor_frame *) of t, an expression that calls a task
+ * function: the handle executors and cor_frame_destroy take. Type-checked (t
+ * must point to a coroutine frame); NULL if t is NULL. Evaluates t once.
+ */
+#define COR_FRAME(t)                                                                               \
+    __extension__({                                                                                \
+        __typeof__(t) cor__ft = (t);                                                               \
+        cor__ft ? &cor__ft->cor_hdr : (cor_frame *)0;                                              \
+    })
+
+/* ==== leaf awaitables =================================================================== */
+
+/*
+ * A leaf awaitable is a frame that never awaits anything itself (I/O
+ * operations, timers, custom awaitables). It has no await slot, so it is
+ * small enough to live in its parent's slot. Its resume function is called
+ * once when it is awaited (to start it) and must not await anything. It
+ * either completes at once (return cor_leaf_complete(f)) or arranges to be
+ * completed later and returns COR_NOOP. examples/custom_leaf.c shows one that
+ * another thread completes.
+ */
+#define COR_LEAF_PROMISE(T)                                                                        \
+    cor_frame cor_hdr;                                                                             \
+    T result
+
+/* Allocates a leaf of type `type` with resume function resume_fn: in the awaiting frame's slot
+ * when it fits (no allocation at all), else from the frame allocator. NULL if out of memory. */
+#define COR_LEAF_NEW(type, resume_fn)                                                              \
+    ((type *)cor__leaf_new(sizeof(type), _Alignof(type), (resume_fn), offsetof(type, result),      \
+                           sizeof(((type *)0)->result)))
+
+/*
+ * Completes leaf f (its result already stored) and returns the handle to run
+ * next: return it from the leaf's resume function, or resume it with
+ * cor_resume. Call it on a thread that runs f's executor (cor_frame_env(f)->
+ * ex) right now: from the leaf's own resume function, or from a handle that
+ * executor is running. From any other thread use cor_leaf_complete_post.
+ */
+static inline cor_handle cor_leaf_complete(cor_frame *f);
+
+/*
+ * For a leaf completed from another thread: call in its resume function,
+ * before handing f to that thread. It counts outstanding work on f's
+ * executor, so that executor's run loop keeps running until
+ * cor_leaf_complete_post brings f back. Returns 0, or -EINVAL for a NULL f
+ * or a frame without a valid executor.
+ */
+COR_API int cor_leaf_hold(cor_frame *f);
+
+/*
+ * Completes leaf f (its result already stored; cor_leaf_hold called when it
+ * started) from any thread, once: f is posted to its own executor and
+ * completes there, so the awaiting coroutine resumes on its executor's
+ * thread, never on the caller's, and the hold ends. The stores to the result
+ * happen before the resumption (the post orders them). Returns 0, or -EINVAL
+ * for a NULL f or a frame without a valid executor (f is untouched then).
+ */
+COR_API int cor_leaf_complete_post(cor_frame *f);
+
+/* The environment of frame f (for leaf awaitables). */
+static inline const cor_env *cor_frame_env(const cor_frame *f);
+
+/* ==== internals: what the macros above expand to. Not for direct use. ==================== */
 
 typedef cor_handle (*cor_resume_fn)(cor_frame *self);
 
@@ -105,31 +273,6 @@ typedef union cor_await_slot {
     unsigned char bytes[COR_AWAIT_SLOT_SIZE];
     max_align_t align;
 } cor_await_slot;
-
-/* The result type of a task that returns nothing. */
-typedef struct cor_void {
-    char none;
-} cor_void;
-
-/* The promise of a coroutine that returns T; the first member of its frame struct. */
-#define COR_PROMISE(T)                                                                             \
-    cor_frame cor_hdr;                                                                             \
-    T result;                                                                                      \
-    cor_await_slot cor_slot
-
-/* The promise of a coroutine that returns nothing (finish it with COR_RETURN_VOID). */
-#define COR_PROMISE_VOID() COR_PROMISE(cor_void)
-
-/*
- * The promise of a leaf awaitable: a frame that never awaits anything itself
- * (I/O operations, timers, custom awaitables). It has no await slot, so it is
- * small enough to live in its parent's slot.
- */
-#define COR_LEAF_PROMISE(T)                                                                        \
-    cor_frame cor_hdr;                                                                             \
-    T result
-
-/* ---- library internals the macros expand to ---------------------------------------- */
 
 /* Per-thread state: the frame allocator window and the await slot on offer. */
 struct cor__tls {
@@ -261,6 +404,16 @@ static inline cor_handle cor__await(cor_frame *parent, cor_frame *child)
     return child;
 }
 
+static inline cor_handle cor_leaf_complete(cor_frame *f)
+{
+    return cor__complete(f);
+}
+
+static inline const cor_env *cor_frame_env(const cor_frame *f)
+{
+    return &f->env;
+}
+
 #define COR__CAT2(a, b) a##b
 #define COR__CAT(a, b) COR__CAT2(a, b)
 
@@ -274,8 +427,21 @@ static inline cor_handle cor__await(cor_frame *parent, cor_frame *child)
     _Pragma("GCC diagnostic pop")
 #endif
 
+/*
+ * Assigns an awaited result to its destination with -Wconversion in force
+ * for this one assignment, whatever the user's flags: narrowing a result
+ * (an ssize_t into an int) is a bug the compiler can see.
+ */
+#define COR__ASSIGN_RESULT(dst, src)                                                               \
+    do {                                                                                           \
+        _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic warning \"-Wconversion\"")(dst) =   \
+            (src);                                                                                 \
+        _Pragma("GCC diagnostic pop")                                                              \
+    } while (0)
+
 /* Evaluates expr with this frame's allocator and await slot in the window, then suspends on it. */
 #define COR__AWAIT_START(expr, n)                                                                  \
+    (void)COR_BEGIN_must_open_the_body;                                                            \
     cor__window COR__CAT(cor__w, n) = cor__window_enter(self->cor_hdr.env.alloc, &self->cor_slot); \
     __typeof__(expr) COR__CAT(cor__t, n) = (expr);                                                 \
     cor__window_leave(COR__CAT(cor__w, n));                                                        \
@@ -290,7 +456,7 @@ static inline cor_handle cor__await(cor_frame *parent, cor_frame *child)
         COR__AWAIT_START(expr, n)                                                                  \
         if (!self->cor_hdr.awaited || self->cor_hdr.awaited->error)                                \
             return cor__fail_from_child(&self->cor_hdr);                                           \
-        (dst) = ((__typeof__(COR__CAT(cor__t, n)))self->cor_hdr.awaited)->result;                  \
+        COR__ASSIGN_RESULT(dst, ((__typeof__(COR__CAT(cor__t, n)))self->cor_hdr.awaited)->result); \
         cor__frame_free(self->cor_hdr.awaited);                                                    \
     } while (0)
 
@@ -310,7 +476,8 @@ static inline cor_handle cor__await(cor_frame *parent, cor_frame *child)
         } else {                                                                                   \
             (err) = self->cor_hdr.awaited->error;                                                  \
             if (!(err))                                                                            \
-                (dst) = ((__typeof__(COR__CAT(cor__t, n)))self->cor_hdr.awaited)->result;          \
+                COR__ASSIGN_RESULT(                                                                \
+                    dst, ((__typeof__(COR__CAT(cor__t, n)))self->cor_hdr.awaited)->result);        \
             cor__frame_free(self->cor_hdr.awaited);                                                \
         }                                                                                          \
     } while (0)
@@ -344,106 +511,6 @@ static inline cor_handle cor__await(cor_frame *parent, cor_frame *child)
         return self;                                                                               \
     }                                                                                              \
     static cor_handle name##__body(struct name *self)
-
-/* ---- the coroutine surface ------------------------------------------------------------ */
-
-/* Declares the task function of coroutine `name` (for headers): struct name *name params. */
-#define COR_DECLARE(name, params)                                                                  \
-    struct name;                                                                                   \
-    struct name *name params
-
-/*
- * Defines coroutine `name`: struct name must already be declared with a
- * COR_PROMISE. params is the parenthesized parameter list of the task
- * function; the remaining arguments are the initializer, run with `self`
- * pointing at the new frame (copy the parameters into it). The body follows
- * the macro as a block, with `self` in scope. The task function returns the
- * new frame, or NULL if it could not be allocated (awaiting or launching NULL
- * fails with -ENOMEM).
- */
-#define COR_DEFINE(name, params, ...) COR__DEFINE(, name, params, __VA_ARGS__)
-
-/* COR_DEFINE with a static (file-local) task function. */
-#define COR_DEFINE_STATIC(name, params, ...) COR__DEFINE(static, name, params, __VA_ARGS__)
-
-/* First statement of a body: continues at the last await point. */
-#define COR_BEGIN(s)                                                                               \
-    do {                                                                                           \
-        if ((s)->cor_hdr.point)                                                                    \
-            __extension__({ goto *(s)->cor_hdr.point; });                                          \
-        COR__SET_POINT((s)->cor_hdr.point, cor__begin);                                            \
-    } while (0);                                                                                   \
-    cor__begin:
-
-/*
- * Awaits expr (a task or a leaf awaitable) and assigns its result to dst.
- * If the child failed (or could not be allocated) the error propagates: this
- * coroutine fails with the same error and does not continue.
- */
-#define COR_AWAIT(dst, expr) COR__AWAIT(dst, expr, __COUNTER__)
-
-/* Awaits expr and discards its result; errors propagate as with COR_AWAIT. */
-#define COR_AWAIT_VOID(expr) COR__AWAIT_VOID(expr, __COUNTER__)
-
-/*
- * Awaits expr and catches its error: err (an int lvalue) receives 0 or the
- * child's -errno; dst is assigned only when err is 0.
- */
-#define COR_TRY_AWAIT(err, dst, expr) COR__TRY_AWAIT(err, dst, expr, __COUNTER__)
-
-/* COR_TRY_AWAIT without a result. */
-#define COR_TRY_AWAIT_VOID(err, expr) COR__TRY_AWAIT_VOID(err, expr, __COUNTER__)
-
-/* Completes the coroutine with result v. */
-#define COR_RETURN(v)                                                                              \
-    do {                                                                                           \
-        self->result = (v);                                                                        \
-        return cor__complete(&self->cor_hdr);                                                      \
-    } while (0)
-
-/* Completes a COR_PROMISE_VOID coroutine. */
-#define COR_RETURN_VOID() return cor__complete(&self->cor_hdr)
-
-/* Fails the coroutine with err (a negative errno) through the error channel. */
-#define COR_FAIL(err) return cor__fail(&self->cor_hdr, (err))
-
-/* this_coro queries: read the environment without suspending. */
-#define COR_THIS_EXECUTOR() (self->cor_hdr.env.ex)
-#define COR_THIS_STOP_TOKEN() (self->cor_hdr.env.stop)
-#define COR_THIS_ALLOCATOR() (self->cor_hdr.env.alloc)
-
-/*
- * Registers fn to run if this frame is destroyed before it completes (for
- * example when its execution context is destroyed while it is suspended), so
- * it can release what it holds. Not called on normal completion.
- */
-#define COR_ON_DESTROY(fn) (self->cor_hdr.on_destroy = (fn))
-
-/* ---- leaf awaitables ------------------------------------------------------------------ */
-
-/*
- * A leaf awaitable is a frame declared with COR_LEAF_PROMISE whose resume
- * function is called once when it is awaited (to start the operation) and
- * must not await anything. It either completes at once
- * (return cor_leaf_complete(f)) or arranges for cor_leaf_complete to be
- * called later and returns COR_NOOP. COR_LEAF_NEW allocates one in the
- * awaiting frame's slot when it fits.
- */
-#define COR_LEAF_NEW(type, resume_fn)                                                              \
-    ((type *)cor__leaf_new(sizeof(type), _Alignof(type), (resume_fn), offsetof(type, result),      \
-                           sizeof(((type *)0)->result)))
-
-/* Completes leaf f; returns the handle to run next (resume it with cor_resume, or return it). */
-static inline cor_handle cor_leaf_complete(cor_frame *f)
-{
-    return cor__complete(f);
-}
-
-/* The environment of frame f (for leaf awaitables). */
-static inline const cor_env *cor_frame_env(const cor_frame *f)
-{
-    return &f->env;
-}
 
 COR_END_DECLS
 
