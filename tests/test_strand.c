@@ -652,18 +652,24 @@ static int wait_flag(int *flag)
 
 /*
  * Hops into strand s (over `outer`, if nested) and back, then checks the
- * caller is outside every strand, and that the strand is free: a
- * coroutine launched on it from here runs before the launch returns (the
- * strand is idle, and this thread runs its inner executor).
+ * caller is outside every strand, and that the strand is free: a coroutine
+ * launched on it from here runs while this one still holds its thread. On a
+ * single-threaded executor it runs before the launch returns (the strand is
+ * idle and this thread runs its inner executor); on a pool the drainer may
+ * still be finishing on the other worker, so this blocks (bounded) until the
+ * launched coroutine has run, which it could not while this one held the
+ * strand.
  */
 struct hop_and_release {
     COR_PROMISE(int);
     cor_strand *s, *outer;
+    bool threads;
     int inside, launched, ok;
 };
-COR_DEFINE_STATIC(hop_and_release, (cor_strand * s, cor_strand *outer), {
+COR_DEFINE_STATIC(hop_and_release, (cor_strand * s, cor_strand *outer, bool threads), {
     self->s = s;
     self->outer = outer;
+    self->threads = threads;
 })
 {
     COR_BEGIN();
@@ -679,8 +685,10 @@ COR_DEFINE_STATIC(hop_and_release, (cor_strand * s, cor_strand *outer), {
     if (self->ok > 0 && COR_RUN_ASYNC(cor_strand_executor(self->s), NULL,
                                       mark(&self->launched, self->s, self->outer)) != 0)
         self->ok = -4;
+    if (self->ok > 0 && self->threads)
+        wait_flag(&self->launched);
     if (self->ok > 0 && !__atomic_load_n(&self->launched, __ATOMIC_ACQUIRE))
-        self->ok = -5; /* queued: the strand was still held */
+        self->ok = -5; /* it could not enter: the strand was still held */
     COR_RETURN(self->ok);
 }
 
@@ -689,7 +697,7 @@ static void check_release(cor_executor home, long (*drive)(void *), void *obj, c
 {
     struct outcome oc = {0};
     cor_launch_options o = {.on_result = rec_result, .on_error = rec_error, .user = &oc};
-    cr_assert_eq(COR_RUN_ASYNC(home, &o, hop_and_release(s, outer)), 0);
+    cr_assert_eq(COR_RUN_ASYNC(home, &o, hop_and_release(s, outer, drive == NULL)), 0);
     if (drive)
         drive(obj);
     for (int i = 0; i < 5000 && !__atomic_load_n(&oc.results, __ATOMIC_ACQUIRE); i++)

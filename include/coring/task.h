@@ -43,7 +43,7 @@
  * Results and errors. A task's result is typed: COR_AWAIT(dst, t) assigns the
  * child's result to dst, and the compiler checks the assignment: a result
  * that does not fit dst (an ssize_t into an int, a signed value into an
- * unsigned one) draws a -Wconversion warning at the await. System-level
+ * unsigned one) is a compile error (-Wconversion) at the await. System-level
  * failure travels in a separate error channel (an int -errno in the
  * promise): a frame that could not be allocated, or COR_FAIL(err). An error
  * propagates from child to parent through COR_AWAIT, like an exception,
@@ -428,13 +428,14 @@ static inline const cor_env *cor_frame_env(const cor_frame *f)
 #endif
 
 /*
- * Assigns an awaited result to its destination with -Wconversion in force
- * for this one assignment, whatever the user's flags: narrowing a result
- * (an ssize_t into an int) is a bug the compiler can see.
+ * Assigns an awaited result to its destination with -Wconversion in force,
+ * as an error, for this one assignment, whatever the user's flags: narrowing
+ * a result (an ssize_t into an int, an int into a size_t) is a bug the
+ * compiler can see.
  */
 #define COR__ASSIGN_RESULT(dst, src)                                                               \
     do {                                                                                           \
-        _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic warning \"-Wconversion\"")(dst) =   \
+        _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic error \"-Wconversion\"")(dst) =     \
             (src);                                                                                 \
         _Pragma("GCC diagnostic pop")                                                              \
     } while (0)
