@@ -1,7 +1,7 @@
 /*
  * The default frame allocator: a per-thread recycling pool.
  *
- * Each thread caches freed blocks per size class (alloc_internal.h) in
+ * Each thread caches freed blocks per size class (<coring/alloc.h>) in
  * intrusive stacks bounded by its cache depth. Allocation pops, free pushes:
  * thread-local, no atomics, no heap call. A miss refills one block from the
  * backing heap and a free that finds its class full returns the block there.

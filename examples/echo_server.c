@@ -30,7 +30,7 @@ COR_DEFINE_STATIC(session, (int fd), { self->fd = fd; })
 
 static cor_frame *new_session(int fd)
 {
-    return (cor_frame *)session(fd);
+    return COR_FRAME(session(fd));
 }
 
 int main(int argc, char **argv)

@@ -132,7 +132,7 @@ done:
 
 static cor_frame *new_session(int fd)
 {
-    return (cor_frame *)conn(fd);
+    return COR_FRAME(conn(fd));
 }
 
 int main(int argc, char **argv)

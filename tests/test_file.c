@@ -131,7 +131,7 @@ IO_TEST(file, write_then_read_back_with_checksums)
     char path[96];
     snprintf(path, sizeof path, "%s/data", dir);
     cor_io_context *io = io_test_create(backend, NULL);
-    int r = run_task(io, (cor_frame *)write_read(path));
+    int r = run_task(io, COR_FRAME(write_read(path)));
     cr_assert_eq(r, 1, "%s", cor_strerror(r));
     struct stat st;
     cr_assert_eq(stat(path, &st), 0);
@@ -211,7 +211,7 @@ IO_TEST(file, vectored_io_position_and_short_reads_at_eof)
     char path[96];
     snprintf(path, sizeof path, "%s/short", dir);
     cor_io_context *io = io_test_create(backend, NULL);
-    int r = run_task(io, (cor_frame *)vec_eof(path));
+    int r = run_task(io, COR_FRAME(vec_eof(path)));
     cr_assert_eq(r, 1, "failed at step %d (%s)", -1000 - r, cor_strerror(r));
     cor_io_context_destroy(io);
     remove_dir();
@@ -247,11 +247,11 @@ IO_TEST(file, errors_for_a_directory_and_a_missing_file)
     char path[96];
     snprintf(path, sizeof path, "%s/missing", dir);
     cor_io_context *io = io_test_create(backend, NULL);
-    cr_assert_eq(run_task(io, (cor_frame *)one_open(path, O_RDONLY, false)), -ENOENT);
-    cr_assert_eq(run_task(io, (cor_frame *)one_open(dir, O_WRONLY, false)), -EISDIR);
-    cr_assert_eq(run_task(io, (cor_frame *)one_open(dir, O_RDONLY, true)), -EISDIR,
+    cr_assert_eq(run_task(io, COR_FRAME(one_open(path, O_RDONLY, false))), -ENOENT);
+    cr_assert_eq(run_task(io, COR_FRAME(one_open(dir, O_WRONLY, false))), -EISDIR);
+    cr_assert_eq(run_task(io, COR_FRAME(one_open(dir, O_RDONLY, true))), -EISDIR,
                  "reading a directory");
-    cr_assert_eq(run_task(io, (cor_frame *)one_open(NULL, O_RDONLY, false)), -EINVAL);
+    cr_assert_eq(run_task(io, COR_FRAME(one_open(NULL, O_RDONLY, false))), -EINVAL);
     cor_io_context_destroy(io);
     remove_dir();
 }
@@ -293,7 +293,7 @@ IO_TEST(file, o_direct_with_aligned_buffers)
     char path[256];
     snprintf(path, sizeof path, "coring-odirect-%d-%d", (int)getpid(), backend);
     cor_io_context *io = io_test_create(backend, NULL);
-    int r = run_task(io, (cor_frame *)direct(path));
+    int r = run_task(io, COR_FRAME(direct(path)));
     unlink(path);
     cor_io_context_destroy(io);
     if (r == -EOPNOTSUPP)
@@ -367,7 +367,7 @@ IO_TEST(file, sparse_file_past_4gib_and_statx)
     snprintf(path, sizeof path, "%s/large", dir);
     cor_io_context *io = io_test_create(backend, NULL);
     int64_t off = (5LL << 30) + 12345; /* 5 GiB: only one block is allocated */
-    int r = run_task(io, (cor_frame *)large(path, off));
+    int r = run_task(io, COR_FRAME(large(path, off)));
     if (r == -EFBIG)
         cr_skip_test("the filesystem of /tmp does not take files past 4 GiB");
     cr_assert_eq(r, 1, "%s", cor_strerror(r));

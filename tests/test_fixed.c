@@ -154,8 +154,8 @@ IO_TEST(fixed, echo_over_registered_sockets)
     close(lfd);
     close(cfd);
     int srv, cli;
-    launch(io, (cor_frame *)fx_server(), &srv);
-    launch(io, (cor_frame *)fx_client(&a, 40, 300), &cli);
+    launch(io, COR_FRAME(fx_server()), &srv);
+    launch(io, COR_FRAME(fx_client(&a, 40, 300)), &cli);
     cr_assert_geq(cor_io_context_run(io), 0);
     cr_assert_eq(cli, 40, "client: %s", cor_strerror(cli));
     cr_assert_eq(srv, 40 * 300, "server: %s", cor_strerror(srv));
@@ -220,7 +220,7 @@ IO_TEST(fixed, file_read_write_vectored_fsync_through_a_slot)
     cr_assert_eq(cor_io_files_register(io, fds, 1), 0);
     close(fd);
     int r;
-    launch(io, (cor_frame *)fx_file(), &r);
+    launch(io, COR_FRAME(fx_file()), &r);
     cr_assert_geq(cor_io_context_run(io), 0);
     cr_assert_eq(r, 6, "file ops through a slot: %s", cor_strerror(r));
     cor_io_context_destroy(io); /* releases the table: the file goes */
@@ -265,7 +265,7 @@ IO_TEST(fixed, update_a_slot_to_another_socket)
     int fds[1] = {sa[0]};
     cr_assert_eq(cor_io_files_register(io, fds, 1), 0);
     int r;
-    launch(io, (cor_frame *)fx_update(sa[0], sb[0]), &r);
+    launch(io, COR_FRAME(fx_update(sa[0], sb[0])), &r);
     cr_assert_geq(cor_io_context_run(io), 0);
     cr_assert_eq(r, -EBADF, "send on an emptied slot: %s", cor_strerror(r));
     char buf[8];
@@ -304,7 +304,7 @@ IO_TEST(fixed, a_closed_descriptor_lives_on_in_its_slot_until_updated)
     cr_assert_eq(cor_io_files_register(io, fds, 2), 0);
     close(sv[0]);
     int r;
-    launch(io, (cor_frame *)fx_send_one(1), &r);
+    launch(io, COR_FRAME(fx_send_one(1)), &r);
     cr_assert_geq(cor_io_context_run(io), 0);
     cr_assert_eq(r, 1, "send through the slot of a closed descriptor: %s", cor_strerror(r));
     char c;
@@ -372,18 +372,18 @@ IO_TEST(fixed, bad_index_completes_with_ebadf)
 {
     cor_io_context *io = io_test_create(backend, NULL);
     /* No table at all. */
-    cr_assert_eq(run_one_task(io, (cor_frame *)fx_bad(0)), -EBADF);
+    cr_assert_eq(run_one_task(io, COR_FRAME(fx_bad(0))), -EBADF);
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
     int fds[2] = {sv[0], -1};
     cr_assert_eq(cor_io_files_register(io, fds, 2), 0);
-    cr_assert_eq(run_one_task(io, (cor_frame *)fx_bad(2)), -EBADF, "past the table");
-    cr_assert_eq(run_one_task(io, (cor_frame *)fx_bad(1000000)), -EBADF, "far past the table");
-    cr_assert_eq(run_one_task(io, (cor_frame *)fx_bad(1)), -EBADF, "an empty slot");
-    cr_assert_eq(run_one_task(io, (cor_frame *)fx_bad(-1)), -EBADF, "a negative index");
+    cr_assert_eq(run_one_task(io, COR_FRAME(fx_bad(2))), -EBADF, "past the table");
+    cr_assert_eq(run_one_task(io, COR_FRAME(fx_bad(1000000))), -EBADF, "far past the table");
+    cr_assert_eq(run_one_task(io, COR_FRAME(fx_bad(1))), -EBADF, "an empty slot");
+    cr_assert_eq(run_one_task(io, COR_FRAME(fx_bad(-1))), -EBADF, "a negative index");
     /* Slot 0 works meanwhile. */
     cr_assert_eq(write(sv[1], "ok", 2), 2);
-    cr_assert_eq(run_one_task(io, (cor_frame *)fx_bad(0)), 2);
+    cr_assert_eq(run_one_task(io, COR_FRAME(fx_bad(0))), 2);
     cor_io_context_destroy(io);
     close(sv[0]);
     close(sv[1]);
@@ -397,10 +397,10 @@ IO_TEST(fixed, ops_without_a_descriptor_complete_with_einval)
     int fds[1] = {sv[0]};
     cr_assert_eq(cor_io_files_register(io, fds, 1), 0);
     for (int which = 0; which < 5; which++)
-        cr_assert_eq(run_one_task(io, (cor_frame *)fx_nodesc(which)), -EINVAL, "case %d", which);
+        cr_assert_eq(run_one_task(io, COR_FRAME(fx_nodesc(which))), -EINVAL, "case %d", which);
     /* The close was refused, not run: slot 0 still works. */
     cr_assert_eq(write(sv[1], "ok", 2), 2);
-    cr_assert_eq(run_one_task(io, (cor_frame *)fx_bad(0)), 2);
+    cr_assert_eq(run_one_task(io, COR_FRAME(fx_bad(0))), 2);
     cr_assert_eq(cor_io_op_fixed(NULL), -EINVAL);
     cor_io_context_destroy(io);
     close(sv[0]);
@@ -500,7 +500,7 @@ IO_TEST(fixed, calls_from_a_thread_not_driving_the_context_get_eperm)
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, call_from_other_thread, &t), 0);
     int r;
-    launch(io, (cor_frame *)fx_keep_busy(&t), &r);
+    launch(io, COR_FRAME(fx_keep_busy(&t)), &r);
     cr_assert_geq(cor_io_context_run(io), 0);
     pthread_join(th, NULL);
     cr_assert_eq(r, 0);
@@ -543,7 +543,7 @@ IO_TEST(fixed, destroy_with_files_registered_and_a_fixed_recv_in_flight)
     cr_assert_eq(cor_io_files_register(io, fds, 3), 0);
     close(sv[0]);
     int r;
-    launch(io, (cor_frame *)fx_bad(0), &r); /* a recv that waits: nothing is sent */
+    launch(io, COR_FRAME(fx_bad(0)), &r); /* a recv that waits: nothing is sent */
     for (int i = 0; i < 3; i++)
         cr_assert_geq(cor_io_context_run_for(io, 5 * MS), 0);
     cr_assert_eq(r, -9999, "the recv is still waiting");

@@ -169,9 +169,9 @@ static void echo_roundtrip(int backend, const char *text)
     cor_sockaddr a;
     int lfd = listen_on(text, &a, 16);
     int conn_res[2], srv, cli[2];
-    launch(io, (cor_frame *)echo_server(lfd, 2, conn_res), &srv, no_stop());
-    launch(io, (cor_frame *)echo_client(&a, 1, 50, 200), &cli[0], no_stop());
-    launch(io, (cor_frame *)echo_client(&a, 2, 50, 17), &cli[1], no_stop());
+    launch(io, COR_FRAME(echo_server(lfd, 2, conn_res)), &srv, no_stop());
+    launch(io, COR_FRAME(echo_client(&a, 1, 50, 200)), &cli[0], no_stop());
+    launch(io, COR_FRAME(echo_client(&a, 2, 50, 17)), &cli[1], no_stop());
     cr_assert_geq(cor_io_context_run(io), 0);
     cr_assert_eq(srv, 2);
     cr_assert_eq(cli[0], 50, "client 1: %s", cor_strerror(cli[0]));
@@ -224,9 +224,9 @@ IO_TEST(net, thousand_connections_no_loss_no_reorder)
     cor_sockaddr a;
     int lfd = listen_on("127.0.0.1:0", &a, 4096);
     int *conn_res = calloc(N, sizeof *conn_res), *cli = calloc(N, sizeof *cli), srv;
-    launch(io, (cor_frame *)echo_server(lfd, N, conn_res), &srv, no_stop());
+    launch(io, COR_FRAME(echo_server(lfd, N, conn_res)), &srv, no_stop());
     for (int i = 0; i < N; i++)
-        launch(io, (cor_frame *)echo_client(&a, i, MSGS, SIZE), &cli[i], no_stop());
+        launch(io, COR_FRAME(echo_client(&a, i, MSGS, SIZE)), &cli[i], no_stop());
     cr_assert_geq(cor_io_context_run(io), 0);
     cr_assert_eq(srv, N);
     long total = 0;
@@ -319,8 +319,8 @@ IO_TEST(net, peer_reset)
     cor_sockaddr a;
     int lfd = listen_on("127.0.0.1:0", &a, 4);
     int srv, cli;
-    launch(io, (cor_frame *)reset_server(lfd, false), &srv, no_stop());
-    launch(io, (cor_frame *)reset_peer(&a, true), &cli, no_stop());
+    launch(io, COR_FRAME(reset_server(lfd, false)), &srv, no_stop());
+    launch(io, COR_FRAME(reset_peer(&a, true)), &cli, no_stop());
     cr_assert_geq(cor_io_context_run(io), 0);
     cr_assert_eq(cli, 0);
     cr_assert_eq(srv, -ECONNRESET, "recv after a reset: %s", cor_strerror(srv));
@@ -334,8 +334,8 @@ IO_TEST(net, half_close)
     cor_sockaddr a;
     int lfd = listen_on("127.0.0.1:0", &a, 4);
     int srv, cli;
-    launch(io, (cor_frame *)reset_server(lfd, true), &srv, no_stop());
-    launch(io, (cor_frame *)reset_peer(&a, false), &cli, no_stop());
+    launch(io, COR_FRAME(reset_server(lfd, true)), &srv, no_stop());
+    launch(io, COR_FRAME(reset_peer(&a, false)), &cli, no_stop());
     cr_assert_geq(cor_io_context_run(io), 0);
     cr_assert_eq(srv, 0, "the server sees end of stream: %s", cor_strerror(srv));
     cr_assert_eq(cli, 1, "the answer arrives after our shutdown: %s", cor_strerror(cli));
@@ -396,12 +396,12 @@ static void cancel_case(int backend, bool accept, bool cross_thread)
     cor_stop_source src;
     cor_stop_source_init(&src);
     int r, s;
-    launch(io, (cor_frame *)waiter(accept ? lfd : sv[0], accept), &r, cor_stop_source_token(&src));
+    launch(io, COR_FRAME(waiter(accept ? lfd : sv[0], accept)), &r, cor_stop_source_token(&src));
     pthread_t t;
     if (cross_thread)
         cr_assert_eq(pthread_create(&t, NULL, stop_later, &src), 0);
     else
-        launch(io, (cor_frame *)stopper(&src), &s, no_stop());
+        launch(io, COR_FRAME(stopper(&src)), &s, no_stop());
     cr_assert_geq(cor_io_context_run(io), 0);
     if (cross_thread)
         pthread_join(t, NULL);
@@ -458,8 +458,8 @@ IO_TEST(net, close_cancels_pending_recv)
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
     int r, c;
-    launch(io, (cor_frame *)waiter(sv[0], false), &r, no_stop());
-    launch(io, (cor_frame *)closer(sv[0]), &c, no_stop());
+    launch(io, COR_FRAME(waiter(sv[0], false)), &r, no_stop());
+    launch(io, COR_FRAME(closer(sv[0])), &c, no_stop());
     cr_assert_geq(cor_io_context_run(io), 0);
     cr_assert_eq(c, 0, "close: %s", cor_strerror(c));
     cr_assert_eq(r, -ECANCELED, "the pending recv: %s", cor_strerror(r));
@@ -502,7 +502,7 @@ IO_TEST(net, connect_deadline_on_a_full_backlog)
     int lfd = listen_on("127.0.0.1:0", &a, 1);
     int fill[4];
     for (int i = 0; i < 4; i++)
-        launch(io, (cor_frame *)connector(&a, 200 * MS), &fill[i], no_stop());
+        launch(io, COR_FRAME(connector(&a, 200 * MS)), &fill[i], no_stop());
     cr_assert_geq(cor_io_context_run(io), 0);
     int filled = 0;
     for (int i = 0; i < 4; i++)
@@ -510,7 +510,7 @@ IO_TEST(net, connect_deadline_on_a_full_backlog)
     cr_assert_geq(filled, 1, "the accept queue took some connections");
     int r;
     int64_t t0 = cor_clock_now();
-    launch(io, (cor_frame *)connector(&a, 100 * MS), &r, no_stop());
+    launch(io, COR_FRAME(connector(&a, 100 * MS)), &r, no_stop());
     cr_assert_geq(cor_io_context_run(io), 0);
     int64_t took = cor_clock_now() - t0;
     cr_assert_eq(r, -ETIME, "connect to a full backlog: %s", cor_strerror(r));
@@ -526,7 +526,7 @@ IO_TEST(net, connect_refused)
     int lfd = listen_on("127.0.0.1:0", &a, 1);
     close(lfd); /* the port is now closed: refused at once */
     int r;
-    launch(io, (cor_frame *)connector(&a, 5000 * MS), &r, no_stop());
+    launch(io, COR_FRAME(connector(&a, 5000 * MS)), &r, no_stop());
     cr_assert_geq(cor_io_context_run(io), 0);
     cr_assert_eq(r, -ECONNREFUSED, "%s", cor_strerror(r));
     cor_io_context_destroy(io);
@@ -541,10 +541,10 @@ IO_TEST(net, recv_on_a_closed_descriptor)
     cr_assert_geq(fd, 0);
     close(fd);
     int r;
-    launch(io, (cor_frame *)waiter(fd, false), &r, no_stop());
+    launch(io, COR_FRAME(waiter(fd, false)), &r, no_stop());
     cr_assert_geq(cor_io_context_run(io), 0);
     cr_assert_eq(r, -EBADF, "%s", cor_strerror(r));
-    launch(io, (cor_frame *)waiter(-1, false), &r, no_stop());
+    launch(io, COR_FRAME(waiter(-1, false)), &r, no_stop());
     cr_assert_geq(cor_io_context_run(io), 0);
     cr_assert_eq(r, -EBADF, "fd -1: %s", cor_strerror(r));
     cor_io_context_destroy(io);
@@ -589,7 +589,7 @@ IO_TEST(net, udp_sendto_recvfrom)
     cr_assert_geq(b, 0);
     cor_local_addr(b, &bb);
     int r;
-    launch(io, (cor_frame *)udp_pair(a, b, &bb), &r, no_stop());
+    launch(io, COR_FRAME(udp_pair(a, b, &bb)), &r, no_stop());
     cr_assert_geq(cor_io_context_run(io), 0);
     cr_assert_eq(r, 1, "%s", cor_strerror(r));
     close(a);
@@ -708,13 +708,13 @@ IO_TEST(net, resolve_numeric_and_localhost)
     cor_io_context *io = io_test_create(backend, NULL);
     cor_sockaddr out[4];
     int r1, r2, r3, r4;
-    launch(io, (cor_frame *)resolver("127.0.0.1", "8080", out), &r1, no_stop());
+    launch(io, COR_FRAME(resolver("127.0.0.1", "8080", out)), &r1, no_stop());
     cr_assert_geq(cor_io_context_run(io), 0);
     cr_assert_eq(r1, 1, "%s", cor_strerror(r1));
     cr_assert_eq(cor_addr_port(&out[0]), 8080);
-    launch(io, (cor_frame *)resolver("localhost", "80", out), &r2, no_stop());
-    launch(io, (cor_frame *)resolver("127.0.0.1", "no-such-service-coring", out), &r3, no_stop());
-    launch(io, (cor_frame *)resolver(NULL, NULL, out), &r4, no_stop());
+    launch(io, COR_FRAME(resolver("localhost", "80", out)), &r2, no_stop());
+    launch(io, COR_FRAME(resolver("127.0.0.1", "no-such-service-coring", out)), &r3, no_stop());
+    launch(io, COR_FRAME(resolver(NULL, NULL, out)), &r4, no_stop());
     cr_assert_geq(cor_io_context_run(io), 0);
     if (r2 == -ENOENT || r2 == -EAGAIN)
         cr_log_warn("localhost does not resolve here: %s", cor_strerror(r2));
@@ -766,7 +766,7 @@ IO_TEST(net, bad_arguments_are_einval_even_with_a_deadline)
     int udp = cor_socket(AF_INET, SOCK_DGRAM);
     cr_assert_geq(udp, 0);
     int r;
-    launch(io, (cor_frame *)bad_args_with_deadline(sv[0], file, udp), &r, no_stop());
+    launch(io, COR_FRAME(bad_args_with_deadline(sv[0], file, udp)), &r, no_stop());
     cr_assert_geq(cor_io_context_run(io), 0);
     cr_assert_eq(r, 0, "step %d completed with %s", r / 1000, cor_strerror(-(r % 1000)));
     close(sv[0]);
@@ -819,9 +819,9 @@ IO_TEST(net, multishot_accept_stream)
     }
     cr_assert_eq(rc, 0, "%s", cor_strerror(rc));
     int srv, cli[N];
-    launch(io, (cor_frame *)stream_acceptor(s, N), &srv, no_stop());
+    launch(io, COR_FRAME(stream_acceptor(s, N)), &srv, no_stop());
     for (int i = 0; i < N; i++)
-        launch(io, (cor_frame *)echo_client(&a, i, 3, 10), &cli[i], no_stop());
+        launch(io, COR_FRAME(echo_client(&a, i, 3, 10)), &cli[i], no_stop());
     cr_assert_geq(cor_io_context_run(io), 0);
     cr_assert_eq(srv, N, "%s", cor_strerror(srv));
     for (int i = 0; i < N; i++)
@@ -972,9 +972,9 @@ IO_TEST(net, multishot_recv_buffer_ring_runs_dry_and_recovers)
     cor_sockaddr a;
     int lfd = listen_on("127.0.0.1:0", &a, 64);
     int results[CONNS], srv, cli[CONNS];
-    launch(io, (cor_frame *)reader_server(io, ring, lfd, CONNS, total, results), &srv, no_stop());
+    launch(io, COR_FRAME(reader_server(io, ring, lfd, CONNS, total, results)), &srv, no_stop());
     for (int i = 0; i < CONNS; i++)
-        launch(io, (cor_frame *)stream_writer(&a, total), &cli[i], no_stop());
+        launch(io, COR_FRAME(stream_writer(&a, total)), &cli[i], no_stop());
     cr_assert_geq(cor_io_context_run(io), 0);
     cr_assert_eq(srv, CONNS);
     for (int i = 0; i < CONNS; i++) {
@@ -1039,7 +1039,7 @@ IO_TEST(net, multishot_recv_enobufs_when_the_reader_holds_every_buffer)
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
     int r;
-    launch(io, (cor_frame *)hoarder(io, ring, sv[0], sv[1]), &r, no_stop());
+    launch(io, COR_FRAME(hoarder(io, ring, sv[0], sv[1])), &r, no_stop());
     cr_assert_geq(cor_io_context_run(io), 0);
     cr_assert_eq(r, 1, "%s", cor_strerror(r));
     cor_buf_ring_destroy(ring);

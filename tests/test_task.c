@@ -1,4 +1,5 @@
 /* Coroutine tasks: results, errors, the trampoline, leaf awaitables, this_coro. */
+#include <pthread.h>
 #include <sys/resource.h>
 #include <criterion/criterion.h>
 
@@ -448,4 +449,63 @@ Test(task, over_aligned_frames_round_trip_their_alignment)
     cor__frame_free(&t->cor_hdr);
     cr_assert_eq(cr.last_free_align, 128);
     cr_assert_eq(cr.live_bytes, 0);
+}
+
+/* ---- a leaf completed from another thread ---- */
+
+struct posted_leaf {
+    COR_LEAF_PROMISE(int);
+    pthread_t th;
+};
+
+static void *complete_from_thread(void *p)
+{
+    struct posted_leaf *l = p;
+    l->result = 42;
+    cor_leaf_complete_post(&l->cor_hdr);
+    return NULL;
+}
+
+static cor_handle posted_start(cor_frame *f)
+{
+    struct posted_leaf *l = (struct posted_leaf *)f;
+    cr_assert_eq(cor_leaf_hold(f), 0);
+    cr_assert_eq(pthread_create(&l->th, NULL, complete_from_thread, l), 0);
+    pthread_detach(l->th);
+    return COR_NOOP;
+}
+
+struct await_posted {
+    COR_PROMISE(int);
+    pthread_t home;
+    int r;
+};
+COR_DEFINE_STATIC(await_posted, (void), { self->home = pthread_self(); })
+{
+    COR_BEGIN();
+    COR_AWAIT(self->r, COR_LEAF_NEW(struct posted_leaf, posted_start));
+    /* Back on the manual executor's thread (the one that runs it), with the result. */
+    COR_RETURN(pthread_equal(pthread_self(), self->home) ? self->r : -1);
+}
+
+Test(task, a_leaf_completed_from_another_thread_resumes_on_its_executor)
+{
+    cor_manual *m;
+    cr_assert_eq(cor_manual_create(&m), 0);
+    struct outcome oc = {0};
+    cor_launch_options o = {.on_result = rec_result, .on_error = rec_error, .user = &oc};
+    for (int i = 0; i < 100; i++) {
+        cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &o, await_posted()), 0);
+        /* The hold keeps run going until the foreign thread has posted the leaf back. */
+        cor_manual_run(m);
+        cr_assert_eq(oc.results, i + 1);
+        cr_assert_eq(oc.result, 42);
+    }
+    cr_assert_eq(oc.errors, 0);
+    cr_assert_eq(cor_manual_outstanding(m), 0);
+    cr_assert_eq(cor_leaf_hold(NULL), -EINVAL);
+    cr_assert_eq(cor_leaf_complete_post(NULL), -EINVAL);
+    cor_frame bare = {0};
+    cr_assert_eq(cor_leaf_complete_post(&bare), -EINVAL, "no executor: refused, untouched");
+    cor_manual_destroy(m);
 }

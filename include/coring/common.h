@@ -29,7 +29,7 @@
 
 COR_BEGIN_DECLS
 
-/* A coroutine frame. Every frame starts with this header (see frame.h). */
+/* A coroutine frame. Every frame starts with this header (task.h). */
 typedef struct cor_frame cor_frame;
 
 /* A handle is a pointer to a frame header; NULL is the noop handle. */
