@@ -20,9 +20,38 @@ void cor_resume(cor_handle h)
 }
 
 /*
+ * Starts child so that it completes to cont, in environment env (what the
+ * child inherits; run() choices win). Timeouts attached to the child
+ * (COR_TIMEOUT) are started first and stand between the two. Returns the
+ * handle to run next on this thread.
+ */
+cor_handle cor__child_start(cor_frame *cont, const cor_env *env, cor_frame *child)
+{
+    cor_env e = *env;
+    if (child->flags & COR_FRAME_VIA)
+        cor__via_start(&cont, &e, child);
+    child->flags |= COR_FRAME_STARTED;
+    child->continuation = cont;
+    if (!(child->flags & COR_FRAME_SET_EX) || child->error)
+        child->env.ex = e.ex;
+    if (!(child->flags & COR_FRAME_SET_STOP))
+        child->env.stop = e.stop;
+    if (!(child->flags & COR_FRAME_SET_ALLOC))
+        child->env.alloc = e.alloc;
+    if (child->error) /* run() rejected its options, or a timeout could not start */
+        return cor__complete(child);
+    if (cor_executor_equal(child->env.ex, e.ex))
+        return child;
+    /* The awaiter's executor must not run dry while the child is away. */
+    e.ex.ops->on_work_started(e.ex.obj);
+    return child->env.ex.ops->dispatch(child->env.ex.obj, child);
+}
+
+/*
  * The slow path of cor__await: run() chose part of the child's environment,
- * or the child was already started (a programming error reported as -EINVAL
- * through the error channel rather than by corrupting the other await).
+ * a timeout waits to start with it, or the child was already started (a
+ * programming error reported as -EINVAL through the error channel rather
+ * than by corrupting the other await).
  */
 cor_handle cor__start_child(cor_frame *parent, cor_frame *child)
 {
@@ -31,28 +60,14 @@ cor_handle cor__start_child(cor_frame *parent, cor_frame *child)
         parent->error = -EINVAL;
         return cor__complete(parent);
     }
-    child->flags |= COR_FRAME_STARTED;
-    child->continuation = parent;
-    if (!(child->flags & COR_FRAME_SET_EX))
-        child->env.ex = parent->env.ex;
-    if (!(child->flags & COR_FRAME_SET_STOP))
-        child->env.stop = parent->env.stop;
-    if (!(child->flags & COR_FRAME_SET_ALLOC))
-        child->env.alloc = parent->env.alloc;
-    if (child->error) {
-        /* run() rejected its options: complete at once with the error. */
-        child->flags |= COR_FRAME_DONE;
-        return parent;
-    }
-    if (cor_executor_equal(child->env.ex, parent->env.ex))
-        return child;
-    /* The parent's executor must not run dry while the child is away. */
-    parent->env.ex.ops->on_work_started(parent->env.ex.obj);
-    return child->env.ex.ops->dispatch(child->env.ex.obj, child);
+    return cor__child_start(parent, &parent->env, child);
 }
 
 cor_handle cor__complete_slow(cor_frame *f, cor_frame *c)
 {
+    /* A child of when_all / when_any: the join learns which one finished. */
+    if (c->flags & COR_FRAME_JOIN)
+        return cor__join_child_done(c, f);
     cor_executor ex = c->env.ex;
     cor_handle h = ex.ops->dispatch(ex.obj, c);
     ex.ops->on_work_finished(ex.obj);
@@ -80,11 +95,19 @@ void cor_frame_destroy(cor_handle h)
             h->on_destroy(h);
         /* A child that finished but was not yet collected by its parent. */
         if (h->awaited && h->awaited != from && (h->awaited->flags & COR_FRAME_DONE))
-            cor__frame_free(h->awaited);
-        if (c && !cor_executor_equal(h->env.ex, c->env.ex) && (h->flags & COR_FRAME_STARTED) &&
-            cor_executor_valid(c->env.ex))
-            c->env.ex.ops->on_work_finished(c->env.ex.obj);
-        cor__frame_free(h);
+            cor__frame_free_any(h->awaited);
+        if (c && (c->flags & COR_FRAME_JOIN)) {
+            /* One child of a join: the join goes on only with its last child. */
+            bool last = cor__join_child_destroyed(c, h);
+            cor__frame_free(h);
+            if (!last)
+                return;
+        } else {
+            if (c && !(h->flags & COR_FRAME_JOIN) && !cor_executor_equal(h->env.ex, c->env.ex) &&
+                (h->flags & COR_FRAME_STARTED) && cor_executor_valid(c->env.ex))
+                c->env.ex.ops->on_work_finished(c->env.ex.obj);
+            cor__frame_free(h);
+        }
         from = h;
         h = c;
     }

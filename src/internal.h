@@ -4,8 +4,11 @@
 
 #include <assert.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "coring/common.h"
 
 /* The struct that contains member `m` at address p. */
 #define cor__container_of(p, type, m) ((type *)((char *)(p)-offsetof(type, m)))
@@ -40,5 +43,26 @@ static inline void cor__spin_unlock(uint32_t *l)
 {
     __atomic_store_n(l, 0, __ATOMIC_RELEASE);
 }
+
+/* ---- compose.c: what frame.c calls for joins and timeouts ---- */
+
+struct cor_env;
+
+/*
+ * Starts the timeouts attached to child (COR_FRAME_VIA), outermost first:
+ * each stands between the child and *cont, which becomes the innermost one,
+ * and *env becomes the environment the child inherits (the innermost
+ * timeout's stop token). A timeout that cannot start sets child->error.
+ */
+void cor__via_start(cor_frame **cont, struct cor_env *env, cor_frame *child);
+
+/* Child f (or a timeout in front of it) of join jf finished: the handle to run next. */
+cor_frame *cor__join_child_done(cor_frame *jf, cor_frame *f);
+
+/* Child h of join jf is being destroyed (teardown). True if it was the last: jf goes too. */
+bool cor__join_child_destroyed(cor_frame *jf, cor_frame *h);
+
+/* Frees a finished frame that its awaiter did not collect: a join with its children, or one frame. */
+void cor__frame_free_any(cor_frame *f);
 
 #endif

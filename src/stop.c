@@ -142,3 +142,33 @@ int cor_stop_callback_deregister(cor_stop_callback *cb)
     cb->src = NULL;
     return 0;
 }
+
+/* The parent stopped: stop the linked source (its callbacks run here, on the parent's thread). */
+static void linked_fired(cor_stop_callback *cb)
+{
+    cor_linked_stop_source *s = cor__container_of(cb, cor_linked_stop_source, link);
+    cor_stop_source_request(&s->source);
+}
+
+int cor_linked_stop_source_init(cor_linked_stop_source *s, cor_stop_token parent)
+{
+    if (!s)
+        return -EINVAL;
+    cor_stop_source_init(&s->source);
+    s->link.src = NULL;
+    if (parent.src)
+        cor_stop_callback_register(&s->link, parent, linked_fired);
+    return 0;
+}
+
+cor_stop_token cor_linked_stop_source_token(cor_linked_stop_source *s)
+{
+    return (cor_stop_token){s ? &s->source : NULL};
+}
+
+int cor_linked_stop_source_destroy(cor_linked_stop_source *s)
+{
+    if (!s)
+        return -EINVAL;
+    return cor_stop_callback_deregister(&s->link);
+}

@@ -1,5 +1,6 @@
 /* Stop sources, tokens and callbacks, including the deregistration rules. */
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #include <criterion/criterion.h>
 
@@ -227,4 +228,66 @@ Test(stop, ten_thousand_registrations_each_run_once)
     cr_assert_eq(cor_stop_source_request(&s), 1);
     cr_assert_eq(calls, N / 2);
     free(cbs);
+}
+
+/* ---- linked stop sources ---- */
+
+static int fired_count;
+
+static void count_fired(cor_stop_callback *cb)
+{
+    (void)cb;
+    fired_count++;
+}
+
+Test(stop, linked_source_stops_with_its_parent_not_the_other_way)
+{
+    cor_stop_source parent = COR_STOP_SOURCE_INIT;
+    cor_linked_stop_source child;
+    cr_assert_eq(cor_linked_stop_source_init(&child, cor_stop_source_token(&parent)), 0);
+    cor_stop_token t = cor_linked_stop_source_token(&child);
+    cr_assert(cor_stop_possible(t));
+    cr_assert_not(cor_stop_requested(t));
+    /* The child's own stop does not reach the parent. */
+    cor_linked_stop_source sibling;
+    cr_assert_eq(cor_linked_stop_source_init(&sibling, cor_stop_source_token(&parent)), 0);
+    cr_assert_eq(cor_stop_source_request(&sibling.source), 1);
+    cr_assert_not(cor_stop_requested(cor_stop_source_token(&parent)));
+    cr_assert_eq(cor_linked_stop_source_destroy(&sibling), 0);
+    /* The parent's reaches the child and its callbacks. */
+    cor_stop_callback cb;
+    fired_count = 0;
+    cr_assert_eq(cor_stop_callback_register(&cb, t, count_fired), 0);
+    cr_assert_eq(cor_stop_source_request(&parent), 1);
+    cr_assert(cor_stop_requested(t));
+    cr_assert_eq(fired_count, 1);
+    cr_assert_eq(cor_stop_callback_deregister(&cb), 0);
+    cr_assert_eq(cor_linked_stop_source_destroy(&child), 0);
+}
+
+Test(stop, linked_source_of_a_stopped_parent_is_stopped_and_destroy_unlinks)
+{
+    cor_stop_source parent = COR_STOP_SOURCE_INIT;
+    cor_stop_source_request(&parent);
+    cor_linked_stop_source child;
+    cr_assert_eq(cor_linked_stop_source_init(&child, cor_stop_source_token(&parent)), 0);
+    cr_assert(cor_stop_requested(cor_linked_stop_source_token(&child)));
+    cr_assert_eq(cor_linked_stop_source_destroy(&child), 0);
+
+    /* Destroyed before the parent stops: the parent's stop no longer touches it. */
+    cor_stop_source p2 = COR_STOP_SOURCE_INIT;
+    cor_linked_stop_source c2;
+    cr_assert_eq(cor_linked_stop_source_init(&c2, cor_stop_source_token(&p2)), 0);
+    cr_assert_eq(cor_linked_stop_source_destroy(&c2), 0);
+    memset(&c2, 0xa5, sizeof c2); /* freed, as far as the parent knows */
+    cr_assert_eq(cor_stop_source_request(&p2), 1);
+
+    /* A never-stopping parent links nothing; the source still stops on its own. */
+    cor_linked_stop_source c3;
+    cr_assert_eq(cor_linked_stop_source_init(&c3, COR_STOP_TOKEN_NEVER), 0);
+    cr_assert_eq(cor_stop_source_request(&c3.source), 1);
+    cr_assert_eq(cor_linked_stop_source_destroy(&c3), 0);
+    cr_assert_eq(cor_linked_stop_source_init(NULL, COR_STOP_TOKEN_NEVER), -EINVAL);
+    cr_assert_eq(cor_linked_stop_source_destroy(NULL), -EINVAL);
+    cr_assert_not(cor_stop_possible(cor_linked_stop_source_token(NULL)));
 }

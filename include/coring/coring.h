@@ -10,6 +10,7 @@
 #include "coring/context.h"
 #include "coring/task.h"
 #include "coring/launch.h"
+#include "coring/compose.h"
 #include "coring/manual.h"
 #include "coring/strand.h"
 #include "coring/thread_pool.h"

@@ -95,13 +95,15 @@ COR_API void cor__run_leave(const cor_run_options *o, cor__window prev, cor_fram
  * The child's frame is allocated from .alloc when given. An invalid .ex makes
  * the await fail with -EINVAL.
  */
-#define COR_RUN(task, ...)                                                                         \
+#define COR_RUN(task, ...) COR__RUN(task, __COUNTER__, __VA_ARGS__)
+#define COR__RUN(task, ctr, ...)                                                                   \
     __extension__({                                                                                \
-        cor_run_options cor__ro = {__VA_ARGS__};                                                   \
-        cor__window cor__rw = cor__run_enter(&cor__ro);                                            \
-        __typeof__(task) cor__rt = (task);                                                         \
-        cor__run_leave(&cor__ro, cor__rw, (cor_frame *)cor__rt);                                   \
-        cor__rt;                                                                                   \
+        cor_run_options COR__CAT(cor__ro, ctr) = {__VA_ARGS__};                                    \
+        cor__window COR__CAT(cor__rw, ctr) = cor__run_enter(&COR__CAT(cor__ro, ctr));              \
+        __typeof__(task) COR__CAT(cor__rt, ctr) = (task);                                          \
+        cor__run_leave(&COR__CAT(cor__ro, ctr), COR__CAT(cor__rw, ctr),                            \
+                       (cor_frame *)COR__CAT(cor__rt, ctr));                                       \
+        COR__CAT(cor__rt, ctr);                                                                    \
     })
 
 COR_END_DECLS

@@ -39,6 +39,14 @@ typedef struct cor_stop_token {
     cor_stop_source *src;
 } cor_stop_token;
 
+/*
+ * The token that can never be stopped, as a value, and as a pointer for
+ * COR_RUN's .stop: COR_RUN(cleanup(fd), .stop = COR_STOP_NEVER) shields a
+ * child from every stop request (launch.h, "Shielding").
+ */
+#define COR_STOP_TOKEN_NEVER ((cor_stop_token){NULL})
+#define COR_STOP_NEVER (&(const cor_stop_token){NULL})
+
 /* A registration; caller-owned, typically embedded in the object the callback acts on. */
 struct cor_stop_callback {
     cor_stop_fn fn;
@@ -85,6 +93,35 @@ COR_API int cor_stop_callback_register(cor_stop_callback *cb, cor_stop_token t, 
  * 0, or -EINVAL for NULL.
  */
 COR_API int cor_stop_callback_deregister(cor_stop_callback *cb);
+
+/*
+ * A stop source linked to a parent token: it is stopped when the parent is
+ * (at once, if the parent already is), and can also be stopped on its own
+ * (its stop never reaches the parent). Caller-owned; the parent's source must
+ * outlive it. Cancellation flows down only.
+ */
+typedef struct cor_linked_stop_source {
+    cor_stop_source source;
+    cor_stop_callback link; /* on the parent's source, while linked */
+} cor_linked_stop_source;
+
+/*
+ * Initializes s, linked to parent (a never-stopping parent links nothing).
+ * Returns 0, or -EINVAL for NULL s. If parent is already stopped, s is
+ * stopped before the return. Any thread.
+ */
+COR_API int cor_linked_stop_source_init(cor_linked_stop_source *s, cor_stop_token parent);
+
+/* The token of s (its own source's). */
+COR_API cor_stop_token cor_linked_stop_source_token(cor_linked_stop_source *s);
+
+/*
+ * Unlinks s from its parent (waits if the link is being run on another
+ * thread). Afterwards s may be freed; callbacks still registered on s itself
+ * are the caller's to remove first. Returns 0, or -EINVAL for NULL. Any
+ * thread.
+ */
+COR_API int cor_linked_stop_source_destroy(cor_linked_stop_source *s);
 
 COR_END_DECLS
 

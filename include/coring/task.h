@@ -109,7 +109,7 @@ typedef struct cor_void {
     enum { COR_BEGIN_must_open_the_body = 1 };                                                     \
     do {                                                                                           \
         if (self->cor_hdr.point)                                                                   \
-            __extension__({ goto *self->cor_hdr.point; });                                         \
+            __extension__({ goto * self->cor_hdr.point; });                                        \
         COR__SET_POINT(self->cor_hdr.point, cor__begin);                                           \
     } while (0);                                                                                   \
     cor__begin:
@@ -172,11 +172,7 @@ typedef struct cor_void {
  * function: the handle executors and cor_frame_destroy take. Type-checked (t
  * must point to a coroutine frame); NULL if t is NULL. Evaluates t once.
  */
-#define COR_FRAME(t)                                                                               \
-    __extension__({                                                                                \
-        __typeof__(t) cor__ft = (t);                                                               \
-        cor__ft ? &cor__ft->cor_hdr : (cor_frame *)0;                                              \
-    })
+#define COR_FRAME(t) COR__FRAME(t, __COUNTER__)
 
 /* ==== leaf awaitables =================================================================== */
 
@@ -236,13 +232,16 @@ typedef cor_handle (*cor_resume_fn)(cor_frame *self);
 
 /* Frame flags (cor_frame.flags). */
 enum {
-    COR_FRAME_STARTED = 1u << 0,    /* awaited or launched                       */
-    COR_FRAME_DONE = 1u << 1,       /* returned or failed                        */
-    COR_FRAME_IN_SLOT = 1u << 2,    /* lives in its parent's await slot          */
-    COR_FRAME_SET_EX = 1u << 3,     /* run() chose its executor                  */
-    COR_FRAME_SET_STOP = 1u << 4,   /* run() chose its stop token                */
-    COR_FRAME_SET_ALLOC = 1u << 5,  /* run() chose its frame allocator          */
-    COR_FRAME_OVERALIGNED = 1u << 6 /* allocated with more than max_align_t     */
+    COR_FRAME_STARTED = 1u << 0,     /* awaited or launched                       */
+    COR_FRAME_DONE = 1u << 1,        /* returned or failed                        */
+    COR_FRAME_IN_SLOT = 1u << 2,     /* lives in its parent's await slot          */
+    COR_FRAME_SET_EX = 1u << 3,      /* run() chose its executor                  */
+    COR_FRAME_SET_STOP = 1u << 4,    /* run() chose its stop token                */
+    COR_FRAME_SET_ALLOC = 1u << 5,   /* run() chose its frame allocator          */
+    COR_FRAME_OVERALIGNED = 1u << 6, /* allocated with more than max_align_t    */
+    COR_FRAME_VIA = 1u << 7,         /* timeouts wait to start with it (compose.h) */
+    COR_FRAME_JOIN = 1u << 8,        /* a when_all / when_any join (compose.h)    */
+    COR_FRAME_IS_VIA = 1u << 9       /* a timeout between a task and its awaiter  */
 };
 
 /*
@@ -365,6 +364,7 @@ static inline void cor__frame_free(cor_frame *f)
 }
 
 COR_API cor_handle cor__start_child(cor_frame *parent, cor_frame *child);
+COR_API cor_handle cor__child_start(cor_frame *cont, const cor_env *env, cor_frame *child);
 COR_API cor_handle cor__complete_slow(cor_frame *f, cor_frame *c);
 COR_API cor_handle cor__fail_from_child(cor_frame *parent);
 
@@ -395,8 +395,8 @@ static inline cor_handle cor__fail(cor_frame *f, int err)
 static inline cor_handle cor__await(cor_frame *parent, cor_frame *child)
 {
     parent->awaited = child;
-    if (child->flags &
-        (COR_FRAME_SET_EX | COR_FRAME_SET_STOP | COR_FRAME_SET_ALLOC | COR_FRAME_STARTED))
+    if (child->flags & (COR_FRAME_SET_EX | COR_FRAME_SET_STOP | COR_FRAME_SET_ALLOC |
+                        COR_FRAME_STARTED | COR_FRAME_VIA))
         return cor__start_child(parent, child);
     child->flags |= COR_FRAME_STARTED;
     child->continuation = parent;
@@ -416,6 +416,12 @@ static inline const cor_env *cor_frame_env(const cor_frame *f)
 
 #define COR__CAT2(a, b) a##b
 #define COR__CAT(a, b) COR__CAT2(a, b)
+
+#define COR__FRAME(t, ctr)                                                                         \
+    __extension__({                                                                                \
+        __typeof__(t) COR__CAT(cor__ft, ctr) = (t);                                                \
+        COR__CAT(cor__ft, ctr) ? &COR__CAT(cor__ft, ctr)->cor_hdr : (cor_frame *)0;                \
+    })
 
 /* Stores a label's address; GCC 12 mistakes it for a dangling local pointer. */
 #if defined(__clang__) || !defined(__GNUC__) || __GNUC__ < 12
