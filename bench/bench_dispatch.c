@@ -3,7 +3,10 @@
  * same-executor child-task await round trip, a dispatch, a post+run through
  * the manual executor and a run() hop to another executor and back, each
  * against two indirect calls through function pointers measured in the same
- * run.
+ * run; and the composition primitives (compose.h) on an io_context: when_all
+ * and when_any of two synchronously completing children against awaiting
+ * the same two one after the other, and a timeout around one such child
+ * against awaiting it plainly.
  */
 #include <coring/coring.h>
 
@@ -135,6 +138,82 @@ static void run_hop(void *arg, long iters)
     cor_manual_run(m);
 }
 
+/* ---- composition: when_all, when_any, timeout ---- */
+
+enum { SEQ2, ALL2, ANY2, SEQ1, TIMEOUT1 };
+
+struct compose_loop {
+    COR_PROMISE(long);
+    long i, n, a, b;
+    int kind, idx;
+};
+COR_DEFINE_STATIC(compose_loop, (long n, int kind), {
+    self->n = n;
+    self->kind = kind;
+})
+{
+    COR_BEGIN();
+    self->a = self->b = 0;
+    for (self->i = 0; self->i < self->n; self->i++) {
+        switch (self->kind) {
+        case SEQ2:
+            COR_AWAIT(self->a, child(self->a));
+            COR_AWAIT(self->b, child(self->b));
+            break;
+        case ALL2:
+            COR_AWAIT_ALL((self->a, child(self->a)), (self->b, child(self->b)));
+            break;
+        case ANY2:
+            COR_AWAIT_ANY(self->idx, (self->a, child(self->a)), (self->b, child(self->b)));
+            break;
+        case SEQ1:
+            COR_AWAIT(self->a, child(self->a));
+            break;
+        default:
+            COR_AWAIT(self->a, COR_TIMEOUT(1000000000, child(self->a)));
+            break;
+        }
+    }
+    COR_RETURN(self->a + self->b);
+}
+
+struct compose_arg {
+    cor_io_context *io;
+    int kind;
+};
+
+static void compose_run(void *arg, long iters)
+{
+    struct compose_arg *c = arg;
+    COR_RUN_ASYNC(cor_io_context_executor(c->io), NULL, compose_loop(iters, c->kind));
+    cor_io_context_run(c->io);
+}
+
+static void bench_compose(long n)
+{
+    if (!bench_enabled("compose"))
+        return;
+    cor_io_context *io;
+    if (cor_io_context_create(&io, NULL))
+        return;
+    struct compose_arg a = {io, SEQ2};
+    bench_result seq2 = bench_measure("baseline.two_sequential_awaits", compose_run, &a, n);
+    bench_report(&seq2, NULL, NULL);
+    a.kind = ALL2;
+    bench_result all2 = bench_measure("compose.when_all_2", compose_run, &a, n);
+    bench_report(&all2, &seq2, NULL);
+    a.kind = ANY2;
+    bench_result any2 = bench_measure("compose.when_any_2", compose_run, &a, n);
+    bench_report(&any2, &seq2, NULL);
+    a.kind = SEQ1;
+    bench_result seq1 = bench_measure("baseline.one_await", compose_run, &a, n);
+    bench_report(&seq1, NULL, NULL);
+    a.kind = TIMEOUT1;
+    bench_result t1 = bench_measure("compose.timeout_1", compose_run, &a, n);
+    bench_report(&t1, &seq1, NULL);
+    cor_io_context_destroy(io);
+}
+
 int main(int argc, char **argv)
 {
     bench_init(argc, argv);
@@ -168,5 +247,6 @@ int main(int argc, char **argv)
         bench_report(&r, &base, NULL);
     }
     cor_manual_destroy(m);
+    bench_compose(n / 4);
     return 0;
 }
