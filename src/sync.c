@@ -15,9 +15,14 @@
 
 #include "coring/sync.h"
 #include "internal.h"
+#include "sync_wait.h"
 
 /* ---- the wait list, under its lock ---- */
 
+/*
+ * The head is stored atomically: a local channel's thread reads it without
+ * the lock to see whether anyone waits (channel.c).
+ */
 static void append_locked(cor__wait_list *l, cor_sync_wait *w)
 {
     w->next = NULL;
@@ -25,7 +30,7 @@ static void append_locked(cor__wait_list *l, cor_sync_wait *w)
     if (l->tail)
         l->tail->next = w;
     else
-        l->head = w;
+        __atomic_store_n(&l->head, w, __ATOMIC_RELEASE);
     l->tail = w;
     w->waiting = 1;
 }
@@ -35,7 +40,7 @@ static void unlink_locked(cor__wait_list *l, cor_sync_wait *w)
     if (w->prev)
         w->prev->next = w->next;
     else
-        l->head = w->next;
+        __atomic_store_n(&l->head, w->next, __ATOMIC_RELEASE);
     if (w->next)
         w->next->prev = w->prev;
     else
@@ -43,8 +48,7 @@ static void unlink_locked(cor__wait_list *l, cor_sync_wait *w)
     w->waiting = 0;
 }
 
-/* Removes and returns the oldest waiter with result 0, or NULL. */
-static cor_sync_wait *pop_locked(cor__wait_list *l)
+cor_sync_wait *cor__wait_pop_locked(cor__wait_list *l)
 {
     cor_sync_wait *w = l->head;
     if (w) {
@@ -75,8 +79,7 @@ static void wait_destroyed(cor_frame *f)
         cor_stop_callback_deregister(&w->stop_cb);
 }
 
-/* Drops one reference; the last one posts the waiter to its own executor. */
-static void release(cor_sync_wait *w)
+void cor__wait_release(cor_sync_wait *w)
 {
     if (__atomic_sub_fetch(&w->refs, 1, __ATOMIC_ACQ_REL) == 0) {
         cor_executor ex = w->cor_hdr.env.ex;
@@ -84,26 +87,37 @@ static void release(cor_sync_wait *w)
     }
 }
 
+/* Releases a chain of granted waiters linked through next (read before each release). */
+void cor__wait_release_chain(cor_sync_wait *w)
+{
+    while (w) {
+        /* Once released, w may resume and vanish: read the link first. */
+        cor_sync_wait *next = w->next;
+        cor__wait_release(w);
+        w = next;
+    }
+}
+
 static void wait_cancel(cor_stop_callback *cb)
 {
     cor_sync_wait *w = cor__container_of(cb, cor_sync_wait, stop_cb);
     cor__wait_list *l = w->list;
+    cor_sync_wait *granted = NULL;
     cor__spin_lock(&l->lock);
     uint32_t mine = w->waiting;
     if (mine) {
         unlink_locked(l, w);
         w->result = -ECANCELED;
+        if (l->regrant)
+            granted = l->regrant(l);
     }
     cor__spin_unlock(&l->lock);
     if (mine)
-        release(w);
+        cor__wait_release(w);
+    cor__wait_release_chain(granted);
 }
 
-/*
- * Queues w on l, whose lock the caller holds (and which this releases), and
- * suspends. Returns the handle to run next.
- */
-static cor_handle suspend_locked(cor_sync_wait *w, cor__wait_list *l)
+cor_handle cor__wait_suspend_locked(cor_sync_wait *w, cor__wait_list *l)
 {
     cor_frame *f = &w->cor_hdr;
     w->list = l;
@@ -123,7 +137,7 @@ static cor_handle suspend_locked(cor_sync_wait *w, cor__wait_list *l)
     return COR_NOOP;
 }
 
-static cor_sync_wait *new_wait(void *obj, cor_resume_fn start)
+cor_sync_wait *cor__wait_new(void *obj, cor_resume_fn start)
 {
     cor_sync_wait *w = COR_LEAF_NEW(cor_sync_wait, start);
     if (w)
@@ -131,7 +145,7 @@ static cor_sync_wait *new_wait(void *obj, cor_resume_fn start)
     return w;
 }
 
-static cor_handle complete_with(cor_sync_wait *w, int result)
+cor_handle cor__wait_complete(cor_sync_wait *w, int result)
 {
     w->result = result;
     return cor_leaf_complete(&w->cor_hdr);
@@ -162,19 +176,19 @@ static cor_handle mutex_lock_start(cor_frame *f)
     cor_sync_wait *w = (cor_sync_wait *)f;
     cor_async_mutex *m = w->obj;
     if (!m)
-        return complete_with(w, -EINVAL);
+        return cor__wait_complete(w, -EINVAL);
     cor__spin_lock(&m->waiters.lock);
     if (!m->locked) {
         m->locked = 1;
         cor__spin_unlock(&m->waiters.lock);
-        return complete_with(w, 0);
+        return cor__wait_complete(w, 0);
     }
-    return suspend_locked(w, &m->waiters);
+    return cor__wait_suspend_locked(w, &m->waiters);
 }
 
 cor_sync_wait *cor_async_mutex_lock(cor_async_mutex *m)
 {
-    return new_wait(m, mutex_lock_start);
+    return cor__wait_new(m, mutex_lock_start);
 }
 
 int cor_async_mutex_try_lock(cor_async_mutex *m)
@@ -198,12 +212,12 @@ int cor_async_mutex_unlock(cor_async_mutex *m)
         return -EPERM;
     }
     /* Hand-off: with a waiter, m stays locked and the waiter owns it. */
-    cor_sync_wait *w = pop_locked(&m->waiters);
+    cor_sync_wait *w = cor__wait_pop_locked(&m->waiters);
     if (!w)
         m->locked = 0;
     cor__spin_unlock(&m->waiters.lock);
     if (w)
-        release(w);
+        cor__wait_release(w);
     return 0;
 }
 
@@ -232,18 +246,18 @@ static cor_handle event_wait_start(cor_frame *f)
     cor_sync_wait *w = (cor_sync_wait *)f;
     cor_async_event *e = w->obj;
     if (!e)
-        return complete_with(w, -EINVAL);
+        return cor__wait_complete(w, -EINVAL);
     cor__spin_lock(&e->waiters.lock);
     if (e->set) {
         cor__spin_unlock(&e->waiters.lock);
-        return complete_with(w, 0);
+        return cor__wait_complete(w, 0);
     }
-    return suspend_locked(w, &e->waiters);
+    return cor__wait_suspend_locked(w, &e->waiters);
 }
 
 cor_sync_wait *cor_async_event_wait(cor_async_event *e)
 {
-    return new_wait(e, event_wait_start);
+    return cor__wait_new(e, event_wait_start);
 }
 
 int cor_async_event_set(cor_async_event *e)
@@ -254,7 +268,7 @@ int cor_async_event_set(cor_async_event *e)
     __atomic_store_n(&e->set, 1, __ATOMIC_RELEASE);
     /* Take every waiter off the list under the lock; wake them outside it. */
     cor_sync_wait *first = NULL, *last = NULL, *w;
-    while ((w = pop_locked(&e->waiters))) {
+    while ((w = cor__wait_pop_locked(&e->waiters))) {
         w->next = NULL;
         if (last)
             last->next = w;
@@ -264,12 +278,9 @@ int cor_async_event_set(cor_async_event *e)
     }
     cor__spin_unlock(&e->waiters.lock);
     int n = 0;
-    for (w = first; w; n++) {
-        /* Once released, w may resume and vanish: read the link first. */
-        cor_sync_wait *next = w->next;
-        release(w);
-        w = next;
-    }
+    for (w = first; w; w = w->next)
+        n++;
+    cor__wait_release_chain(first);
     return n;
 }
 
@@ -288,15 +299,116 @@ int cor_async_event_notify_one(cor_async_event *e)
     if (!e)
         return -EINVAL;
     cor__spin_lock(&e->waiters.lock);
-    cor_sync_wait *w = pop_locked(&e->waiters);
+    cor_sync_wait *w = cor__wait_pop_locked(&e->waiters);
     cor__spin_unlock(&e->waiters.lock);
     if (!w)
         return 0;
-    release(w);
+    cor__wait_release(w);
     return 1;
 }
 
 bool cor_async_event_is_set(cor_async_event *e)
 {
     return e && __atomic_load_n(&e->set, __ATOMIC_ACQUIRE);
+}
+
+/* ---- semaphore ---- */
+
+/* Grants the oldest waiters the free permits satisfy, in order; returns them linked by next. */
+static cor_sync_wait *grant_locked(cor__wait_list *l)
+{
+    cor_async_semaphore *s = cor__container_of(l, cor_async_semaphore, waiters);
+    cor_sync_wait *first = NULL, *last = NULL;
+    while (l->head && l->head->n <= s->count) {
+        s->count -= l->head->n;
+        cor_sync_wait *w = cor__wait_pop_locked(l);
+        w->next = NULL;
+        if (last)
+            last->next = w;
+        else
+            first = w;
+        last = w;
+    }
+    return first;
+}
+
+int cor_async_semaphore_init(cor_async_semaphore *s, long count)
+{
+    if (!s || count < 0)
+        return -EINVAL;
+    s->waiters = (cor__wait_list){0, NULL, NULL, grant_locked};
+    s->count = count;
+    return 0;
+}
+
+int cor_async_semaphore_destroy(cor_async_semaphore *s)
+{
+    if (!s)
+        return -EINVAL;
+    cor__spin_lock(&s->waiters.lock);
+    int rc = s->waiters.head ? -EBUSY : 0;
+    cor__spin_unlock(&s->waiters.lock);
+    return rc;
+}
+
+static cor_handle sem_acquire_start(cor_frame *f)
+{
+    cor_sync_wait *w = (cor_sync_wait *)f;
+    cor_async_semaphore *s = w->obj;
+    if (!s || w->n < 1)
+        return cor__wait_complete(w, -EINVAL);
+    cor__spin_lock(&s->waiters.lock);
+    if (!s->waiters.head && s->count >= w->n) {
+        s->count -= w->n;
+        cor__spin_unlock(&s->waiters.lock);
+        return cor__wait_complete(w, 0);
+    }
+    return cor__wait_suspend_locked(w, &s->waiters);
+}
+
+cor_sync_wait *cor_async_semaphore_acquire(cor_async_semaphore *s, long n)
+{
+    cor_sync_wait *w = cor__wait_new(s, sem_acquire_start);
+    if (w)
+        w->n = n;
+    return w;
+}
+
+int cor_async_semaphore_try_acquire(cor_async_semaphore *s, long n)
+{
+    if (!s || n < 1)
+        return -EINVAL;
+    cor__spin_lock(&s->waiters.lock);
+    int rc = -EBUSY;
+    if (!s->waiters.head && s->count >= n) {
+        s->count -= n;
+        rc = 0;
+    }
+    cor__spin_unlock(&s->waiters.lock);
+    return rc;
+}
+
+int cor_async_semaphore_release(cor_async_semaphore *s, long n)
+{
+    if (!s || n < 1)
+        return -EINVAL;
+    cor__spin_lock(&s->waiters.lock);
+    s->count += n;
+    cor_sync_wait *granted = grant_locked(&s->waiters);
+    cor__spin_unlock(&s->waiters.lock);
+    int k = 0;
+    for (cor_sync_wait *w = granted; w; w = w->next)
+        k++;
+    cor__wait_release_chain(granted);
+    return k;
+}
+
+long cor_async_semaphore_count(cor_async_semaphore *s)
+{
+    if (!s)
+        return -EINVAL;
+    cor__spin_lock(&s->waiters.lock);
+    long n = s->count;
+    cor__spin_unlock(&s->waiters.lock);
+    return n;
 }

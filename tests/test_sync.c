@@ -595,3 +595,154 @@ Test(sync, bad_input)
     cr_assert_eq(oc.errors, 0);
     cr_assert_eq(oc.result, 1, "awaiting a NULL mutex or event yields -EINVAL as a value");
 }
+
+/* ---- semaphore ---- */
+
+/* Acquires n permits and records the order it got them in. */
+struct sem_user {
+    COR_PROMISE(int);
+    cor_async_semaphore *s;
+    long n;
+    int id, rc;
+    int *order, *pos;
+};
+COR_DEFINE_STATIC(sem_user, (cor_async_semaphore * s, long n, int id, int *order, int *pos), {
+    self->s = s;
+    self->n = n;
+    self->id = id;
+    self->order = order;
+    self->pos = pos;
+})
+{
+    COR_BEGIN();
+    COR_AWAIT(self->rc, cor_async_semaphore_acquire(self->s, self->n));
+    if (self->rc == 0)
+        self->order[(*self->pos)++] = self->id;
+    COR_RETURN(self->rc);
+}
+
+Test(sync, semaphore_grants_in_fifo_order_and_newcomers_wait_their_turn)
+{
+    cor_manual *m;
+    cr_assert_eq(cor_manual_create(&m), 0);
+    cor_async_semaphore s;
+    cr_assert_eq(cor_async_semaphore_init(&s, 1), 0);
+    int order[8] = {0}, pos = 0;
+    struct outcome oc = {0};
+    cor_launch_options o = {.on_result = rec_result, .user = &oc};
+    cor_executor ex = cor_manual_executor(m);
+    cr_assert_eq(COR_RUN_ASYNC(ex, &o, sem_user(&s, 1, 1, order, &pos)), 0); /* takes the one */
+    cr_assert_eq(COR_RUN_ASYNC(ex, &o, sem_user(&s, 3, 2, order, &pos)), 0); /* waits for 3 */
+    cr_assert_eq(COR_RUN_ASYNC(ex, &o, sem_user(&s, 1, 3, order, &pos)), 0); /* waits behind 2 */
+    cor_manual_poll(m);
+    cr_assert_eq(pos, 1);
+    cr_assert_eq(cor_async_semaphore_release(&s, 1), 0, "1 free: 2 wants 3, 3 waits behind it");
+    cr_assert_eq(cor_async_semaphore_try_acquire(&s, 1), -EBUSY, "no jumping the queue");
+    cr_assert_eq(cor_async_semaphore_release(&s, 3), 2, "4 free: 2 takes 3, then 3 takes 1");
+    cor_manual_run(m);
+    cr_assert_eq(pos, 3);
+    cr_assert_eq(order[0], 1);
+    cr_assert_eq(order[1], 2);
+    cr_assert_eq(order[2], 3);
+    cr_assert_eq(cor_async_semaphore_count(&s), 0);
+    cr_assert_eq(oc.results, 3);
+    cr_assert_eq(cor_async_semaphore_destroy(&s), 0);
+    cor_manual_destroy(m);
+}
+
+Test(sync, semaphore_canceled_head_lets_the_next_waiter_through)
+{
+    cor_manual *m;
+    cr_assert_eq(cor_manual_create(&m), 0);
+    cor_async_semaphore s;
+    cr_assert_eq(cor_async_semaphore_init(&s, 2), 0);
+    int order[4] = {0}, pos = 0;
+    cor_stop_source src = COR_STOP_SOURCE_INIT;
+    struct outcome big = {0}, small = {0};
+    cor_launch_options bo = {
+        .stop = cor_stop_source_token(&src), .on_result = rec_result, .user = &big};
+    cor_launch_options so = {.on_result = rec_result, .user = &small};
+    cor_executor ex = cor_manual_executor(m);
+    cr_assert_eq(COR_RUN_ASYNC(ex, &bo, sem_user(&s, 5, 1, order, &pos)), 0); /* needs 5 of 2 */
+    cr_assert_eq(COR_RUN_ASYNC(ex, &so, sem_user(&s, 1, 2, order, &pos)), 0); /* FIFO: waits */
+    cor_manual_poll(m);
+    cr_assert_eq(pos, 0);
+    cor_stop_source_request(&src); /* the head leaves: the one behind it fits in the 2 free */
+    cor_manual_run(m);
+    cr_assert_eq(big.result, -ECANCELED);
+    cr_assert_eq(small.result, 0);
+    cr_assert_eq(order[0], 2);
+    cr_assert_eq(cor_async_semaphore_count(&s), 1, "the canceled waiter took nothing");
+    cr_assert_eq(cor_async_semaphore_destroy(&s), 0);
+    cor_manual_destroy(m);
+}
+
+/* Bounded concurrency across threads: never more than 3 inside, every task gets in. */
+struct bounded {
+    COR_PROMISE(int);
+    cor_async_semaphore *s;
+    int *inside, *peak;
+    int rc;
+};
+COR_DEFINE_STATIC(bounded, (cor_async_semaphore * s, int *inside, int *peak), {
+    self->s = s;
+    self->inside = inside;
+    self->peak = peak;
+})
+{
+    COR_BEGIN();
+    COR_AWAIT(self->rc, cor_async_semaphore_acquire(self->s, 1));
+    int now = __atomic_add_fetch(self->inside, 1, __ATOMIC_ACQ_REL);
+    int p = __atomic_load_n(self->peak, __ATOMIC_RELAXED);
+    while (now > p && !__atomic_compare_exchange_n(self->peak, &p, now, false, __ATOMIC_RELAXED,
+                                                   __ATOMIC_RELAXED))
+        ;
+    COR_AWAIT_VOID(cor_yield());
+    __atomic_sub_fetch(self->inside, 1, __ATOMIC_ACQ_REL);
+    cor_async_semaphore_release(self->s, 1);
+    COR_RETURN(0);
+}
+
+Test(sync, semaphore_bounds_concurrency_on_a_pool, .timeout = 60)
+{
+    cor_thread_pool *pool;
+    cr_assert_eq(cor_thread_pool_create(&pool, 4), 0);
+    cor_async_semaphore s;
+    cr_assert_eq(cor_async_semaphore_init(&s, 3), 0);
+    int inside = 0, peak = 0;
+    struct outcome oc = {0};
+    cor_launch_options o = {.on_result = rec_result, .user = &oc};
+    for (int i = 0; i < 2000; i++)
+        cr_assert_eq(COR_RUN_ASYNC(cor_thread_pool_executor(pool), &o, bounded(&s, &inside, &peak)),
+                     0);
+    cr_assert_eq(cor_thread_pool_join(pool), 0);
+    cr_assert_eq(oc.results, 2000);
+    cr_assert_leq(peak, 3, "at most 3 inside at once (saw %d)", peak);
+    cr_assert_eq(cor_async_semaphore_count(&s), 3);
+    cr_assert_eq(cor_async_semaphore_destroy(&s), 0);
+    cr_assert_eq(cor_thread_pool_destroy(pool), 0);
+}
+
+Test(sync, semaphore_bad_input)
+{
+    cor_async_semaphore s;
+    cr_assert_eq(cor_async_semaphore_init(NULL, 1), -EINVAL);
+    cr_assert_eq(cor_async_semaphore_init(&s, -1), -EINVAL);
+    cr_assert_eq(cor_async_semaphore_init(&s, 1), 0);
+    cr_assert_eq(cor_async_semaphore_try_acquire(&s, 0), -EINVAL);
+    cr_assert_eq(cor_async_semaphore_try_acquire(NULL, 1), -EINVAL);
+    cr_assert_eq(cor_async_semaphore_release(&s, 0), -EINVAL);
+    cr_assert_eq(cor_async_semaphore_release(NULL, 1), -EINVAL);
+    cr_assert_eq(cor_async_semaphore_count(NULL), -EINVAL);
+    cr_assert_eq(cor_async_semaphore_destroy(NULL), -EINVAL);
+    int order[1], pos = 0;
+    struct outcome oc = {0};
+    cor_launch_options o = {.on_result = rec_result, .user = &oc};
+    cr_assert_eq(COR_RUN_ASYNC(cor_inline_executor(), &o, sem_user(&s, 0, 1, order, &pos)), 0);
+    cr_assert_eq(oc.result, -EINVAL);
+    cr_assert_eq(COR_RUN_ASYNC(cor_inline_executor(), &o, sem_user(NULL, 1, 1, order, &pos)), 0);
+    cr_assert_eq(oc.result, -EINVAL);
+    cr_assert_eq(cor_async_semaphore_try_acquire(&s, 1), 0);
+    cr_assert_eq(cor_async_semaphore_count(&s), 0);
+    cr_assert_eq(cor_async_semaphore_destroy(&s), 0);
+}

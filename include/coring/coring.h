@@ -15,6 +15,7 @@
 #include "coring/strand.h"
 #include "coring/thread_pool.h"
 #include "coring/sync.h"
+#include "coring/channel.h"
 #include "coring/io_context.h"
 #include "coring/io_op.h"
 #include "coring/io_files.h"

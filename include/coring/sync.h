@@ -1,6 +1,6 @@
 /*
- * Async coordination for coroutines: a mutex and an event that suspend the
- * awaiting coroutine, never the thread.
+ * Async coordination for coroutines: a mutex, an event and a counting
+ * semaphore that suspend the awaiting coroutine, never the thread.
  *
  *     COR_AWAIT(self->rc, cor_async_mutex_lock(&conn->lock));
  *     if (self->rc < 0)            // -ECANCELED: stop was requested while waiting
@@ -8,7 +8,7 @@
  *     ... critical section, may await ...
  *     cor_async_mutex_unlock(&conn->lock);
  *
- * Both are caller-owned fixed-size structs, thread-safe, usable from
+ * All are caller-owned fixed-size structs, thread-safe, usable from
  * coroutines on any executors at once. A waiter always resumes on its own
  * executor: the thread that wakes it (unlock, set, or a stop request) posts
  * it there and never runs it inline, so a waiter never runs nested inside the
@@ -30,23 +30,31 @@ COR_BEGIN_DECLS
 
 typedef struct cor_sync_wait cor_sync_wait;
 
-/* A wait list: a spin lock over a FIFO of waiters. Fields are the library's. */
+/*
+ * A wait list: a spin lock over a FIFO of waiters. regrant, if set, runs
+ * under the lock after a waiter left by cancellation (a semaphore may then
+ * grant the ones behind it) and returns those it granted, linked through
+ * next. Fields are the library's.
+ */
 typedef struct cor__wait_list {
     uint32_t lock;
     cor_sync_wait *head, *tail;
+    cor_sync_wait *(*regrant)(struct cor__wait_list *l);
 } cor__wait_list;
 
 /*
- * A wait on a mutex or an event: a leaf awaitable whose result is 0 or
- * -ECANCELED (-EINVAL when created for a NULL object). Fields are the
- * library's.
+ * A wait on a mutex, an event, a semaphore or a channel (channel.h): a leaf
+ * awaitable whose result is 0 or -ECANCELED (-EINVAL when created for a
+ * NULL object; a channel adds -EPIPE). Fields are the library's.
  */
 struct cor_sync_wait {
     COR_LEAF_PROMISE(int);
-    void *obj;            /* the mutex or event                           */
+    void *obj;            /* the mutex, event, semaphore or channel        */
     cor__wait_list *list; /* its wait list, once queued                    */
     cor_sync_wait *prev, *next;
     cor_stop_callback stop_cb;
+    void *arg;        /* a channel item (to send, or to receive into)  */
+    long n;           /* permits a semaphore acquire wants; a channel: 1 to send */
     uint32_t waiting; /* 1 while in the list, under the list's lock    */
     uint32_t refs;    /* the suspender and the waker; 0: resume it     */
     uint32_t has_cb;  /* stop_cb was registered                        */
@@ -66,7 +74,7 @@ typedef struct cor_async_mutex {
 
 #define COR_ASYNC_MUTEX_INIT                                                                       \
     {                                                                                              \
-        {0, NULL, NULL}, 0                                                                         \
+        {0, NULL, NULL, NULL}, 0                                                                   \
     }
 
 /* Initializes m unlocked. Returns 0, or -EINVAL for NULL. */
@@ -112,7 +120,7 @@ typedef struct cor_async_event {
 
 #define COR_ASYNC_EVENT_INIT                                                                       \
     {                                                                                              \
-        {0, NULL, NULL}, 0                                                                         \
+        {0, NULL, NULL, NULL}, 0                                                                   \
     }
 
 /* Initializes e not set. Returns 0, or -EINVAL for NULL. */
@@ -141,6 +149,47 @@ COR_API int cor_async_event_notify_one(cor_async_event *e);
 
 /* True if e is set (false for NULL). Any thread. */
 COR_API bool cor_async_event_is_set(cor_async_event *e);
+
+/* ---- semaphore ---- */
+
+/*
+ * An async counting semaphore, for bounded concurrency. FIFO-fair: a waiter
+ * is granted its permits in the order it asked, and a newcomer waits behind
+ * the waiters already queued even if enough permits are free. Initialize
+ * with cor_async_semaphore_init. Fields are the library's.
+ */
+typedef struct cor_async_semaphore {
+    cor__wait_list waiters;
+    long count; /* free permits */
+} cor_async_semaphore;
+
+/* Initializes s with count free permits (count >= 0). Returns 0, or -EINVAL. */
+COR_API int cor_async_semaphore_init(cor_async_semaphore *s, long count);
+
+/* Ends the life of s. Returns 0 if nothing waits; -EBUSY otherwise; -EINVAL for NULL. */
+COR_API int cor_async_semaphore_destroy(cor_async_semaphore *s);
+
+/*
+ * Awaitable: COR_AWAIT(rc, cor_async_semaphore_acquire(&s, n)) takes n
+ * permits (n >= 1). rc is 0 once taken; -ECANCELED if stop was requested
+ * while it waited (nothing is taken then, and the waiters behind it may be
+ * granted); -EINVAL for NULL s or n < 1. Returns NULL only if the operation
+ * could not be allocated (the await fails with -ENOMEM).
+ */
+COR_API cor_sync_wait *cor_async_semaphore_acquire(cor_async_semaphore *s, long n);
+
+/* Takes n permits if they are free and nobody waits. Returns 0, -EBUSY, or -EINVAL. Any thread. */
+COR_API int cor_async_semaphore_try_acquire(cor_async_semaphore *s, long n);
+
+/*
+ * Returns n permits (n >= 1) and grants the oldest waiters they now
+ * satisfy, in order (each is posted to its executor). Returns the number of
+ * waiters granted, or -EINVAL. Any thread.
+ */
+COR_API int cor_async_semaphore_release(cor_async_semaphore *s, long n);
+
+/* The free permits now (-EINVAL for NULL). Any thread. */
+COR_API long cor_async_semaphore_count(cor_async_semaphore *s);
 
 COR_END_DECLS
 
