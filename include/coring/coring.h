@@ -22,6 +22,7 @@
 #include "coring/timer.h"
 #include "coring/io_group.h"
 #include "coring/net.h"
+#include "coring/reader.h"
 #include "coring/stream.h"
 #include "coring/file.h"
 #include "coring/resolve.h"
