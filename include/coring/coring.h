@@ -26,5 +26,6 @@
 #include "coring/stream.h"
 #include "coring/file.h"
 #include "coring/resolve.h"
+#include "coring/signals.h"
 
 #endif
