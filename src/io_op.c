@@ -514,6 +514,13 @@ static cor_handle op_start(cor_frame *f)
          * would run to completion whatever its deadline). */
         if ((op->flags & COR__OPF_DEADLINE) && op->timer.when <= cor_clock_now())
             return op_now(op, -ETIME);
+        int64_t limit = src ? __atomic_load_n(&src->op_timeout, __ATOMIC_RELAXED) : 0;
+        if (COR__UNLIKELY(limit) && info->wait != COR__IO_WAIT_FRONT &&
+            !(op->flags & COR__OPF_DEADLINE)) {
+            /* The token's time limit (an idle timeout): a deadline of its own for this op. */
+            op->timer.when = cor_clock_now() + limit;
+            op->flags |= COR__OPF_DEADLINE;
+        }
     }
     cor__stop_link *link = NULL;
     if (src) {

@@ -18,6 +18,14 @@ int cor_stop_source_init(cor_stop_source *s)
     return 0;
 }
 
+int cor_stop_source_set_op_timeout(cor_stop_source *s, int64_t ns)
+{
+    if (!s || ns < 0)
+        return -EINVAL;
+    __atomic_store_n(&s->op_timeout, ns, __ATOMIC_RELAXED);
+    return 0;
+}
+
 cor_stop_token cor_stop_source_token(cor_stop_source *s)
 {
     return (cor_stop_token){s};

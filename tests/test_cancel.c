@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <criterion/criterion.h>
@@ -423,6 +424,74 @@ IO_TEST(cancel, a_past_deadline_is_not_issued_on_a_file_or_a_pipe)
     char buf[8];
     cr_assert_eq(read(p[0], buf, sizeof buf), 4, "nothing was read from the pipe");
     close(fd);
+    close(p[0]);
+    close(p[1]);
+    cor_io_context_destroy(io);
+}
+
+/*
+ * A token's operation time limit: a read on an empty pipe ends with -ETIME
+ * after the limit, measured from its own start (two reads in a row each get
+ * the full limit); an op's own deadline wins; sleeps and close are not
+ * limited; a completing op keeps its result.
+ */
+struct limits_seen {
+    int r[5];
+    int64_t t[3];
+};
+struct limited {
+    COR_PROMISE(int);
+    int fd;
+    int64_t t0;
+    struct limits_seen *o;
+    char buf[4];
+};
+COR_DEFINE_STATIC(limited, (int fd, struct limits_seen *o), {
+    self->fd = fd;
+    self->o = o;
+})
+{
+    COR_BEGIN();
+    self->t0 = cor_clock_now();
+    COR_AWAIT(self->o->r[0], pipe_read(self->fd, self->buf));
+    self->o->t[0] = cor_clock_now() - self->t0;
+    self->t0 = cor_clock_now();
+    COR_AWAIT(self->o->r[1], pipe_read(self->fd, self->buf));
+    self->o->t[1] = cor_clock_now() - self->t0;
+    self->t0 = cor_clock_now();
+    COR_AWAIT(self->o->r[2], COR_DEADLINE_AFTER(pipe_read(self->fd, self->buf), 5 * MS));
+    self->o->t[2] = cor_clock_now() - self->t0;
+    COR_AWAIT(self->o->r[3], cor_sleep_for(60 * MS)); /* longer than the limit: not cut short */
+    COR_AWAIT(self->o->r[4], pipe_read(self->fd, self->buf)); /* data written meanwhile */
+    COR_RETURN(0);
+}
+
+IO_TEST(cancel, a_tokens_op_timeout_limits_each_operation)
+{
+    cor_io_context *io = make(backend);
+    int p[2];
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    cor_stop_source src = COR_STOP_SOURCE_INIT;
+    cr_assert_eq(cor_stop_source_set_op_timeout(&src, 30 * MS), 0);
+    cr_assert_eq(cor_stop_source_set_op_timeout(&src, -1), -EINVAL);
+    cr_assert_eq(cor_stop_source_set_op_timeout(NULL, 1), -EINVAL);
+    struct limits_seen seen;
+    memset(&seen, 0, sizeof seen);
+    struct limits_seen *t = &seen;
+    cor_launch_options lo = {.stop = cor_stop_source_token(&src)};
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, limited(p[0], t)), 0);
+    /* Let the first three reads time out and the sleep begin, then write a byte. */
+    cor_io_context_run_for(io, 90 * MS);
+    cr_assert_eq(write(p[1], "x", 1), 1);
+    cor_io_context_run(io);
+    cr_assert_eq(t->r[0], -ETIME);
+    cr_assert_eq(t->r[1], -ETIME);
+    cr_assert_geq(t->t[0], 30 * MS);
+    cr_assert_geq(t->t[1], 30 * MS, "the second read gets the full limit from its own start");
+    cr_assert_eq(t->r[2], -ETIME);
+    cr_assert_lt(t->t[2], 30 * MS, "the op's own deadline (5 ms) wins");
+    cr_assert_eq(t->r[3], 0, "a sleep is not limited");
+    cr_assert_eq(t->r[4], 1, "a read that completes keeps its result");
     close(p[0]);
     close(p[1]);
     cor_io_context_destroy(io);

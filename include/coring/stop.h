@@ -27,11 +27,12 @@ struct cor_stop_source {
     cor_stop_callback *tail;      /* the newest of them                          */
     cor_stop_callback *running;   /* the callback being invoked, if any          */
     unsigned long running_thread; /* pthread_t of the thread invoking it         */
+    int64_t op_timeout;           /* 0, or each operation's time limit (below)   */
 };
 
 #define COR_STOP_SOURCE_INIT                                                                       \
     {                                                                                              \
-        0, 0, NULL, NULL, NULL, 0                                                                  \
+        0, 0, NULL, NULL, NULL, 0, 0                                                               \
     }
 
 /* A token: a reference to a stop source, or {NULL} for "never stops". */
@@ -62,6 +63,20 @@ COR_API int cor_stop_source_init(cor_stop_source *s);
 
 /* Returns a token for s (the never-stopping token if s is NULL). */
 COR_API cor_stop_token cor_stop_source_token(cor_stop_source *s);
+
+/*
+ * Gives every I/O operation awaited under a token of s a time limit of ns
+ * (0: none, the default): an operation without a deadline of its own gets
+ * one ns after it starts, and completes with -ETIME if it is still waiting
+ * then (io_op.h, deadlines). This is how an idle timeout is written: a
+ * receive that waits longer than ns for the peer ends the session, and the
+ * limit is re-armed by every new operation, in O(1) on the io_context's
+ * timer wheel. Sleeps, timer waits and cleanup (close, shutdown) are not
+ * limited. Applies to operations started after the call; tokens of sources
+ * linked to s do not inherit it. Returns 0, or -EINVAL for NULL s or
+ * ns < 0. Any thread.
+ */
+COR_API int cor_stop_source_set_op_timeout(cor_stop_source *s, int64_t ns);
 
 /*
  * Requests stop: the first call marks s stopped and runs every registered
