@@ -26,6 +26,7 @@
 #include "coring/stream.h"
 #include "coring/file.h"
 #include "coring/resolve.h"
+#include "coring/serve.h"
 #include "coring/signals.h"
 
 #endif
