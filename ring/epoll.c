@@ -549,9 +549,11 @@ static int ep_submit(cor__backend *b, cor__io_op *op)
     case COR__IO_WAIT_CLOSE:
         if (op->fd < 0)
             return -EBADF;
+        cor__stat_add(b->stats.sqes, 1);
         make_ready(b, op, do_close(b, op->fd));
         return 0;
     case COR__IO_WAIT_SYNC:
+        cor__stat_add(b->stats.sqes, 1);
         make_ready(b, op, sync_op(op));
         return 0;
     case COR__IO_WAIT_IN:
@@ -568,6 +570,7 @@ static int ep_submit(cor__backend *b, cor__io_op *op)
     int q = queue_of(op);
     if (q != Q_POLL && (size_t)op->fd < b->nfds && b->fds[op->fd].q[q].head)
         return wait_fd(b, op);
+    cor__stat_add(b->stats.sqes, 1);
     r = try_op(op, 0);
     if (r != -EAGAIN) {
         make_ready(b, op, r);
@@ -602,6 +605,7 @@ static void drive_queue(cor__backend *b, struct opq *q, uint32_t ev, bool all)
     cor__io_op *op = q->head;
     while (op) {
         cor__io_op *next = link_of(op);
+        cor__stat_add(b->stats.sqes, 1);
         int r = try_op(op, ev);
         if (r != -EAGAIN)
             make_ready(b, op, r);
@@ -657,8 +661,10 @@ static long ep_run(cor__backend *b, int64_t timeout_ns, long max)
     /* Nothing can be ready on a descriptor nobody waits on, and wake-ups need no read:
      * with completions queued and no waiter, epoll_wait would be a wasted syscall. */
     if (tmo != 0 || b->waiting) {
-        b->stats.enters++;
+        cor__stat_add(b->stats.enters, 1);
         int n = wait_events(b, tmo);
+        if (tmo != 0)
+            cor__io_woke();
         for (int i = 0; i < n; i++)
             on_event(b, &b->events[i]);
     }

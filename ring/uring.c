@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -34,7 +35,7 @@ int cor__uring_reserve(cor__backend *b, unsigned n)
 {
     while (io_uring_sq_space_left(&b->ring) < n) {
         int r;
-        b->stats.enters++;
+        cor__stat_add(b->stats.enters, 1);
         if (b->ring.flags & IORING_SETUP_SQPOLL) {
             io_uring_submit(&b->ring);
             r = io_uring_sqring_wait(&b->ring);
@@ -291,7 +292,7 @@ static int enter(cor__backend *b, int64_t timeout_ns)
     struct io_uring *r = &b->ring;
     int rc = 0;
     if (timeout_ns != 0 && !io_uring_cq_ready(r)) {
-        b->stats.enters++;
+        cor__stat_add(b->stats.enters, 1);
         if (timeout_ns > 0) {
             struct __kernel_timespec ts = {.tv_sec = timeout_ns / 1000000000,
                                            .tv_nsec = timeout_ns % 1000000000};
@@ -301,8 +302,9 @@ static int enter(cor__backend *b, int64_t timeout_ns)
             /* One io_uring_enter: submit and wait for a completion. */
             rc = io_uring_submit_and_wait(r, 1);
         }
+        cor__io_woke();
     } else if (needs_enter(b)) {
-        b->stats.enters++;
+        cor__stat_add(b->stats.enters, 1);
         rc = io_uring_submit_and_get_events(r);
     }
     if (rc == -ETIME || rc == -EINTR || rc == -EBUSY || rc == -EAGAIN || rc > 0)
@@ -325,7 +327,7 @@ static long uring_run(cor__backend *b, int64_t timeout_ns, long max)
     /* Completions the CQ had no room for wait in the kernel's overflow list;
      * peeking flushes them as the CQ drains. */
     if (io_uring_cq_has_overflow(r))
-        b->stats.overflows++;
+        cor__stat_add(b->stats.overflows, 1);
     while (n < max) {
         struct io_uring_cqe *cqe;
         if (io_uring_peek_cqe(r, &cqe) || !cqe)
@@ -398,20 +400,121 @@ static int setup_ring(cor__backend *b, const cor__backend_config *cfg)
             b->features = to_features(want);
             if (!(p.features & IORING_FEAT_NODROP) || !(p.features & IORING_FEAT_EXT_ARG)) {
                 io_uring_queue_exit(&b->ring);
+                snprintf(cfg->why, cfg->why_len,
+                         "the kernel's io_uring lacks IORING_FEAT_NODROP or EXT_ARG (5.11+)");
                 return -ENOSYS; /* a kernel that can drop completions is not supported */
             }
             return 0;
         }
-        if (r != -EINVAL)
+        if (r != -EINVAL) {
+            snprintf(cfg->why, cfg->why_len, "io_uring_setup: %s%s", cor_strerror(r),
+                     r == -EPERM || r == -EACCES
+                         ? " (a seccomp profile, or sysctl kernel.io_uring_disabled)"
+                     : r == -ENOSYS ? " (a kernel without io_uring, or a seccomp profile)"
+                                    : "");
             return r;
+        }
         while (drop < sizeof drop_order / sizeof drop_order[0] && !(want & drop_order[drop]))
             drop++;
-        if (drop == sizeof drop_order / sizeof drop_order[0])
+        if (drop == sizeof drop_order / sizeof drop_order[0]) {
+            snprintf(cfg->why, cfg->why_len, "io_uring_setup: %s", cor_strerror(r));
             return r;
+        }
         want &= ~drop_order[drop];
         if (!(want & (IORING_SETUP_COOP_TASKRUN | IORING_SETUP_DEFER_TASKRUN)))
             want &= ~IORING_SETUP_TASKRUN_FLAG;
     }
+}
+
+/* The kernel opcode behind each operation (-1: none; CLOSE also needs ASYNC_CANCEL). */
+static int kernel_op(enum cor__io_opcode op)
+{
+    switch (op) {
+    case COR__IO_NOP:
+        return IORING_OP_NOP;
+    case COR__IO_READ:
+        return IORING_OP_READ;
+    case COR__IO_WRITE:
+        return IORING_OP_WRITE;
+    case COR__IO_RECV:
+        return IORING_OP_RECV;
+    case COR__IO_SEND:
+        return IORING_OP_SEND;
+    case COR__IO_ACCEPT:
+        return IORING_OP_ACCEPT;
+    case COR__IO_CONNECT:
+        return IORING_OP_CONNECT;
+    case COR__IO_CLOSE:
+        return IORING_OP_CLOSE;
+    case COR__IO_POLL:
+        return IORING_OP_POLL_ADD;
+    case COR__IO_READV:
+        return IORING_OP_READV;
+    case COR__IO_WRITEV:
+        return IORING_OP_WRITEV;
+    case COR__IO_SENDMSG:
+        return IORING_OP_SENDMSG;
+    case COR__IO_RECVMSG:
+        return IORING_OP_RECVMSG;
+    case COR__IO_SHUTDOWN:
+        return IORING_OP_SHUTDOWN;
+    case COR__IO_FSYNC:
+        return IORING_OP_FSYNC;
+    case COR__IO_OPENAT:
+        return IORING_OP_OPENAT;
+    case COR__IO_STATX:
+        return IORING_OP_STATX;
+    case COR__IO_TIMEOUT:     /* the front end's                         */
+    case COR__IO_STREAM_NEXT: /* multishot streams: probed when opened   */
+    case COR__IO_OPCODES:
+        break;
+    }
+    return -1;
+}
+
+static bool op_supported(const struct io_uring_probe *p, int op)
+{
+    return op <= p->last_op && (p->ops[op].flags & IO_URING_OP_SUPPORTED);
+}
+
+/*
+ * Checks that the kernel has every opcode the backend issues (a seccomp
+ * profile may also refuse the probe itself). MSG_RING is optional: without
+ * it wake-ups go through the eventfd. Returns 0 or -ENOSYS (why written).
+ */
+static int probe_ops(cor__backend *b, const cor__backend_config *cfg)
+{
+    enum { NOPS = 256 };
+    struct io_uring_probe *p = calloc(1, sizeof *p + NOPS * sizeof p->ops[0]);
+    if (!p) {
+        snprintf(cfg->why, cfg->why_len, "no memory for the opcode probe");
+        return -ENOMEM;
+    }
+    int rc = io_uring_register_probe(&b->ring, p, NOPS);
+    if (rc < 0) {
+        snprintf(cfg->why, cfg->why_len, "the io_uring opcode probe failed: %s", cor_strerror(rc));
+        rc = -ENOSYS;
+        goto out;
+    }
+    for (int op = 0; op < COR__IO_OPCODES; op++) {
+        int k = kernel_op((enum cor__io_opcode)op);
+        if (k >= 0 && !op_supported(p, k)) {
+            snprintf(cfg->why, cfg->why_len, "the kernel's io_uring lacks the %s operation",
+                     cor__io_opinfo[op].name);
+            rc = -ENOSYS;
+            goto out;
+        }
+    }
+    if (!op_supported(p, IORING_OP_ASYNC_CANCEL)) {
+        snprintf(cfg->why, cfg->why_len, "the kernel's io_uring lacks ASYNC_CANCEL");
+        rc = -ENOSYS;
+        goto out;
+    }
+    if (!op_supported(p, IORING_OP_MSG_RING))
+        b->no_msg_ring = true;
+out:
+    free(p);
+    return rc;
 }
 
 static int uring_create(cor__backend **out, const cor__backend_config *cfg)
@@ -424,15 +527,21 @@ static int uring_create(cor__backend **out, const cor__backend_config *cfg)
     b->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (b->efd < 0) {
         rc = -errno;
+        snprintf(cfg->why, cfg->why_len, "eventfd: %s", cor_strerror(-errno));
         goto fail_efd;
     }
     rc = setup_ring(b, cfg);
     if (rc)
         goto fail_ring;
-    if (!(cfg->flags & COR_IO_WAKE_EVENTFD))
+    rc = probe_ops(b, cfg);
+    if (rc)
+        goto fail_probe;
+    if (!(cfg->flags & COR_IO_WAKE_EVENTFD) && !b->no_msg_ring)
         b->features |= COR_IO_MSG_RING;
     *out = b;
     return 0;
+fail_probe:
+    io_uring_queue_exit(&b->ring);
 fail_ring:
     close(b->efd);
 fail_efd:
@@ -470,7 +579,7 @@ static void uring_wake(cor__backend *t, cor__backend *from)
         /* Only a failure posts a completion on the sender. */
         sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
         io_uring_sqe_set_data64(sqe, UD_IGNORE);
-        from->stats.enters++;
+        cor__stat_add(from->stats.enters, 1);
         if (io_uring_submit(&from->ring) >= 0)
             return;
     }

@@ -41,6 +41,7 @@ struct cor__backend {
     bool efd_armed;     /* a read on efd is in the ring                */
     bool closing;       /* cancel_all was called: do not re-arm        */
     bool disabled;      /* created with R_DISABLED, not yet enabled    */
+    bool no_msg_ring;   /* the kernel lacks IORING_OP_MSG_RING         */
     /*
      * Operations the SQ had no room for while the kernel refused to take
      * more (-EBUSY: completions must be reaped first), linked through
@@ -88,7 +89,7 @@ int cor__uring_reserve(cor__backend *b, unsigned n);
 /* An SQE after cor__uring_reserve made room (cannot fail then). */
 static inline struct io_uring_sqe *cor__uring_sqe(cor__backend *b)
 {
-    b->stats.sqes++;
+    cor__stat_add(b->stats.sqes, 1);
     return io_uring_get_sqe(&b->ring);
 }
 

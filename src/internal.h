@@ -9,20 +9,13 @@
 #include <stdint.h>
 
 #include "coring/common.h"
+#include "coring/log.h"
 
 /* The struct that contains member `m` at address p. */
 #define cor__container_of(p, type, m) ((type *)((char *)(p)-offsetof(type, m)))
 
 #define COR__LIKELY(x) __builtin_expect(!!(x), 1)
 #define COR__UNLIKELY(x) __builtin_expect(!!(x), 0)
-
-/*
- * Adds v to a counter that one thread writes and any thread may read: a
- * relaxed load and store (plain moves on x86), so readers never see a torn
- * value and the writer pays no locked instruction.
- */
-#define cor__stat_add(field, v)                                                                    \
-    __atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (v), __ATOMIC_RELAXED)
 
 /*
  * A test-and-test-and-set spin lock for short critical sections that must
@@ -43,6 +36,12 @@ static inline void cor__spin_unlock(uint32_t *l)
 {
     __atomic_store_n(l, 0, __ATOMIC_RELEASE);
 }
+
+/*
+ * Logs one message (printf format, one line, no newline) through the log
+ * hook (log.h) at a COR_LOG_* level. Any thread.
+ */
+void cor__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- compose.c: what frame.c calls for joins and timeouts ---- */
 

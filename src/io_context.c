@@ -24,6 +24,7 @@
 #include "io_internal.h"
 
 __thread cor_io_context *cor__io_running;
+uint32_t cor__fork_gen;
 
 /* ---- queues ------------------------------------------------------------------------- */
 
@@ -60,6 +61,9 @@ static void touch_end(cor_io_context *io)
 
 static void wake_if_sleeping(cor_io_context *io)
 {
+    /* A forked child's copy of the flag says nothing about the parent: never wake it from here. */
+    if (cor__io_forked(io))
+        return;
     if (!__atomic_load_n(&io->sleeping, __ATOMIC_SEQ_CST) ||
         !__atomic_exchange_n(&io->sleeping, 0, __ATOMIC_SEQ_CST))
         return;
@@ -157,10 +161,14 @@ static unsigned default_flags(void)
     return f;
 }
 
-int cor_io_context_create(cor_io_context **out, const cor_io_context_options *o)
+/*
+ * Checks o and resolves it against the build defaults into cfg and
+ * *backend (COR_IO_BACKEND_URING or _EPOLL). *may_fall_back: the caller
+ * left the backend to the library, so a refused io_uring means epoll.
+ */
+static int resolve_options(const cor_io_context_options *o, cor__backend_config *cfg,
+                           int *backend, bool *may_fall_back)
 {
-    if (!out)
-        return -EINVAL;
     cor_io_context_options d;
     memset(&d, 0, sizeof d);
     if (o)
@@ -181,34 +189,104 @@ int cor_io_context_create(cor_io_context **out, const cor_io_context_options *o)
     unsigned flags = d.flags & ~COR_IO_NO_DEFAULT_FLAGS;
     if (!(d.flags & COR_IO_NO_DEFAULT_FLAGS))
         flags |= default_flags();
-    const cor__backend_ops *be_ops;
-    switch (d.backend == COR_IO_BACKEND_DEFAULT ? COR_IO_BACKEND_BUILD_DEFAULT : d.backend) {
-    case COR_IO_BACKEND_URING:
-        be_ops = &cor__uring_backend;
-        break;
-    case COR_IO_BACKEND_EPOLL:
-        /* Ring flags mean nothing to epoll; a deliberate SQPOLL is refused, not dropped. */
-        if (d.flags & COR_IO_SQPOLL)
-            return -EINVAL;
-        be_ops = &cor__epoll_backend;
-        break;
-    default:
+    *backend = d.backend == COR_IO_BACKEND_DEFAULT ? COR_IO_BACKEND_BUILD_DEFAULT : d.backend;
+    if (*backend != COR_IO_BACKEND_URING && *backend != COR_IO_BACKEND_EPOLL)
         return -EINVAL;
+    /* Ring flags mean nothing to epoll; a deliberate SQPOLL is refused, not dropped. */
+    if (*backend == COR_IO_BACKEND_EPOLL && (d.flags & COR_IO_SQPOLL))
+        return -EINVAL;
+    /* SQPOLL asked for by name is a deliberate choice: its -EPERM is the caller's to see. */
+    *may_fall_back = d.backend == COR_IO_BACKEND_DEFAULT && !(d.flags & COR_IO_SQPOLL);
+    cfg->sq_entries = sq;
+    cfg->cq_entries = cq;
+    cfg->flags = flags;
+    cfg->sqpoll_idle_ms = d.sqpoll_idle_ms;
+    return 0;
+}
+
+static const cor__backend_ops *backend_ops(int backend)
+{
+    return backend == COR_IO_BACKEND_EPOLL ? &cor__epoll_backend : &cor__uring_backend;
+}
+
+/* The kernel refuses io_uring (a seccomp profile, io_uring_disabled) or lacks what we need. */
+static bool uring_refused(int rc)
+{
+    return rc == -EPERM || rc == -EACCES || rc == -ENOSYS;
+}
+
+/* Says once per process that default-backend contexts run on epoll, and why. */
+static void say_fallback(const char *why)
+{
+    static uint32_t said;
+    if (!__atomic_exchange_n(&said, 1, __ATOMIC_RELAXED))
+        cor__log(COR_LOG_WARNING,
+                 "io_uring is not available (%s): io_contexts created with the default backend "
+                 "run on epoll",
+                 why);
+}
+
+/* Creates io's backend; a refused io_uring falls back to epoll when may_fall_back. */
+static int backend_create(cor_io_context *io, cor__backend_config *cfg, int backend,
+                          bool may_fall_back)
+{
+    cfg->why = io->fallback_why;
+    cfg->why_len = sizeof io->fallback_why;
+    int rc = backend_ops(backend)->create(&io->be, cfg);
+    if (rc && backend == COR_IO_BACKEND_URING && may_fall_back && uring_refused(rc)) {
+        io->fallback_err = rc;
+        if (!io->fallback_why[0])
+            snprintf(io->fallback_why, sizeof io->fallback_why, "%s", cor_strerror(rc));
+        cfg->why = NULL;
+        cfg->why_len = 0;
+        backend = COR_IO_BACKEND_EPOLL;
+        rc = cor__epoll_backend.create(&io->be, cfg);
+        if (!rc)
+            say_fallback(io->fallback_why);
     }
+    if (rc)
+        return rc;
+    if (!io->fallback_err)
+        io->fallback_why[0] = 0;
+    io->backend = backend;
+    io->be_ops = backend_ops(backend);
+    return 0;
+}
+
+static void fork_child(void)
+{
+    __atomic_fetch_add(&cor__fork_gen, 1, __ATOMIC_RELAXED);
+}
+
+static void fork_watch(void)
+{
+    pthread_atfork(NULL, NULL, fork_child);
+}
+
+int cor_io_context_create(cor_io_context **out, const cor_io_context_options *o)
+{
+    if (!out)
+        return -EINVAL;
+    cor__backend_config cfg;
+    int backend;
+    bool may_fall_back;
+    int rc = resolve_options(o, &cfg, &backend, &may_fall_back);
+    if (rc)
+        return rc;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, fork_watch);
 
     cor_io_context *io = calloc(1, sizeof *io);
     if (!io)
         return -ENOMEM;
-    int rc = cor_execution_context_init(&io->ctx);
+    rc = cor_execution_context_init(&io->ctx);
     if (rc)
         goto fail_ctx;
     cor__mpsc_init(&io->remote);
     cor__wheel_init(&io->wheel, cor_clock_now());
-    io->be_ops = be_ops;
-    io->requested = flags & ~COR_IO_WAKE_EVENTFD;
-    cor__backend_config cfg = {
-        .sq_entries = sq, .cq_entries = cq, .flags = flags, .sqpoll_idle_ms = d.sqpoll_idle_ms};
-    rc = be_ops->create(&io->be, &cfg);
+    io->requested = cfg.flags & ~COR_IO_WAKE_EVENTFD;
+    io->fork_gen = __atomic_load_n(&cor__fork_gen, __ATOMIC_RELAXED);
+    rc = backend_create(io, &cfg, backend, may_fall_back);
     if (rc)
         goto fail_be;
     *out = io;
@@ -323,13 +401,18 @@ static long loop(cor_io_context *io, long max, int64_t timeout_ns, bool block)
             if (wait == -2)
                 break;
         }
+        cor__io_metrics_before_wait(io, wait);
         long k = io->be_ops->run(io->be, wait, max - n);
         if (wait) {
             __atomic_store_n(&io->sleeping, 0, __ATOMIC_RELAXED);
             cor__stat_add(io->stats.wakeups_received, 1);
         }
+        cor__io_metrics_pass(io);
         if (k < 0)
             return k;
+        /* A handler forked and this is the child: leave the parent's ring alone. */
+        if (cor__io_forked(io))
+            return -EPERM;
         n += k;
         progress += k;
         if (busy && !progress && io->queued == 0)
@@ -346,6 +429,8 @@ static long drive(cor_io_context *io, long max, int64_t timeout_ns, bool block)
 {
     if (!io)
         return -EINVAL;
+    if (cor__io_forked(io))
+        return -EPERM;
     if (__atomic_exchange_n(&io->running, 1, __ATOMIC_ACQUIRE))
         return -EBUSY;
     long rc = 0;
@@ -368,7 +453,10 @@ static long drive(cor_io_context *io, long max, int64_t timeout_ns, bool block)
     const void *prev_running = cor__tls.running;
     cor__io_running = io;
     cor__tls.running = io;
+    cor__io_metrics_begin(io, cor_clock_now());
     rc = loop(io, max, timeout_ns, block);
+    cor__io_metrics_pass(io); /* the last pass, cut short */
+    cor__io_metrics_begin(io, 0);
     cor__tls.running = prev_running;
     cor__io_running = prev_io;
 out:
@@ -407,6 +495,8 @@ int cor_io_context_stop(cor_io_context *io)
 {
     if (!io)
         return -EINVAL;
+    if (cor__io_forked(io))
+        return -EPERM;
     touch_begin(io);
     __atomic_store_n(&io->stopped, 1, __ATOMIC_SEQ_CST);
     wake_if_sleeping(io);
@@ -418,6 +508,8 @@ int cor_io_context_restart(cor_io_context *io)
 {
     if (!io)
         return -EINVAL;
+    if (cor__io_forked(io))
+        return -EPERM;
     if (__atomic_load_n(&io->running, __ATOMIC_ACQUIRE))
         return -EBUSY;
     __atomic_store_n(&io->stopped, 0, __ATOMIC_SEQ_CST);
@@ -431,7 +523,22 @@ bool cor_io_context_stopped(cor_io_context *io)
 
 unsigned cor_io_context_features(cor_io_context *io)
 {
-    return io ? io->be_ops->features(io->be) : 0;
+    if (!io)
+        return 0;
+    return io->be_ops->features(io->be) | (io->fallback_err ? COR_IO_FALLBACK : 0u);
+}
+
+int cor_io_context_get_info(cor_io_context *io, cor_io_context_info *out)
+{
+    if (!io || !out)
+        return -EINVAL;
+    memset(out, 0, sizeof *out);
+    out->backend = io->backend;
+    out->features = cor_io_context_features(io);
+    out->requested = io->requested;
+    out->fallback_error = io->fallback_err;
+    snprintf(out->fallback_reason, sizeof out->fallback_reason, "%s", io->fallback_why);
+    return 0;
 }
 
 unsigned cor_io_context_requested(cor_io_context *io)
@@ -461,6 +568,8 @@ cor_execution_context *cor_io_context_context(cor_io_context *io)
 int cor__io_owner_enter(cor_io_context *io, bool *held)
 {
     *held = false;
+    if (cor__io_forked(io))
+        return -EPERM;
     if (cor__io_running == io)
         return 0;
     if (__atomic_exchange_n(&io->running, 1, __ATOMIC_ACQUIRE))
@@ -537,10 +646,10 @@ static void quiesce(cor_io_context *io)
     cor__tls.running = prev_running;
     cor__io_running = prev_io;
     if (io->inflight > 0)
-        fprintf(stderr,
-                "coring: io_context destroyed off its owner thread with %ld operations in "
-                "flight; their frames are abandoned\n",
-                io->inflight);
+        cor__log(COR_LOG_WARNING,
+                 "io_context destroyed off its owner thread with %ld operations in flight; "
+                 "their frames are abandoned",
+                 io->inflight);
 }
 
 void cor__io_context_quiesce(cor_io_context *io)
@@ -549,10 +658,27 @@ void cor__io_context_quiesce(cor_io_context *io)
     io->closing = false;
 }
 
+/*
+ * Destroy in a forked child: the ring, the epoll set and the eventfd are
+ * shared with the parent, so nothing is canceled, submitted or deregistered;
+ * the child's copies of the descriptors and mappings are released and its
+ * copy of the memory freed. Frames and services are abandoned.
+ */
+static void destroy_forked(cor_io_context *io)
+{
+    io->be_ops->destroy(io->be);
+    cor__io_links_destroy(io, false);
+    free(io);
+}
+
 void cor_io_context_destroy(cor_io_context *io)
 {
     if (!io)
         return;
+    if (cor__io_forked(io)) {
+        destroy_forked(io);
+        return;
+    }
     quiesce(io);
     cor_execution_context_destroy(&io->ctx);
     /* Services may have posted while shutting down. */
@@ -560,7 +686,7 @@ void cor_io_context_destroy(cor_io_context *io)
     /* Another thread may still be finishing a post, a stop or its last work. */
     while (__atomic_load_n(&io->touching, __ATOMIC_ACQUIRE))
         sched_yield();
-    cor__io_links_destroy(io);
+    cor__io_links_destroy(io, true);
     io->be_ops->destroy(io->be);
     free(io);
 }

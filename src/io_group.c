@@ -43,8 +43,8 @@ static void *member_main(void *arg)
     m->result = cor_io_context_run(m->io);
     /* -ECANCELED: cor_io_group_stop came before this thread entered run, an ordinary shutdown. */
     if (m->result < 0 && m->result != -ECANCELED)
-        fprintf(stderr, "coring: io_group thread %u: run failed: %s\n", m->index,
-                cor_strerror((int)m->result));
+        cor__log(COR_LOG_ERROR, "io_group thread %u: run failed: %s", m->index,
+                 cor_strerror((int)m->result));
     /* Only this thread may enter its ring: clean up in flight work here. */
     cor__io_context_quiesce(m->io);
     return NULL;

@@ -57,6 +57,10 @@ struct cor_io_context {
     const cor__backend_ops *be_ops;
     cor__backend *be;
     unsigned requested;
+    int backend;            /* COR_IO_BACKEND_URING or _EPOLL: the one in use               */
+    int fallback_err;       /* why a default-backend context fell back to epoll, or 0       */
+    char fallback_why[120]; /* the same in words                                            */
+    uint32_t fork_gen;      /* cor__fork_gen at creation: another value is a forked child   */
 
     /* owner */
     cor__fifo local;        /* posts from the owner thread                     */
@@ -71,15 +75,27 @@ struct cor_io_context {
     bool bound;             /* the backend was bound to a thread               */
     bool closing;           /* destroy is draining                             */
     unsigned nfiles;        /* slots of the registered file table              */
+    int64_t iter_start;     /* when the owner last became busy (a pass began, or it woke) */
+    int64_t busy_acc;       /* busy time of the current pass before it waited          */
 
-    /* Counters (metrics): written by the owner with relaxed atomics, read from anywhere. */
+    /*
+     * Counters (metrics.h): written with cor__stat_add by the owner (posters
+     * add to posts_remote and wakeups_sent atomically), read from anywhere.
+     */
     struct {
-        uint64_t submitted;  /* operations handed to the backend            */
-        uint64_t completed;  /* operations completed (any way)              */
+        uint64_t started;          /* operations that went in flight          */
+        uint64_t submitted;        /* operations handed to the backend        */
+        uint64_t completed;        /* operations completed (any way)          */
         uint64_t posts_local, posts_remote; /* handles posted from inside / outside */
-        uint64_t wakeups_sent;     /* wake-ups this context's posters sent  */
-        uint64_t wakeups_received; /* times the owner blocked and was woken */
+        uint64_t wakeups_sent;     /* wake-ups this context's posters sent     */
+        uint64_t wakeups_received; /* times the owner blocked and was woken    */
+        uint64_t iterations;       /* run-loop passes                          */
+        uint64_t longest_ns;       /* the longest pass's busy time             */
+        uint64_t stalls;           /* passes busy beyond stall_ns              */
+        uint64_t timers;           /* wheel nodes at the end of the last pass  */
+        int64_t busy_since;        /* iter_start while busy in run, else 0     */
     } stats;
+    int64_t stall_ns; /* the stall threshold (0: off); set from any thread (atomic) */
 
     /* The stop-token bridge (io_op.c): one link per stop source in use. */
     cor__stop_link **links; /* open-addressing table by source address        */
@@ -121,6 +137,28 @@ void cor__io_owner_leave(cor_io_context *io, bool held);
  * queued handle, so the context can later be destroyed from any thread.
  */
 void cor__io_context_quiesce(cor_io_context *io);
+
+/* ---- metrics.c ---- */
+
+/* The run loop is starting (or ending, with now 0): the busy clock starts (or stops). */
+void cor__io_metrics_begin(cor_io_context *io, int64_t now);
+
+/* About to call the backend's run, allowed to block (wait != 0) or not. */
+void cor__io_metrics_before_wait(cor_io_context *io, int64_t wait);
+
+/* A pass of the run loop ended: counts it, its busy time, and a stall. */
+void cor__io_metrics_pass(cor_io_context *io);
+
+/* ---- fork ---- */
+
+/* Bumped in the child of every fork (pthread_atfork): an io_context made before is the parent's. */
+extern uint32_t cor__fork_gen;
+
+/* True if io was created in a process this one was forked from: it must not be touched. */
+static inline bool cor__io_forked(const cor_io_context *io)
+{
+    return __builtin_expect(__atomic_load_n(&cor__fork_gen, __ATOMIC_RELAXED) != io->fork_gen, 0);
+}
 
 /* ---- io_op.c ---- */
 
@@ -180,8 +218,9 @@ bool cor__io_is_link_request(const cor_frame *h);
 /* A queued stop-link request is being discarded (teardown). */
 void cor__io_link_request_destroyed(cor_frame *h);
 
-/* Frees the stop links (destroy), deregistering any still in use. */
-void cor__io_links_destroy(cor_io_context *io);
+/* Frees the stop links (destroy), deregistering any still in use if deregister (not in a
+ * forked child, whose stop sources are copies that nothing will ever stop). */
+void cor__io_links_destroy(cor_io_context *io, bool deregister);
 
 /* ---- stream.c ---- */
 

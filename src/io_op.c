@@ -268,11 +268,11 @@ static void link_release(cor_io_context *io, cor__stop_link *l)
         link_free(io, l);
 }
 
-void cor__io_links_destroy(cor_io_context *io)
+void cor__io_links_destroy(cor_io_context *io, bool deregister)
 {
     /* Links still holding operations belong to frames abandoned in flight:
      * their callbacks must not outlive the memory. */
-    for (unsigned i = 0; i < io->links_cap; i++)
+    for (unsigned i = 0; deregister && i < io->links_cap; i++)
         if (io->links[i])
             cor_stop_callback_deregister(&io->links[i]->cb);
     free(io->links);
@@ -495,7 +495,8 @@ static cor_handle op_start(cor_frame *f)
 {
     cor__io_op *op = (cor__io_op *)(void *)&((struct cor_io_await *)f)->op;
     cor_io_context *io = cor__io_running;
-    if (!io || (f->env.ex.ops == &cor__io_executor_ops && f->env.ex.obj != io))
+    if (!io || (f->env.ex.ops == &cor__io_executor_ops && f->env.ex.obj != io) ||
+        cor__io_forked(io))
         return op_now(op, -EPERM);
     if (COR__UNLIKELY(op->flags & (COR__OPF_EINVAL | COR__OPF_EPERM)))
         return op_now(op, (op->flags & COR__OPF_EINVAL) ? -EINVAL : -EPERM);
@@ -541,6 +542,7 @@ static cor_handle op_start(cor_frame *f)
     }
     op->state = COR__OP_IN_FLIGHT;
     io->inflight++;
+    cor__stat_add(io->stats.started, 1);
     op->stop = link;
     list_add(link ? &link->ops : &io->plain, op);
     if ((op->flags & COR__OPF_DEADLINE) && info->wait != COR__IO_WAIT_FRONT)

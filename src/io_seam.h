@@ -261,24 +261,45 @@ struct cor__io_op {
     cor__tnode timer;        /* the deadline (or a TIMEOUT's expiry)                */
 };
 
-/* What the front end asks of a backend at creation (sizes already validated and resolved). */
+/*
+ * What the front end asks of a backend at creation (sizes already validated
+ * and resolved). A create that fails writes why, in words, to why (why_len
+ * bytes, NUL-terminated): the front end logs it when it falls back.
+ */
 typedef struct cor__backend_config {
     unsigned sq_entries;     /* submission queue size                     */
     unsigned cq_entries;     /* completion queue size                     */
     unsigned flags;          /* COR_IO_* ring flags requested             */
     unsigned sqpoll_idle_ms; /* SQPOLL idle time                          */
+    char *why;               /* out: the reason a create failed            */
+    size_t why_len;
 } cor__backend_config;
 
-/* Counters a backend keeps for the context's metrics (owner thread writes, anyone reads). */
+/*
+ * Adds v to a counter that one thread writes and any thread may read: a
+ * relaxed load and store (plain moves on x86), so readers never see a torn
+ * value and the writer pays no locked instruction. Every metrics counter
+ * (the front end's and the backends') is updated this way.
+ */
+#define cor__stat_add(field, v)                                                                    \
+    __atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (v), __ATOMIC_RELAXED)
+
+/* Counters a backend keeps for the context's metrics (owner thread writes with cor__stat_add,
+ * anyone reads with relaxed loads). */
 typedef struct cor__backend_stats {
-    uint64_t sqes;      /* SQEs handed to the kernel (io_uring) or syscalls tried (epoll) */
+    uint64_t sqes;      /* SQEs handed to the kernel (io_uring) or syscalls made for ops (epoll) */
     uint64_t enters;    /* io_uring_enter / epoll_wait calls                            */
     uint64_t overflows; /* times completions were found waiting in the kernel's overflow list */
 } cor__backend_stats;
 
 typedef struct cor__backend_ops {
     const char *name;
-    /* Creates a backend in *out. Returns 0 or -errno. Any thread. */
+    /*
+     * Creates a backend in *out. Returns 0 or -errno (for io_uring: -EPERM,
+     * -EACCES or -ENOSYS when the kernel refuses io_uring or lacks an opcode
+     * or feature the backend needs, which a default-backend context answers
+     * by falling back to epoll). Any thread.
+     */
     int (*create)(cor__backend **out, const cor__backend_config *cfg);
     /* Called once, on the thread that first drives the context, before any other call but wake. */
     int (*bind)(cor__backend *b);
@@ -374,5 +395,13 @@ extern const cor__backend_ops cor__epoll_backend;
 
 /* Implemented by the front end: op has completed with res. Owner thread, inside run. */
 void cor__io_complete(cor__io_op *op, int res);
+
+/*
+ * Implemented by the front end: run is back from a wait in the kernel that
+ * was allowed to block (call it right after the waiting call returns,
+ * whatever woke it). The run loop's busy time (the metrics' longest
+ * iteration, the stall detector) leaves the wait out. Owner thread, inside run.
+ */
+void cor__io_woke(void);
 
 #endif

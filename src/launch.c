@@ -25,7 +25,7 @@ static cor_handle root_resume(cor_frame *f)
         if (r->on_error)
             r->on_error(r->user, err);
         else
-            fprintf(stderr, "coring: a launched task failed: %s\n", cor_strerror(err));
+            cor__log(COR_LOG_ERROR, "a launched task failed: %s", cor_strerror(err));
     } else if (r->on_result) {
         r->on_result(r->user, (char *)t + t->result_off);
     }

@@ -4,6 +4,7 @@
 
 #include "coring/common.h"
 #include "coring/version.h"
+#include "coring/log.h"
 #include "coring/alloc.h"
 #include "coring/stop.h"
 #include "coring/executor.h"
@@ -17,6 +18,7 @@
 #include "coring/sync.h"
 #include "coring/channel.h"
 #include "coring/io_context.h"
+#include "coring/metrics.h"
 #include "coring/io_op.h"
 #include "coring/io_files.h"
 #include "coring/timer.h"

@@ -21,7 +21,32 @@
  * I/O operations (io_op.h, net.h, file.h, timer.h) are leaf awaitables:
  * their state lives in the awaiting frame's await slot, so awaiting one
  * allocates nothing. Registered files: io_files.h; buffer rings and
- * multishot streams: stream.h.
+ * multishot streams: stream.h. Counters and the stall detector: metrics.h;
+ * a dump of every suspended coroutine: dump.h.
+ *
+ * The backend. A context created with COR_IO_BACKEND_DEFAULT uses io_uring
+ * and falls back to epoll where the kernel refuses io_uring (a container's
+ * seccomp profile, sysctl kernel.io_uring_disabled, a kernel too old or
+ * lacking an operation coring issues): the first such fallback of the
+ * process is logged once through the log hook (log.h), and
+ * cor_io_context_features reports COR_IO_FALLBACK (cor_io_context_get_info:
+ * the backend and the reason). A context that names COR_IO_BACKEND_URING
+ * gets the kernel's error instead.
+ *
+ * fork(). A child process inherits a copy of every io_context, but the
+ * kernel objects behind it (the ring and its shared memory, the epoll set,
+ * the wake-up eventfd) are the parent's, still in the parent's use. The
+ * child must leave them alone, and the library makes sure it does: in the
+ * child, run, run_one, poll, poll_one, run_for, stop, restart and every
+ * call that needs the driving thread return -EPERM; an operation awaited
+ * there completes with -EPERM without reaching the kernel; a post from the
+ * child never wakes the parent (the handle stays in the child's copy and
+ * never runs); a handler that forks inside run makes the child's run
+ * return -EPERM after that pass. cor_io_context_destroy in the child frees
+ * the child's copy (descriptors, mappings, memory) without canceling,
+ * submitting or deregistering anything, and abandons its frames and
+ * services. The parent goes on unaffected. A child that needs I/O creates
+ * io_contexts of its own.
  */
 #ifndef CORING_IO_CONTEXT_H
 #define CORING_IO_CONTEXT_H
@@ -56,6 +81,7 @@ enum {
     COR_IO_TASKRUN_FLAG = 1u << 3,  /* the kernel flags pending completion work        */
     COR_IO_SQPOLL = 1u << 4,   /* a kernel thread polls the SQ (option; excludes DEFER_TASKRUN) */
     COR_IO_MSG_RING = 1u << 5, /* wake-ups from other rings use IORING_OP_MSG_RING */
+    COR_IO_FALLBACK = 1u << 6, /* features only: io_uring was refused, this context runs on epoll */
     /* Option bits (not ring flags). */
     COR_IO_NO_DEFAULT_FLAGS = 1u << 16, /* request only the ring flags named here       */
     COR_IO_WAKE_EVENTFD = 1u << 17      /* never wake this context by MSG_RING (eventfd only) */
@@ -86,9 +112,12 @@ typedef struct cor_io_context_options {
  * Creates an io_context in *out with options o (NULL: all defaults).
  * Returns 0; -EINVAL for a NULL out, sizes out of range, unknown flags, an
  * unknown backend, or COR_IO_SQPOLL with the epoll backend (which ignores
- * the other ring flags); -ENOMEM; or the kernel's
- * error when no ring could be set up (-EPERM for SQPOLL without privilege,
- * -ENOSYS without io_uring). On failure *out is untouched. Any thread.
+ * the other ring flags); -ENOMEM; or the kernel's error when no ring could
+ * be set up (-EPERM for SQPOLL without privilege or where io_uring is
+ * blocked, -ENOSYS without io_uring or an operation coring needs). With
+ * the default backend (and no COR_IO_SQPOLL asked for) a refused io_uring
+ * (-EPERM, -EACCES, -ENOSYS) is no error: the context runs on epoll (see
+ * "The backend" above). On failure *out is untouched. Any thread.
  */
 COR_API int cor_io_context_create(cor_io_context **out, const cor_io_context_options *o);
 
@@ -98,7 +127,8 @@ COR_API int cor_io_context_create(cor_io_context **out, const cor_io_context_opt
  * their launch; no handler runs), destroys every queued handle, shuts down
  * the services and frees it. Call it on the owning thread (or on any thread
  * once the owner has exited, or when nothing is in flight) and not while a
- * thread drives io. NULL is a no-op.
+ * thread drives io. NULL is a no-op. In a forked child it only frees the
+ * child's copy (see "fork()" above).
  */
 COR_API void cor_io_context_destroy(cor_io_context *io);
 
@@ -115,7 +145,8 @@ COR_API cor_execution_context *cor_io_context_context(cor_io_context *io);
  * (launched tasks, work guards) remains; or until stop. Blocks in the
  * kernel while waiting. Returns the number of handlers run; -EINVAL for
  * NULL; -EBUSY while another thread drives io; -EPERM on a thread that is
- * not io's owner; -ECANCELED if io is stopped (call restart first).
+ * not io's owner, or in a forked child; -ECANCELED if io is stopped (call
+ * restart first).
  */
 COR_API long cor_io_context_run(cor_io_context *io);
 
@@ -138,20 +169,37 @@ COR_API long cor_io_context_run_for(cor_io_context *io, int64_t ns);
 /*
  * Stops io: a thread inside run returns as soon as the handler it is running
  * returns, and later runs return -ECANCELED until restart. Queued work is
- * kept. Returns 0 or -EINVAL. Any thread.
+ * kept. Returns 0, -EINVAL, or -EPERM in a forked child. Any thread.
  */
 COR_API int cor_io_context_stop(cor_io_context *io);
 
-/* Clears the stopped state so run may be called again. Returns 0, -EINVAL, or -EBUSY while a thread
- * drives io. */
+/* Clears the stopped state so run may be called again. Returns 0, -EINVAL, -EBUSY while a thread
+ * drives io, or -EPERM in a forked child. */
 COR_API int cor_io_context_restart(cor_io_context *io);
 
 /* True if io is stopped (false for NULL). Any thread. */
 COR_API bool cor_io_context_stopped(cor_io_context *io);
 
-/* The COR_IO_* ring flags in force (requested and accepted by the kernel); 0 for NULL. Any thread.
+/*
+ * The COR_IO_* ring flags in force (requested and accepted by the kernel),
+ * plus COR_IO_FALLBACK if io was created for the default backend and runs
+ * on epoll because io_uring was refused; 0 for NULL. Any thread.
  */
 COR_API unsigned cor_io_context_features(cor_io_context *io);
+
+/* What an io_context runs on (cor_io_context_get_info). */
+typedef struct cor_io_context_info {
+    int backend;        /* COR_IO_BACKEND_URING or COR_IO_BACKEND_EPOLL: the one in use      */
+    unsigned features;  /* as cor_io_context_features                                       */
+    unsigned requested; /* as cor_io_context_requested                                      */
+    int fallback_error; /* 0, or the kernel's refusal (-EPERM, -EACCES, -ENOSYS) that made a
+                           default-backend context fall back to epoll                      */
+    char fallback_reason[120]; /* "" or that refusal in words                               */
+    unsigned reserved[8];
+} cor_io_context_info;
+
+/* Fills *out with what io runs on. Returns 0, or -EINVAL for a NULL argument. Any thread. */
+COR_API int cor_io_context_get_info(cor_io_context *io, cor_io_context_info *out);
 
 /* The COR_IO_* ring flags that were requested at creation; 0 for NULL. Any thread. */
 COR_API unsigned cor_io_context_requested(cor_io_context *io);
