@@ -8,10 +8,19 @@
  * until the peer closes, for at most a second, so the answer is not lost
  * to a reset).
  *
+ * Timeouts: a connection idle between requests (or a peer that stops
+ * reading) is closed after --idle-ms (the server loop's idle timeout), and a
+ * request (head and body) must arrive in full within --header-ms of its
+ * first byte (a client trickling a byte at a time cannot hold a session
+ * forever).
+ *
  *     http_hello [--port P] [--threads N] [--backend uring|epoll]
+ *                [--idle-ms MS] [--grace-ms MS] [--header-ms MS]
  */
+#include "cli.h"
 #include "http_parse.h"
-#include "server_main.h"
+
+static int64_t header_ns = 10000 * 1000000LL;
 
 enum { MAX_HEAD = 8192, MAX_BODY = 8192, IN_CAP = MAX_HEAD + MAX_BODY, OUT_CAP = 16384 };
 
@@ -42,6 +51,7 @@ struct conn {
     size_t have, pos, olen, alen;
     const char *answer;
     ssize_t sent;
+    int64_t head_deadline; /* while a request is incomplete: when its head must be in */
     http_request req;
     char in[IN_CAP];
     char out[OUT_CAP];
@@ -75,6 +85,7 @@ COR_DEFINE_STATIC(conn, (int fd), { self->fd = fd; })
     self->have = self->pos = self->olen = 0;
     self->status = 0;
     self->closing = false;
+    self->head_deadline = 0;
     for (;;) {
         /* Answer every complete request in the buffer, in order, then a parse error if any. */
         for (;;) {
@@ -88,6 +99,7 @@ COR_DEFINE_STATIC(conn, (int fd), { self->fd = fd; })
             } else {
                 self->answer = ok_answer(&self->req);
                 self->pos += (size_t)self->r;
+                self->head_deadline = 0; /* the next request's clock starts with its first byte */
                 self->closing = !self->req.keep_alive;
             }
             self->alen = strlen(self->answer);
@@ -112,9 +124,19 @@ COR_DEFINE_STATIC(conn, (int fd), { self->fd = fd; })
         memmove(self->in, self->in + self->pos, self->have - self->pos);
         self->have -= self->pos;
         self->pos = 0;
-        COR_AWAIT(self->r, cor_recv(self->fd, self->in + self->have, IN_CAP - self->have, 0));
+        if (self->have == 0) {
+            self->head_deadline = 0; /* between requests: only the idle timeout applies */
+            COR_AWAIT(self->r, cor_recv(self->fd, self->in, IN_CAP, 0));
+        } else {
+            if (!self->head_deadline)
+                self->head_deadline = cor_clock_now() + header_ns;
+            COR_AWAIT(self->r,
+                      COR_DEADLINE_AT(cor_recv(self->fd, self->in + self->have,
+                                               IN_CAP - self->have, 0),
+                                      self->head_deadline));
+        }
         if (self->r <= 0)
-            goto done;
+            goto done; /* closed, idle (-ETIME), too slow (-ETIME), stopped, or an error */
         self->have += (size_t)self->r;
     }
     /* Closing after an answer: stop sending, read what the client still sends until it closes. */
@@ -126,20 +148,26 @@ COR_DEFINE_STATIC(conn, (int fd), { self->fd = fd; })
             break;
     }
 done:
-    COR_AWAIT(self->r, cor_close(self->fd));
-    COR_RETURN(0);
+    COR_RETURN(0); /* the server closes fd */
 }
 
-static cor_frame *new_session(int fd)
+static cor_frame *new_session(void *user, int fd)
 {
+    (void)user;
     return COR_FRAME(conn(fd));
+}
+
+static int header_option(const char *name, const char *value)
+{
+    if (strcmp(name, "--header-ms") || atol(value) <= 0)
+        return -1;
+    header_ns = atol(value) * 1000000LL;
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
     server_args a;
-    server_parse_args(argc, argv, &a);
-    cor_stop_source stop;
-    cor_stop_source_init(&stop);
-    return server_run("http_hello", &a, new_session, &stop);
+    server_parse_args(argc, argv, &a, header_option);
+    return server_main("http_hello", &a, new_session, NULL);
 }

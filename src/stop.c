@@ -163,6 +163,9 @@ int cor_linked_stop_source_init(cor_linked_stop_source *s, cor_stop_token parent
     if (!s)
         return -EINVAL;
     cor_stop_source_init(&s->source);
+    /* The operation time limit flows down too: when_any children keep a session's idle limit. */
+    if (parent.src)
+        s->source.op_timeout = __atomic_load_n(&parent.src->op_timeout, __ATOMIC_RELAXED);
     s->link.src = NULL;
     if (parent.src)
         cor_stop_callback_register(&s->link, parent, linked_fired);

@@ -12,8 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <criterion/criterion.h>
 
@@ -114,7 +116,8 @@ static int try_connect(void)
     return fd;
 }
 
-static void start_server(void)
+/* Starts http_hello on a free port with extra arguments (NULL-terminated, or NULL). */
+static void start_server_with(const char *const *extra)
 {
     const char *bin = getenv("HTTP_HELLO");
     if (!bin)
@@ -133,7 +136,11 @@ static void start_server(void)
     server = fork();
     cr_assert_geq(server, 0);
     if (server == 0) {
-        execl(bin, bin, "--port", ps, (char *)NULL);
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test leaves no server behind */
+        const char *argv[16] = {bin, "--port", ps};
+        for (int i = 0; extra && extra[i] && i < 12; i++)
+            argv[3 + i] = extra[i];
+        execv(bin, (char *const *)argv);
         _exit(127);
     }
     for (int i = 0; i < 500; i++) {
@@ -145,6 +152,11 @@ static void start_server(void)
         usleep(10000);
     }
     cr_assert_fail("http_hello did not start listening");
+}
+
+static void start_server(void)
+{
+    start_server_with(NULL);
 }
 
 static void stop_server(void)
@@ -284,4 +296,115 @@ Test(http, pipelined_answers_fill_the_output_buffer_exactly, .timeout = 120)
         close(fd);
     }
     stop_server();
+}
+
+/* Milliseconds until the server closes fd (reading and dropping what it sends), at most 5 s. */
+static long ms_until_closed(int fd)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    char buf[512];
+    for (;;) {
+        ssize_t k = read(fd, buf, sizeof buf);
+        if (k <= 0)
+            break; /* closed, or the 5 s receive timeout */
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+}
+
+Test(http, an_idle_connection_is_closed_after_idle_ms, .timeout = 60)
+{
+    const char *const args[] = {"--idle-ms", "200", NULL};
+    start_server_with(args);
+    int fd = try_connect();
+    cr_assert_geq(fd, 0);
+    long ms = ms_until_closed(fd);
+    cr_assert(ms >= 150 && ms < 3000, "closed after %ld ms", ms);
+    close(fd);
+    /* A connection in use is not idle: two requests 150 ms apart on one connection. */
+    fd = try_connect();
+    const char *req = "GET / HTTP/1.1\r\n\r\n";
+    char buf[512];
+    for (int i = 0; i < 2; i++) {
+        usleep(150 * 1000);
+        cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req), "request %d", i);
+        ssize_t k = read(fd, buf, sizeof buf);
+        cr_assert_gt(k, 0, "answer %d", i);
+    }
+    close(fd);
+    stop_server();
+}
+
+Test(http, a_request_trickling_in_is_cut_at_header_ms, .timeout = 60)
+{
+    const char *const args[] = {"--header-ms", "300", NULL};
+    start_server_with(args);
+    int fd = try_connect();
+    cr_assert_geq(fd, 0);
+    /* A byte every 100 ms: never idle for long, but the head takes too long to arrive. */
+    const char *req = "GET / HTTP/1.1\r\nX: slow\r\n";
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    bool cut = false;
+    for (size_t i = 0; i < strlen(req); i++) {
+        if (send(fd, req + i, 1, MSG_NOSIGNAL) != 1) {
+            cut = true;
+            break;
+        }
+        usleep(100 * 1000);
+        char b;
+        if (recv(fd, &b, 1, MSG_DONTWAIT) == 0) {
+            cut = true;
+            break;
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    cr_assert(cut, "the server kept a trickling request for %ld ms", ms);
+    cr_assert(ms >= 250 && ms < 2000, "cut after %ld ms", ms);
+    close(fd);
+    stop_server();
+}
+
+/*
+ * SIGTERM: the listener closes at once (a new connection is refused), a
+ * request in progress is still answered within the grace period, and the
+ * server exits as soon as its last session ends.
+ */
+Test(http, sigterm_refuses_new_connections_and_finishes_requests_in_progress, .timeout = 60)
+{
+    const char *const args[] = {"--grace-ms", "5000", NULL};
+    start_server_with(args);
+    int fd = try_connect();
+    cr_assert_geq(fd, 0);
+    const char *head = "GET / HTTP/1.1\r\n";
+    cr_assert_eq(write(fd, head, strlen(head)), (ssize_t)strlen(head));
+    usleep(50 * 1000);
+    kill(server, SIGTERM);
+    int refused = 0;
+    for (int i = 0; i < 100 && !refused; i++) {
+        usleep(10 * 1000);
+        int probe = try_connect();
+        if (probe < 0)
+            refused = 1;
+        else
+            close(probe);
+    }
+    cr_assert(refused, "connections were still accepted after SIGTERM");
+    cr_assert_eq(write(fd, "\r\n", 2), 2);
+    char buf[512];
+    bool closed;
+    size_t got = read_all(fd, buf, 78, &closed);
+    buf[got] = 0;
+    cr_assert(strstr(buf, "hello world"), "the request in progress was answered: %s", buf);
+    close(fd);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int st = 0;
+    cr_assert_eq(waitpid(server, &st, 0), server);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
+    cr_assert_lt(ms, 3000, "exited %ld ms after its last session ended, not at the grace's end", ms);
 }

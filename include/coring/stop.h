@@ -72,9 +72,10 @@ COR_API cor_stop_token cor_stop_source_token(cor_stop_source *s);
  * receive that waits longer than ns for the peer ends the session, and the
  * limit is re-armed by every new operation, in O(1) on the io_context's
  * timer wheel. Sleeps, timer waits and cleanup (close, shutdown) are not
- * limited. Applies to operations started after the call; tokens of sources
- * linked to s do not inherit it. Returns 0, or -EINVAL for NULL s or
- * ns < 0. Any thread.
+ * limited. Applies to operations started after the call. A linked source
+ * (cor_linked_stop_source_init: the children of when_all, when_any, task
+ * groups, COR_TIMEOUT) starts with its parent's limit as it is at linking.
+ * Returns 0, or -EINVAL for NULL s or ns < 0. Any thread.
  */
 COR_API int cor_stop_source_set_op_timeout(cor_stop_source *s, int64_t ns);
 
@@ -121,7 +122,8 @@ typedef struct cor_linked_stop_source {
 } cor_linked_stop_source;
 
 /*
- * Initializes s, linked to parent (a never-stopping parent links nothing).
+ * Initializes s, linked to parent (a never-stopping parent links nothing),
+ * with parent's operation time limit.
  * Returns 0, or -EINVAL for NULL s. If parent is already stopped, s is
  * stopped before the return. Any thread.
  */
