@@ -71,18 +71,23 @@ static void place(cor__wheel *w, cor__tnode *n)
     }
     unsigned l = (unsigned)(63 - __builtin_clzll(t ^ w->elapsed)) / SLOT_BITS;
     unsigned s;
+    uint64_t first = t; /* when the wheel must look at n next */
     if (l < LEVELS) {
         s = digit(t, l);
     } else {
         /* Beyond the top level: wait in its farthest slot, then be placed again. */
         l = LEVELS - 1;
         s = (digit(w->elapsed, l) + SLOT_MASK) & SLOT_MASK;
+        first = slot_start(w->elapsed, l, s);
     }
+    uint64_t bit = (uint64_t)1 << s;
+    if (!(w->occupied[l] & bit) || first < w->first[l][s])
+        w->first[l][s] = first;
     hlist_add(&w->slots[l][s], n);
     n->slot = (uint16_t)(l * COR__WHEEL_SLOTS + s);
-    w->occupied[l] |= (uint64_t)1 << s;
-    if (t < w->next)
-        w->next = t;
+    w->occupied[l] |= bit;
+    if (first < w->next)
+        w->next = first;
 }
 
 void cor__wheel_add(cor__wheel *w, cor__tnode *n)
@@ -172,12 +177,13 @@ void cor__wheel_expire(cor__wheel *w, int64_t now)
         while (list) {
             cor__tnode *x = list;
             list = x->next;
-            if (l == 0) {
+            /* Due now (a level-0 slot's nodes all are): fire it rather than move it down. */
+            if (l == 0 || tick_of(x->when) <= t_now) {
                 *tail = x;
                 tail = &x->next;
                 n++;
             } else {
-                place(w, x); /* one level down, or due */
+                place(w, x); /* a level down (or, beyond the top, the farthest slot again) */
             }
         }
     }
@@ -202,9 +208,10 @@ void cor__wheel_expire(cor__wheel *w, int64_t now)
             (*pp)->slot = SLOT_FIRED;
         }
     }
+    /* The next slot holds the earliest nodes: come back at its first tick, not at its start. */
     w->next = UINT64_MAX;
     if (next_slot(w, &l, &s))
-        w->next = slot_start(w->elapsed, l, s);
+        w->next = w->first[l][s];
 }
 
 cor__tnode *cor__wheel_pop_fired(cor__wheel *w)

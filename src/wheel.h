@@ -12,13 +12,24 @@
  * level 3 17 s and level 6 52 days (later expiries wait in the farthest
  * slot and are placed again when it is reached). A node lives at the lowest
  * level whose slot still separates its expiry tick from the wheel's
- * current tick; when the wheel reaches a slot of level L > 0, its nodes move
- * down a level (each node moves at most 6 times in its life, and a node
- * removed before that -- the usual fate of a deadline -- never moves).
+ * current tick; when the wheel reaches a slot of level L > 0, those of its
+ * nodes that are due fire and the others move down a level (each node moves
+ * at most 6 times in its life, and a node removed before that -- the usual
+ * fate of a deadline -- never moves).
  *
  * A node never fires early: its tick is its expiry rounded up. Expiry
  * delivers the due nodes sorted by expiry time (a stable sort: equal times
  * keep their order), so timers fire in time order.
+ *
+ * The time it reports (cor__wheel_next), which the context gives the kernel
+ * as the timeout of its wait, is the earliest expiry's tick: each occupied
+ * slot keeps the earliest tick added to it since it was last empty, so the
+ * nodes of a high level's slot (which spans up to 64^6 ticks) do not wake
+ * the context at the slot's start just to move down a level; they move when
+ * the earliest of them is due. The time is early only when that earliest
+ * node was removed (a deadline whose operation completed): the context then
+ * wakes once for nothing, and the slot's nodes move down. Nodes beyond the
+ * top level are looked at when their slot starts.
  */
 #ifndef CORING_SRC_WHEEL_H
 #define CORING_SRC_WHEEL_H
@@ -35,6 +46,8 @@ typedef struct cor__wheel {
     size_t count;     /* nodes held, in slots, due or fired                     */
     uint64_t occupied[COR__WHEEL_LEVELS];
     cor__tnode *slots[COR__WHEEL_LEVELS][COR__WHEEL_SLOTS];
+    /* per occupied slot: no node in it needs the wheel's attention before this tick */
+    uint64_t first[COR__WHEEL_LEVELS][COR__WHEEL_SLOTS];
     cor__tnode *due;   /* added with a tick already reached                     */
     cor__tnode *fired; /* expired, in time order, not yet taken                 */
 } cor__wheel;

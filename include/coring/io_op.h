@@ -69,7 +69,9 @@ COR_API struct cor_io_await *cor_yield(void);
  * runs). An accept or open whose deadline came while the kernel was
  * completing it closes the new descriptor and reports -ETIME. Deadlines
  * live on the io_context's timer wheel: giving one costs no system call,
- * and one that does not fire is never seen by the kernel. Returns 0, or
+ * and one that does not fire is never seen by the kernel. Called again
+ * before the await, the later call's deadline replaces the earlier one
+ * (sooner or later alike). Returns 0, or
  * -EINVAL for NULL op, an op already started, or abs_ns <= 0 (the op then
  * completes with -EINVAL when awaited).
  */

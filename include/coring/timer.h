@@ -6,7 +6,20 @@
  * earliest expiry), and a waiting coroutine holds no memory beyond its own
  * frame. A wait never completes before its time; it completes within about
  * a microsecond after it (plus the time the thread takes to wake up), and
- * waits due together complete in time order.
+ * waits due together complete in time order. The context's kernel wait is
+ * set to end at the earliest expiry, whatever the number of timers (it ends
+ * earlier, once, only after the earliest timer of a wheel slot was canceled).
+ *
+ * Re-arming is O(1): a new expiry on a timer nobody waits on is a store; a
+ * waiter's wait leaves the wheel at once when canceled. A duration beyond
+ * the clock's range (ns near INT64_MAX) means never.
+ *
+ * Cost (bench/bench_timer --json, release build, 2026-12-01, 2 vCPUs with
+ * load average 1.4 to 2.8, median of 5 runs; the README has the table): a
+ * wait started, canceled and its coroutine resumed, 32 per kernel round,
+ * 30.7 ns, 9.0x faster than raw liburing's IORING_OP_TIMEOUT +
+ * IORING_OP_TIMEOUT_REMOVE at the same batch (277 ns); one per round 103 ns,
+ * 17x faster (2,032 ns).
  *
  * Results: 0 when the time is reached, -ECANCELED when the wait was
  * canceled (a stop request on the awaiting coroutine's stop token, a timer
@@ -25,8 +38,8 @@ COR_BEGIN_DECLS
 /* The current CLOCK_MONOTONIC time in nanoseconds. Any thread. */
 COR_API int64_t cor_clock_now(void);
 
-/* Awaitable: completes with 0 once ns nanoseconds have passed (ns < 0: -EINVAL). NULL if the frame
- * could not be allocated. */
+/* Awaitable: completes with 0 once ns nanoseconds have passed (ns < 0: -EINVAL; beyond the clock's
+ * range: waits until stopped). NULL if the frame could not be allocated. */
 COR_API struct cor_io_await *cor_sleep_for(int64_t ns);
 
 /* Awaitable: completes with 0 once CLOCK_MONOTONIC reaches abs_ns (at once if it has). NULL if the
@@ -58,7 +71,8 @@ COR_API int cor_timer_init(cor_timer *t, cor_io_context *io);
  */
 COR_API int cor_timer_expires_at(cor_timer *t, int64_t abs_ns);
 
-/* As cor_timer_expires_at, ns from now (ns < 0: -EINVAL). */
+/* As cor_timer_expires_at, ns from now (ns < 0: -EINVAL; beyond the clock's range: no expiry,
+ * INT64_MAX). */
 COR_API int cor_timer_expires_after(cor_timer *t, int64_t ns);
 
 /*
