@@ -180,7 +180,7 @@ static struct fd_entry *entry_of(cor__backend *b, int fd)
     size_t n = b->nfds ? b->nfds : 64;
     while (n <= (size_t)fd)
         n *= 2;
-    struct fd_entry *t = realloc(b->fds, n * sizeof *t);
+    struct fd_entry *t = cor__fault_alloc() ? NULL : realloc(b->fds, n * sizeof *t);
     if (!t)
         return NULL;
     memset(t + b->nfds, 0, (n - b->nfds) * sizeof *t);

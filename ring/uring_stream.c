@@ -213,7 +213,7 @@ static bool shot_reserve(cor__stream *st, size_t cap)
 {
     if (cap <= st->qcap)
         return true;
-    struct shot *q = malloc(cap * sizeof *q);
+    struct shot *q = cor__fault_alloc() ? NULL : malloc(cap * sizeof *q);
     if (!q)
         return false;
     for (size_t i = 0; i < st->qlen; i++)
@@ -327,7 +327,7 @@ void cor__uring_stream_cqe(cor__backend *b, cor__stream *st, int32_t res, uint32
 
 int cor__uring_stream_open(cor__backend *b, cor__stream **out, int kind, int fd, cor__bufring *br)
 {
-    cor__stream *st = calloc(1, sizeof *st);
+    cor__stream *st = cor__fault_alloc() ? NULL : calloc(1, sizeof *st);
     if (!st)
         return -ENOMEM;
     /* A receive stream queues at most every buffer of its ring and its end. */

@@ -21,6 +21,8 @@ int cor_execution_context_init(cor_execution_context *ctx)
     ctx->services = NULL;
     ctx->resource = NULL;
     ctx->shut_down = false;
+    ctx->roots_lock = 0;
+    ctx->roots = NULL;
     return 0;
 }
 

@@ -43,6 +43,28 @@ static inline void cor__spin_unlock(uint32_t *l)
  */
 void cor__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* ---- dump.c ---- */
+
+/* A line being written into a fixed buffer (what does not fit is cut). */
+typedef struct cor__text {
+    char *buf;
+    size_t cap, len;
+} cor__text;
+
+/* Appends printf-formatted text to t. */
+void cor__text_put(cor__text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- launch.c: the roots of an execution context (dump.c) ---- */
+
+/* True if f is a launch record (COR_RUN_ASYNC's root frame; awaited: the task). */
+bool cor__is_launch_root(const cor_frame *f);
+
+/* True if launch record root is on ctx's list. Under the conditions a dump reads frames. */
+bool cor__roots_holds(const cor_execution_context *ctx, const cor_frame *root);
+
+/* Calls fn(arg, root) for every launch record on ctx's list, under its lock. Returns the count. */
+int cor__roots_walk(cor_execution_context *ctx, void (*fn)(void *arg, cor_frame *root), void *arg);
+
 /* ---- compose.c: what frame.c calls for joins and timeouts ---- */
 
 struct cor_env;

@@ -19,6 +19,7 @@
 #include "coring/io_context.h"
 #include "coring/io_op.h"
 #include "fifo.h"
+#include "internal.h"
 #include "io_seam.h"
 #include "mpsc.h"
 #include "wheel.h"
@@ -34,8 +35,19 @@ enum {
     COR__OPF_DEADLINE = 1u << 3,       /* timer.when holds a deadline                      */
     COR__OPF_DEADLINE_FIRST = 1u << 4, /* a TIMEOUT's deadline is earlier than its expiry  */
     COR__OPF_TIMED_OUT = 1u << 5,      /* its deadline fired (before any stop)             */
-    COR__OPF_INJECTED = 1u << 6        /* the fault seam completes it                      */
+    COR__OPF_INJECTED = 1u << 6        /* the fault seam fails it (result: op->fault)      */
 };
+
+/* A fault plan (fault.h), kept by the owner. kind 0: none. */
+typedef struct cor__fault_plan {
+    int kind;           /* COR_FAULT_*                                  */
+    int opcode;         /* the opcode to match, -1: any                 */
+    long left;          /* matches until the one that fails (nth)       */
+    bool every;         /* every match fails                            */
+    int error;          /* COR_FAULT_ERROR                              */
+    unsigned short_len; /* COR_FAULT_SHORT                              */
+    long hits;          /* faults made so far                           */
+} cor__fault_plan;
 
 /* A list of in-flight operations (doubly linked through cor__io_op.next/prev). */
 typedef struct cor__op_list {
@@ -75,6 +87,7 @@ struct cor_io_context {
     bool bound;             /* the backend was bound to a thread               */
     bool closing;           /* destroy is draining                             */
     unsigned nfiles;        /* slots of the registered file table              */
+    cor__fault_plan faults; /* fault injection (fault.c)                      */
     int64_t iter_start;     /* when the owner last became busy (a pass began, or it woke) */
     int64_t busy_acc;       /* busy time of the current pass before it waited          */
 
@@ -149,6 +162,16 @@ void cor__io_metrics_before_wait(cor_io_context *io, int64_t wait);
 /* A pass of the run loop ended: counts it, its busy time, and a stall. */
 void cor__io_metrics_pass(cor_io_context *io);
 
+/* ---- fault.c ---- */
+
+/*
+ * The fault seam: called by seam_submit for every operation on its way to
+ * the backend while a plan is in force. Returns 1 if the op now fails
+ * without reaching the backend (its completion is queued), else 0 (maybe
+ * shortened, or marked to fail after the backend ran it: a CLOSE).
+ */
+int cor__fault_op(cor_io_context *io, cor__io_op *op);
+
 /* ---- fork ---- */
 
 /* Bumped in the child of every fork (pthread_atfork): an io_context made before is the parent's. */
@@ -217,6 +240,15 @@ bool cor__io_is_link_request(const cor_frame *h);
 
 /* A queued stop-link request is being discarded (teardown). */
 void cor__io_link_request_destroyed(cor_frame *h);
+
+/* Calls fn(arg, op) for every operation in flight, until one returns non-zero (returned). */
+int cor__io_ops_walk(cor_io_context *io, int (*fn)(void *arg, cor__io_op *op), void *arg);
+
+/* True if f is an operation's leaf frame (made by cor__io_await_new). */
+bool cor__io_is_op_frame(const cor_frame *f);
+
+/* Describes the operation of leaf frame f (opcode, descriptor, deadline, state) into t. */
+void cor__io_describe_op(const cor_frame *f, cor__text *t, int64_t now);
 
 /* Frees the stop links (destroy), deregistering any still in use if deregister (not in a
  * forked child, whose stop sources are copies that nothing will ever stop). */

@@ -113,7 +113,7 @@ static int link_insert(cor_io_context *io, cor__stop_link *link)
 {
     if ((io->links_used + 1) * 2 > io->links_cap) {
         unsigned cap = io->links_cap ? io->links_cap * 2 : 16;
-        cor__stop_link **t = calloc(cap, sizeof *t);
+        cor__stop_link **t = cor__fault_alloc() ? NULL : calloc(cap, sizeof *t);
         if (!t)
             return -ENOMEM;
         for (unsigned i = 0; i < io->links_cap; i++) {
@@ -162,7 +162,7 @@ static cor_handle link_request(cor_frame *f);
 static cor__stop_link *link_alloc(cor_io_context *io)
 {
     if (!io->links_free) {
-        struct link_chunk *c = malloc(sizeof *c);
+        struct link_chunk *c = cor__fault_alloc() ? NULL : malloc(sizeof *c);
         if (!c)
             return NULL;
         c->next = io->link_chunks;
@@ -371,6 +371,8 @@ static int op_result(cor__io_op *op, int res)
     }
     if (res == -ECANCELED && timed_out)
         res = -ETIME;
+    if (COR__UNLIKELY(op->flags & COR__OPF_INJECTED))
+        res = op->fault; /* a CLOSE the fault seam fails after the backend closed */
     return res;
 }
 
@@ -442,7 +444,7 @@ void cor__io_op_cancel(cor_io_context *io, cor__io_op *op)
         return;
     op->flags |= COR__OPF_CANCEL_SENT;
     if (COR__UNLIKELY(op->flags & COR__OPF_INJECTED))
-        return; /* a fault the seam injected: its completion is queued already */
+        return; /* a fault the seam injected: its completion is queued already (or a CLOSE) */
     if (cor__io_opinfo[op->opcode].wait == COR__IO_WAIT_FRONT) {
         /* A sleep or timer wait: off the wheel, finished from the run loop (unless it fired). */
         if (cor__wheel_holds(&op->timer)) {
@@ -481,10 +483,14 @@ void cor__io_op_deadline_fired(cor_io_context *io, cor__io_op *op)
 
 /* ---- start ---------------------------------------------------------------------------- */
 
-/* The fault seam: every submission to a backend passes here (io_faults.c). */
+/* The seam: every submission to a backend passes here, and the fault plan with it (fault.c). */
 static int seam_submit(cor_io_context *io, cor__io_op *op)
 {
     cor__stat_add(io->stats.submitted, 1);
+#if COR_FAULT_INJECTION
+    if (COR__UNLIKELY(io->faults.kind) && cor__fault_op(io, op))
+        return 0;
+#endif
     return io->be_ops->submit(io->be, op);
 }
 
@@ -548,6 +554,62 @@ static cor_handle op_start(cor_frame *f)
     if ((op->flags & COR__OPF_DEADLINE) && info->wait != COR__IO_WAIT_FRONT)
         cor__wheel_add(&io->wheel, &op->timer);
     return COR_NOOP;
+}
+
+/* ---- what a dump says about an operation --------------------------------------------- */
+
+static int walk_list(const cor__op_list *l, int (*fn)(void *arg, cor__io_op *op), void *arg)
+{
+    int rc = 0;
+    for (cor__io_op *op = l->head; op && !rc; op = op->next)
+        rc = fn(arg, op);
+    return rc;
+}
+
+int cor__io_ops_walk(cor_io_context *io, int (*fn)(void *arg, cor__io_op *op), void *arg)
+{
+    int rc = walk_list(&io->plain, fn, arg);
+    for (unsigned i = 0; !rc && i < io->links_cap; i++)
+        if (io->links[i])
+            rc = walk_list(&io->links[i]->ops, fn, arg);
+    return rc;
+}
+
+bool cor__io_is_op_frame(const cor_frame *f)
+{
+    return f->resume == op_start;
+}
+
+/* Appends ", <what> in|passed <t> s" for the absolute time when, seen at now. */
+static void say_when(cor__text *t, const char *what, int64_t when, int64_t now)
+{
+    int64_t d = when - now;
+    cor__text_put(t, ", %s %s %.3f s", what, d < 0 ? "passed" : "in",
+                  (double)(d < 0 ? -d : d) / 1e9);
+}
+
+void cor__io_describe_op(const cor_frame *f, cor__text *t, int64_t now)
+{
+    const cor__io_op *op = (const cor__io_op *)(const void *)&((const struct cor_io_await *)f)->op;
+    const struct cor__io_opinfo *info = &cor__io_opinfo[op->opcode];
+    if (op->opcode == COR__IO_TIMEOUT)
+        cor__text_put(t, "%s", op->u.tmo.timer ? "TIMER wait" : "SLEEP");
+    else
+        cor__text_put(t, "%s", info->name);
+    if (info->fd)
+        cor__text_put(t, op->fixed ? " registered file %d" : " fd %d", op->fd);
+    if (op->opcode == COR__IO_TIMEOUT && !(op->flags & COR__OPF_DEADLINE_FIRST))
+        say_when(t, "expires", op->timer.when, now);
+    else if (op->flags & COR__OPF_DEADLINE)
+        say_when(t, "deadline", op->timer.when, now);
+    else
+        cor__text_put(t, ", no deadline");
+    if (op->state == COR__OP_NEW)
+        cor__text_put(t, ", not started");
+    else if (op->state == COR__OP_DONE)
+        cor__text_put(t, ", done");
+    else if (op->flags & COR__OPF_CANCEL_SENT)
+        cor__text_put(t, ", canceled, its completion pending");
 }
 
 /* ---- the public calls ----------------------------------------------------------------- */

@@ -56,6 +56,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "coring/config.h"
+
 /*
  * How the epoll backend waits for an opcode (and which ops reach a backend
  * at all).
@@ -227,7 +229,7 @@ struct cor__io_op {
     int32_t fd;
     uint32_t op_flags; /* per opcode: msg flags, poll events, O_* ...    */
     uint32_t len;      /* byte count, iovec count, socklen, mode, mask    */
-    uint32_t spare2;
+    int32_t fault;     /* front end: the error the fault seam gives a CLOSE */
     union {
         struct { /* BUF, IOV, MSG, ADDR, PEER, PATH                      */
             void *addr;
@@ -392,6 +394,22 @@ extern const cor__backend_ops cor__uring_backend;
  * baseline".
  */
 extern const cor__backend_ops cor__epoll_backend;
+
+/*
+ * Implemented by the front end: true if the internal allocation about to be
+ * made must fail (a fault plan of kind COR_FAULT_ALLOC, fault.h). Every
+ * allocation a backend makes for an operation asks first; the operation
+ * then completes with -ENOMEM. Always false in a build without fault
+ * injection. Owner thread.
+ */
+#if COR_FAULT_INJECTION
+bool cor__fault_alloc(void);
+#else
+static inline bool cor__fault_alloc(void)
+{
+    return false;
+}
+#endif
 
 /* Implemented by the front end: op has completed with res. Owner thread, inside run. */
 void cor__io_complete(cor__io_op *op, int res);

@@ -1,6 +1,12 @@
 /*
  * Launchers: COR_RUN_ASYNC's root frame, which receives the launched task's
  * completion and calls the handlers, and COR_RUN's environment overrides.
+ *
+ * The roots of an execution context. Every launch record is on its
+ * executor's context's list (a spin lock guards it: launches come from any
+ * thread) from the launch until the task finishes or is destroyed, so a dump
+ * (dump.h) finds every task launched there, suspended on whatever it waits
+ * for. Two short critical sections per launch; nothing on the await path.
  */
 #include <stdio.h>
 
@@ -9,16 +15,68 @@
 #include "internal.h"
 
 /* The launch record: the launched task's continuation. */
-struct root {
+struct cor__root {
     cor_frame hdr;
     void (*on_result)(void *user, void *result);
     void (*on_error)(void *user, int err);
     void *user;
+    cor_execution_context *ctx; /* whose roots list holds it, or NULL */
+    struct cor__root *next, **pprev;
 };
+
+static void roots_add(cor_execution_context *ctx, struct cor__root *r)
+{
+    r->ctx = ctx;
+    if (!ctx)
+        return;
+    cor__spin_lock(&ctx->roots_lock);
+    r->next = ctx->roots;
+    r->pprev = &ctx->roots;
+    if (ctx->roots)
+        ctx->roots->pprev = &r->next;
+    ctx->roots = r;
+    cor__spin_unlock(&ctx->roots_lock);
+}
+
+static void roots_del(struct cor__root *r)
+{
+    cor_execution_context *ctx = r->ctx;
+    if (!ctx)
+        return;
+    cor__spin_lock(&ctx->roots_lock);
+    *r->pprev = r->next;
+    if (r->next)
+        r->next->pprev = r->pprev;
+    cor__spin_unlock(&ctx->roots_lock);
+    r->ctx = NULL;
+}
+
+int cor__roots_walk(cor_execution_context *ctx, void (*fn)(void *arg, cor_frame *root), void *arg)
+{
+    int n = 0;
+    cor__spin_lock(&ctx->roots_lock);
+    for (struct cor__root *r = ctx->roots; r; r = r->next, n++)
+        fn(arg, &r->hdr);
+    cor__spin_unlock(&ctx->roots_lock);
+    return n;
+}
+
+static cor_handle root_resume(cor_frame *f);
+
+bool cor__is_launch_root(const cor_frame *f)
+{
+    return f->resume == root_resume;
+}
+
+bool cor__roots_holds(const cor_execution_context *ctx, const cor_frame *root)
+{
+    return ((const struct cor__root *)root)->ctx == ctx;
+}
 
 static cor_handle root_resume(cor_frame *f)
 {
-    struct root *r = (struct root *)f;
+    struct cor__root *r = (struct cor__root *)f;
+    roots_del(r);
     cor_frame *t = f->awaited;
     int err = t->error;
     if (err) {
@@ -38,6 +96,7 @@ static cor_handle root_resume(cor_frame *f)
 
 static void root_destroy(cor_frame *f)
 {
+    roots_del((struct cor__root *)f);
     f->env.ex.ops->on_work_finished(f->env.ex.obj);
 }
 
@@ -46,10 +105,11 @@ void cor__launch_begin(cor__launch *l, cor_executor ex, const cor_launch_options
     l->ex = ex;
     l->opts = opts;
     l->err = cor_executor_valid(ex) ? 0 : -EINVAL;
+    l->ctx = l->err ? NULL : cor_executor_context(ex);
     if (opts && opts->alloc)
         l->mr = opts->alloc;
     else
-        l->mr = cor_execution_context_resource(l->err ? NULL : cor_executor_context(ex));
+        l->mr = cor_execution_context_resource(l->ctx);
     l->prev = cor__window_enter(l->mr, NULL);
 }
 
@@ -63,7 +123,8 @@ int cor__launch_end(cor__launch *l, cor_frame *task)
     }
     if (task->flags & COR_FRAME_STARTED)
         return -EINVAL;
-    struct root *r = (struct root *)cor_mr_allocate(l->mr, sizeof *r, __alignof__(max_align_t));
+    struct cor__root *r =
+        (struct cor__root *)cor_mr_allocate(l->mr, sizeof *r, __alignof__(max_align_t));
     if (!r) {
         cor__frame_free(task);
         return -ENOMEM;
@@ -87,6 +148,8 @@ int cor__launch_end(cor__launch *l, cor_frame *task)
     task->flags |= COR_FRAME_STARTED;
     task->continuation = &r->hdr;
     task->env = r->hdr.env;
+    /* Listed once fully made: a dump on the executor's thread may read it from now on. */
+    roots_add(l->ctx, r);
     l->ex.ops->on_work_started(l->ex.obj);
     cor_resume(l->ex.ops->dispatch(l->ex.obj, task));
     return 0;

@@ -310,7 +310,7 @@ static inline int cor__join_error(const struct cor__join *j)
             struct cor__join *cor__j = cor__join_new(kind, COR__NPAIRS(__VA_ARGS__), discard);     \
             COR__EACH(COR__JOIN_SET, cor__j, __VA_ARGS__)                                          \
             cor__window_leave(cor__jw);                                                            \
-            COR__SET_POINT(self->cor_hdr.point, COR__CAT(cor__l, ctr));                            \
+            COR__SET_SITE(self->cor_hdr.point, COR__CAT(cor__l, ctr), ctr);                        \
             return cor__join_await(&self->cor_hdr, cor__j);                                        \
         }                                                                                          \
         COR__CAT(cor__l, ctr) :;                                                                   \
@@ -335,7 +335,7 @@ static inline int cor__join_error(const struct cor__join *j)
             for (size_t i = 0; i < cor__jn; i++)                                                   \
                 cor__join_set(cor__j, i, COR_FRAME(task_expr));                                    \
             cor__window_leave(cor__jw);                                                            \
-            COR__SET_POINT(self->cor_hdr.point, COR__CAT(cor__l, ctr));                            \
+            COR__SET_SITE(self->cor_hdr.point, COR__CAT(cor__l, ctr), ctr);                        \
             return cor__join_await(&self->cor_hdr, cor__j);                                        \
         }                                                                                          \
         COR__CAT(cor__l, ctr) :;                                                                   \

@@ -14,6 +14,7 @@
 COR_BEGIN_DECLS
 
 typedef struct cor__service cor__service;
+struct cor__root;
 
 /*
  * A service type. The definition's address is its identity: one instance per
@@ -39,6 +40,8 @@ struct cor_execution_context {
     cor__service *services;        /* newest first                */
     cor_memory_resource *resource; /* default frame allocator, NULL: library default */
     bool shut_down;
+    uint32_t roots_lock;     /* a spin lock over roots                                  */
+    struct cor__root *roots; /* tasks launched on its executors, not finished (dump.h) */
 };
 
 /* Initializes ctx with no services. Returns 0, or -EINVAL for NULL. */

@@ -19,6 +19,8 @@
 #include "coring/channel.h"
 #include "coring/io_context.h"
 #include "coring/metrics.h"
+#include "coring/dump.h"
+#include "coring/fault.h"
 #include "coring/io_op.h"
 #include "coring/io_files.h"
 #include "coring/timer.h"

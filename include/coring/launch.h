@@ -47,6 +47,7 @@ typedef struct cor__launch {
     cor_executor ex;
     const cor_launch_options *opts;
     cor_memory_resource *mr;
+    cor_execution_context *ctx; /* ex's context, NULL if it has none */
     cor__window prev;
     int err;
 } cor__launch;

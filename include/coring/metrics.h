@@ -31,8 +31,8 @@ typedef struct cor_io_metrics {
     uint64_t ops_submitted; /* handed to the backend (started, less sleeps and timer waits)     */
     uint64_t sqes;   /* io_uring: SQEs handed to the kernel; epoll: syscalls made for operations */
     uint64_t enters; /* io_uring_enter / epoll_wait calls; sqes / enters: batching           */
-    uint64_t cq_overflows;     /* times completions waited in the kernel's overflow list (io_uring) */
-    uint64_t wakeups_sent;     /* wake-ups sent to the owner by threads that posted or stopped   */
+    uint64_t cq_overflows; /* times completions waited in the kernel's overflow list (io_uring) */
+    uint64_t wakeups_sent; /* wake-ups sent to the owner by threads that posted or stopped   */
     uint64_t wakeups_received; /* times the owner blocked in the kernel and got up again         */
     uint64_t posts_local;      /* handles posted from the owner thread                           */
     uint64_t posts_remote;     /* handles posted from other threads                              */

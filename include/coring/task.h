@@ -109,8 +109,8 @@ typedef struct cor_void {
     enum { COR_BEGIN_must_open_the_body = 1 };                                                     \
     do {                                                                                           \
         if (self->cor_hdr.point)                                                                   \
-            __extension__({ goto * self->cor_hdr.point; });                                        \
-        COR__SET_POINT(self->cor_hdr.point, cor__begin);                                           \
+            __extension__({ goto *((const cor_await_site *)self->cor_hdr.point)->label; });        \
+        COR__SET_SITE(self->cor_hdr.point, cor__begin, begin);                                     \
     } while (0);                                                                                   \
     cor__begin:
 
@@ -245,6 +245,20 @@ enum {
 };
 
 /*
+ * Where a coroutine is suspended: one static, read-only record per await in
+ * the source (and one per COR_BEGIN), made by the await macros. A started
+ * coroutine's frame points at the record of its last await, so a frame
+ * always knows its source location (dump.h prints it) at no cost beyond
+ * storing that pointer; resuming jumps to the record's label.
+ */
+typedef struct cor_await_site {
+    void *label;      /* where the body resumes (a label's address)  */
+    const char *file; /* __FILE__ of the await                        */
+    const char *func; /* the body function (NAME__body for COR_DEFINE(NAME)) */
+    int line;         /* __LINE__ of the await                        */
+} cor_await_site;
+
+/*
  * The frame header. Fields are the library's; a coroutine reads its
  * environment through the COR_THIS_* macros. Only the thread currently
  * resuming a frame touches it; queues hand frames between threads with
@@ -252,7 +266,7 @@ enum {
  */
 struct cor_frame {
     cor_resume_fn resume;            /* the body                                  */
-    void *point;                     /* resume point (label address), NULL: start */
+    void *point;                     /* a coroutine's cor_await_site, NULL: start */
     cor_frame *next;                 /* intrusive link of whichever queue holds it */
     cor_frame *continuation;         /* who awaits this frame                     */
     cor_frame *awaited;              /* the child this frame awaits               */
@@ -307,9 +321,13 @@ static inline void cor__frame_init(cor_frame *f, cor_resume_fn resume, cor_memor
                                    size_t result_size)
 {
     /* Every field is read only after it is written, except these: `next` is
-     * set by whichever queue takes the frame and `env` when it starts. */
+     * set by whichever queue takes the frame and `env` when it starts; until
+     * then env.ex.ops is NULL, so a dump (dump.h) can tell a frame not yet
+     * started from one started elsewhere without reading its flags, which
+     * another thread may be writing. */
     f->resume = resume;
     f->point = NULL;
+    f->env.ex.ops = NULL;
     f->continuation = NULL;
     f->awaited = NULL;
     f->mr = mr;
@@ -361,6 +379,17 @@ static inline void cor__frame_free(cor_frame *f)
                           COR__UNLIKELY_FLAG(f->flags, COR_FRAME_OVERALIGNED)
                               ? f->align
                               : __alignof__(max_align_t));
+}
+
+/*
+ * After an await: frees the finished child and forgets it, so a frame's
+ * `awaited` is only ever the child it waits for (or one that finished and
+ * waits to be collected): what a dump (dump.h) may follow.
+ */
+static inline void cor__frame_collect(cor_frame *parent)
+{
+    cor__frame_free(parent->awaited);
+    parent->awaited = NULL;
 }
 
 COR_API cor_handle cor__start_child(cor_frame *parent, cor_frame *child);
@@ -423,15 +452,17 @@ static inline const cor_env *cor_frame_env(const cor_frame *f)
         COR__CAT(cor__ft, ctr) ? &COR__CAT(cor__ft, ctr)->cor_hdr : (cor_frame *)0;                \
     })
 
-/* Stores a label's address; GCC 12 mistakes it for a dangling local pointer. */
-#if defined(__clang__) || !defined(__GNUC__) || __GNUC__ < 12
-#define COR__SET_POINT(dst, label) ((dst) = (__extension__ && label))
-#else
-#define COR__SET_POINT(dst, label)                                                                 \
-    _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wdangling-pointer\"")(       \
-        (dst) = (__extension__ && label));                                                         \
-    _Pragma("GCC diagnostic pop")
-#endif
+/*
+ * Makes the static await site (cor_await_site) of label, named by n, and
+ * stores its address in dst. The record is a constant (labels' addresses
+ * are, in static initializers), so this is one store, as storing the label
+ * itself was; resuming costs one more load. The uintptr_t detour keeps a
+ * -Wcast-qual build quiet: the record is const, dst a plain pointer.
+ */
+#define COR__SET_SITE(dst, label, n)                                                               \
+    static const cor_await_site COR__CAT(cor__site_, n) = {__extension__ && label, __FILE__,       \
+                                                           __func__, __LINE__};                    \
+    (dst) = (void *)(uintptr_t)&COR__CAT(cor__site_, n)
 
 /*
  * Assigns an awaited result to its destination with -Wconversion in force,
@@ -452,7 +483,7 @@ static inline const cor_env *cor_frame_env(const cor_frame *f)
     cor__window COR__CAT(cor__w, n) = cor__window_enter(self->cor_hdr.env.alloc, &self->cor_slot); \
     __typeof__(expr) COR__CAT(cor__t, n) = (expr);                                                 \
     cor__window_leave(COR__CAT(cor__w, n));                                                        \
-    COR__SET_POINT(self->cor_hdr.point, COR__CAT(cor__l, n));                                      \
+    COR__SET_SITE(self->cor_hdr.point, COR__CAT(cor__l, n), n);                                    \
     if (COR__CAT(cor__t, n))                                                                       \
         return cor__await(&self->cor_hdr, (cor_frame *)COR__CAT(cor__t, n));                       \
     self->cor_hdr.awaited = NULL;                                                                  \
@@ -464,7 +495,7 @@ static inline const cor_env *cor_frame_env(const cor_frame *f)
         if (!self->cor_hdr.awaited || self->cor_hdr.awaited->error)                                \
             return cor__fail_from_child(&self->cor_hdr);                                           \
         COR__ASSIGN_RESULT(dst, ((__typeof__(COR__CAT(cor__t, n)))self->cor_hdr.awaited)->result); \
-        cor__frame_free(self->cor_hdr.awaited);                                                    \
+        cor__frame_collect(&self->cor_hdr);                                                        \
     } while (0)
 
 #define COR__AWAIT_VOID(expr, n)                                                                   \
@@ -472,7 +503,7 @@ static inline const cor_env *cor_frame_env(const cor_frame *f)
         COR__AWAIT_START(expr, n)                                                                  \
         if (!self->cor_hdr.awaited || self->cor_hdr.awaited->error)                                \
             return cor__fail_from_child(&self->cor_hdr);                                           \
-        cor__frame_free(self->cor_hdr.awaited);                                                    \
+        cor__frame_collect(&self->cor_hdr);                                                        \
     } while (0)
 
 #define COR__TRY_AWAIT(err, dst, expr, n)                                                          \
@@ -485,7 +516,7 @@ static inline const cor_env *cor_frame_env(const cor_frame *f)
             if (!(err))                                                                            \
                 COR__ASSIGN_RESULT(                                                                \
                     dst, ((__typeof__(COR__CAT(cor__t, n)))self->cor_hdr.awaited)->result);        \
-            cor__frame_free(self->cor_hdr.awaited);                                                \
+            cor__frame_collect(&self->cor_hdr);                                                    \
         }                                                                                          \
     } while (0)
 
@@ -496,7 +527,7 @@ static inline const cor_env *cor_frame_env(const cor_frame *f)
             (err) = -ENOMEM;                                                                       \
         } else {                                                                                   \
             (err) = self->cor_hdr.awaited->error;                                                  \
-            cor__frame_free(self->cor_hdr.awaited);                                                \
+            cor__frame_collect(&self->cor_hdr);                                                    \
         }                                                                                          \
     } while (0)
 

@@ -1,0 +1,64 @@
+/*
+ * Async backtraces and task dumps: where each suspended coroutine waits,
+ * and on what.
+ *
+ * Every await records its source location in the awaiting frame (a pointer
+ * to a static record of file, line and function, cor_await_site in task.h,
+ * stored where the resume point was stored before: no cost of its own), and
+ * every frame knows the child it awaits and the frame that awaits it. So
+ * the chain of a suspended coroutine can be printed like a stack, innermost
+ * first:
+ *
+ *     task 2 (launched):
+ *       #0 RECV fd 7, no deadline
+ *       #1 session at examples/echo_server.c:22
+ *       #2 launched by COR_RUN_ASYNC
+ *
+ * A join (COR_AWAIT_ALL, COR_AWAIT_ANY) prints each child's chain below its
+ * line; a timeout (COR_TIMEOUT) shows as its own line. The function is the
+ * body's (COR_DEFINE's NAME, without the library's "__body" suffix).
+ */
+#ifndef CORING_DUMP_H
+#define CORING_DUMP_H
+
+#include <stdio.h>
+
+#include "coring/common.h"
+#include "coring/io_context.h"
+
+COR_BEGIN_DECLS
+
+/*
+ * Prints the await chain through frame f to out: what f awaits, down to the
+ * operation or leaf at the bottom, innermost first, then f, then every
+ * frame that awaits it, up to its launch. A coroutine may print its own:
+ * cor_backtrace(&self->cor_hdr, stderr) (it shows as running, at its last
+ * await). Call it on the thread that runs f's chain, or while nothing
+ * resumes it. Returns 0, or -EINVAL for a NULL argument.
+ */
+COR_API int cor_backtrace(const cor_frame *f, FILE *out);
+
+/*
+ * Prints to out every coroutine suspended on io, each with its await chain
+ * and the operation it waits for (opcode, descriptor, deadline): the tasks
+ * launched on io's executor (and on strands over it) that have not
+ * finished, and every chain that leads to an operation in flight on io
+ * (task-group children, coroutines started elsewhere), each once. The
+ * first line sums it up (backend, operations in flight, queued handles,
+ * timers).
+ *
+ * Any thread. The chains are read on io's driving thread between two
+ * handlers, so they are consistent: called inside io's run (a coroutine of
+ * io, a signal watcher) it prints at once; from another thread while a
+ * thread drives io, it posts the dump there and waits for it (as long as
+ * the running handler takes: a stalled loop delays it); while nobody
+ * drives io, it prints on the calling thread. A chain that passes to
+ * another execution context (COR_RUN to a thread pool) is followed no
+ * further. Returns 0; -EINVAL for a NULL argument; -EPERM in a forked
+ * child; -ECANCELED if io was torn down before the dump ran; -ENOMEM.
+ */
+COR_API int cor_io_context_dump(cor_io_context *io, FILE *out);
+
+COR_END_DECLS
+
+#endif
