@@ -6,6 +6,10 @@
  * io_uring with the epoll backend measured in the same run as baseline
  * (each figure's name carries its backend).
  *
+ * Batching: the server context's metrics (metrics.h) over the whole load
+ * run give SQEs per io_uring_enter (on epoll: syscalls per epoll_wait) and
+ * the CQ overflows seen.
+ *
  * Server CPU per message: the server thread's CPU clock
  * (pthread_getcpuclockid) over the whole load run (connect, warm-up,
  * measurement) scaled to the measured window, divided by the window's
@@ -115,9 +119,23 @@ static double thread_cpu_s(clockid_t c)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* One load run against a fresh in-process server. Returns 0 and fills r and *cpu_ns_per_msg. */
+/* What the server's metrics say about a load run. */
+struct batching {
+    double sqes_per_enter;
+    double cq_overflows;
+};
+
+static struct batching batching_of(const cor_io_metrics *m0, const cor_io_metrics *m1)
+{
+    uint64_t enters = m1->enters - m0->enters;
+    return (struct batching){.sqes_per_enter =
+                                 enters ? (double)(m1->sqes - m0->sqes) / (double)enters : 0,
+                             .cq_overflows = (double)(m1->cq_overflows - m0->cq_overflows)};
+}
+
+/* One load run against a fresh in-process server. Returns 0 and fills r, *cpu_ns_per_msg, *bt. */
 static int measure(int backend, int conns, size_t size, int server_cpu, int client_cpu,
-                   loadgen_result *r, double *cpu_ns_per_msg)
+                   loadgen_result *r, double *cpu_ns_per_msg, struct batching *bt)
 {
     struct server s = {.backend = backend, .cpu = server_cpu, .lfd = -1};
     pthread_barrier_init(&s.ready, NULL, 2);
@@ -144,8 +162,12 @@ static int measure(int backend, int conns, size_t size, int server_cpu, int clie
     struct timespec w0, w1;
     clock_gettime(CLOCK_MONOTONIC, &w0);
     double cpu0 = thread_cpu_s(s.clock);
+    cor_io_metrics m0, m1;
+    cor_io_context_metrics(s.io, &m0);
     int rc = loadgen_run(&c, r);
+    cor_io_context_metrics(s.io, &m1);
     double cpu1 = thread_cpu_s(s.clock);
+    *bt = batching_of(&m0, &m1);
     clock_gettime(CLOCK_MONOTONIC, &w1);
     double wall = (double)(w1.tv_sec - w0.tv_sec) + (double)(w1.tv_nsec - w0.tv_nsec) / 1e9;
     cor_io_context_stop(s.io);
@@ -182,10 +204,11 @@ int main(int argc, char **argv)
                 continue;
             loadgen_result res[2];
             double cpu[2];
+            struct batching bt[2];
             int ok[2];
             for (int b = 0; b < 2; b++) {
                 int rc = measure(backends[b], conns[ci], sizes[si], server_cpu, client_cpu, &res[b],
-                                 &cpu[b]);
+                                 &cpu[b], &bt[b]);
                 ok[b] = rc == 0;
                 if (rc)
                     fprintf(stderr, "bench_echo: %s on %s: %s\n", base, names[b], cor_strerror(rc));
@@ -204,14 +227,18 @@ int main(int argc, char **argv)
                     {"p50", "ns/round_trip", {res[0].p50_ns, res[1].p50_ns}},
                     {"p99", "ns/round_trip", {res[0].p99_ns, res[1].p99_ns}},
                     {"server_cpu", "ns/msg", {cpu[0], cpu[1]}},
+                    /* Not ratios to epoll: there they count syscalls per epoll_wait. */
+                    {"sqes_per_enter", "SQEs/enter", {bt[0].sqes_per_enter, bt[1].sqes_per_enter}},
+                    {"cq_overflows", "overflows", {bt[0].cq_overflows, bt[1].cq_overflows}},
                 };
                 if (b == 0 && ok[1])
                     continue; /* epoll is printed as io_uring's baseline */
                 for (size_t k = 0; k < sizeof fig / sizeof fig[0]; k++) {
+                    bool base_k = with_base && k < 4;
                     snprintf(n, sizeof n, "%s.%s.%s", base, names[b], fig[k].what);
                     snprintf(bn, sizeof bn, "%s.%s.%s", base, names[0], fig[k].what);
-                    bench_report_value(n, fig[k].unit, fig[k].v[b], with_base ? bn : NULL,
-                                       with_base ? fig[k].v[0] : 0);
+                    bench_report_value(n, fig[k].unit, fig[k].v[b], base_k ? bn : NULL,
+                                       base_k ? fig[k].v[0] : 0);
                 }
             }
         }

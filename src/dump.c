@@ -198,13 +198,6 @@ int cor_backtrace(const cor_frame *f, FILE *out)
 
 /* ---- the io_context's dump ---------------------------------------------------------------- */
 
-static void dump_root(void *arg, cor_frame *root)
-{
-    struct dumper *d = arg;
-    fprintf(d->out, "task %d (launched):\n", ++d->tasks);
-    print_down(d, root, 2);
-}
-
 /* The top of op's chain: the frame nothing awaits (a launch record, a group child's record). */
 static const cor_frame *top_of(struct dumper *d, const cor_frame *f)
 {
@@ -217,7 +210,7 @@ static const cor_frame *top_of(struct dumper *d, const cor_frame *f)
     return f;
 }
 
-/* Tops of chains that end in an operation but are not launched on io (found once each). */
+/* Frames to print, each the top of a chain. */
 struct tops {
     const cor_frame **v;
     size_t n, cap;
@@ -225,9 +218,6 @@ struct tops {
 
 static int tops_add(struct tops *t, const cor_frame *f)
 {
-    for (size_t i = 0; i < t->n; i++)
-        if (t->v[i] == f)
-            return 0;
     if (t->n == t->cap) {
         size_t cap = t->cap ? 2 * t->cap : 16;
         const cor_frame **v = realloc(t->v, cap * sizeof *v);
@@ -243,7 +233,16 @@ static int tops_add(struct tops *t, const cor_frame *f)
 struct collect {
     struct dumper *d;
     struct tops t;
+    int rc;
 };
+
+/* The roots list is newest first: collected under its lock, printed oldest first. */
+static void collect_root(void *arg, cor_frame *root)
+{
+    struct collect *c = arg;
+    if (!c->rc)
+        c->rc = tops_add(&c->t, root);
+}
 
 static int collect_top(void *arg, cor__io_op *op)
 {
@@ -254,6 +253,26 @@ static int collect_top(void *arg, cor__io_op *op)
     return tops_add(&c->t, top);
 }
 
+static int by_address(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (const cor_frame *const *)a;
+    uintptr_t y = (uintptr_t) * (const cor_frame *const *)b;
+    return (x > y) - (x < y);
+}
+
+/* Several operations may lead to one top (a join's children): keep each once. */
+static void tops_unique(struct tops *t)
+{
+    if (t->n < 2)
+        return;
+    qsort(t->v, t->n, sizeof t->v[0], by_address);
+    size_t k = 1;
+    for (size_t i = 1; i < t->n; i++)
+        if (t->v[i] != t->v[k - 1])
+            t->v[k++] = t->v[i];
+    t->n = k;
+}
+
 /* The dump itself, on a thread that may read io's frames now. */
 static int dump_now(cor_io_context *io, FILE *out)
 {
@@ -261,9 +280,17 @@ static int dump_now(cor_io_context *io, FILE *out)
     fprintf(out, "io_context %p (%s): %ld operations in flight, %ld queued handles, %zu timers\n",
             (void *)io, io->backend == COR_IO_BACKEND_EPOLL ? "epoll" : "io_uring", io->inflight,
             io->queued, io->wheel.count);
-    cor__roots_walk(&io->ctx, dump_root, &d);
+    /* Launch records leave the list only on this thread: what was collected stays valid. */
+    struct collect roots = {.d = &d};
+    cor__roots_walk(&io->ctx, collect_root, &roots);
+    for (size_t i = roots.t.n; i-- > 0;) {
+        fprintf(out, "task %d (launched):\n", ++d.tasks);
+        print_down(&d, roots.t.v[i], 2);
+    }
+    free(roots.t.v);
     struct collect c = {.d = &d};
-    int rc = cor__io_ops_walk(io, collect_top, &c);
+    int rc = roots.rc ? roots.rc : cor__io_ops_walk(io, collect_top, &c);
+    tops_unique(&c.t);
     for (size_t i = 0; i < c.t.n; i++) {
         fprintf(out, "task %d (not launched on this io_context):\n", ++d.tasks);
         print_down(&d, c.t.v[i], 2);
