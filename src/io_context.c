@@ -221,8 +221,7 @@ static void say_fallback(const char *why)
     static uint32_t said;
     if (!__atomic_exchange_n(&said, 1, __ATOMIC_RELAXED))
         cor__log(COR_LOG_WARNING,
-                 "io_uring is not available (%s): io_contexts created with the default backend "
-                 "run on epoll",
+                 "io_uring is not available, io_contexts with the default backend run on epoll: %s",
                  why);
 }
 

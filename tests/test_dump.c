@@ -301,6 +301,7 @@ IO_TEST(dump, join_timeout_and_nesting_from_inside)
     text_close(&t);
     cr_assert_eq(dump_result, 0);
     const char *out = t.buf;
+    cr_log_info("the dump:\n%s", out);
     cr_assert(strstr(out, "when_all of 2 children"), "%s", out);
     cr_assert(strstr(out, "timeout (COR_TIMEOUT)"), "%s", out);
     cr_assert(strstr(out, "READ fd"), "%s", out);
