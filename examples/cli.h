@@ -69,9 +69,12 @@ static void server_parse_args(int argc, char **argv, server_args *a,
 
 /*
  * Serves 127.0.0.1:port with session() on a->threads io_contexts until
- * SIGINT or SIGTERM, then stops gracefully. Returns the exit status.
+ * SIGINT or SIGTERM, then stops gracefully. ready(g, user), if not NULL,
+ * runs once the io_contexts exist, before the first connection (a non-zero
+ * return ends the program). Returns the exit status.
  */
-static int server_main(const char *name, const server_args *a, cor_session_fn session, void *user)
+static int server_main(const char *name, const server_args *a, cor_session_fn session, void *user,
+                       int (*ready)(cor_io_group *g, void *user))
 {
     /* A thousand connections need more descriptors than the usual soft limit. */
     struct rlimit rl;
@@ -95,6 +98,11 @@ static int server_main(const char *name, const server_args *a, cor_session_fn se
     if (rc) {
         fprintf(stderr, "%s: cannot start %d io_context(s): %s\n", name, a->threads,
                 cor_strerror(rc));
+        return 1;
+    }
+    if (ready && (rc = ready(g, user)) != 0) {
+        fprintf(stderr, "%s: %s\n", name, cor_strerror(rc));
+        cor_io_group_destroy(g);
         return 1;
     }
     cor_sockaddr addr;

@@ -39,5 +39,5 @@ int main(int argc, char **argv)
 {
     server_args a;
     server_parse_args(argc, argv, &a, NULL);
-    return server_main("echo_server", &a, new_session, NULL);
+    return server_main("echo_server", &a, new_session, NULL, NULL);
 }

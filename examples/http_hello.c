@@ -169,5 +169,5 @@ int main(int argc, char **argv)
 {
     server_args a;
     server_parse_args(argc, argv, &a, header_option);
-    return server_main("http_hello", &a, new_session, NULL);
+    return server_main("http_hello", &a, new_session, NULL, NULL);
 }
