@@ -195,7 +195,9 @@ COR_API int cor_task_group_stop(cor_task_group *g);
  * failure (a child's error channel: COR_FAIL, a failed await, -ENOMEM), or
  * 0. Children spawned while it waits are waited for too. One join at a time
  * (a second completes with -EBUSY); -EINVAL for NULL g. Resumes on the
- * joining coroutine's executor.
+ * joining coroutine's executor. The joining coroutine's stop token does not
+ * cut the join short: a stopped joiner still waits for every child (stop
+ * the group to hurry them), so whatever the children use outlives them.
  */
 COR_API struct cor_group_join *cor_task_group_join(cor_task_group *g);
 
