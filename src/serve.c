@@ -16,6 +16,7 @@
 #include "coring/file.h"
 #include "coring/io_context.h"
 #include "coring/launch.h"
+#include "coring/log.h"
 #include "coring/serve.h"
 #include "coring/stream.h"
 #include "coring/timer.h"
@@ -56,10 +57,10 @@ static void report(struct cor__serve_state *st, const char *fmt, ...)
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     if (st->unreported)
-        fprintf(stderr, "coring: server on fd %d: %s (%ld more such events in the last %.1f s)\n",
-                st->fd, line, st->unreported, (double)(now - st->logged_at) / 1e9);
+        cor__log(COR_LOG_WARNING, "server on fd %d: %s (%ld more such events in the last %.1f s)",
+                 st->fd, line, st->unreported, (double)(now - st->logged_at) / 1e9);
     else
-        fprintf(stderr, "coring: server on fd %d: %s\n", st->fd, line);
+        cor__log(COR_LOG_WARNING, "server on fd %d: %s", st->fd, line);
     st->logged_at = now;
     st->unreported = 0;
 }
@@ -269,7 +270,7 @@ COR_DEFINE(cor_serve, (int fd, cor_session_fn fn, void *user, const cor_serve_op
 
 static void server_failed(void *user, int err)
 {
-    fprintf(stderr, "coring: server %ld failed: %s\n", (long)(intptr_t)user, cor_strerror(err));
+    cor__log(COR_LOG_ERROR, "server %ld failed: %s", (long)(intptr_t)user, cor_strerror(err));
 }
 
 static void server_ended(void *user, void *result)

@@ -32,8 +32,9 @@
  * before it was accepted is skipped; out of descriptors or memory (EMFILE,
  * ENFILE, ENOMEM, ENOBUFS) pauses accepting for the back-off time; a session
  * that cannot be allocated is shed (its connection closed). Each of those is
- * reported on stderr, at most once a second per server, with a count of
- * what happened in between. Nothing spins and nothing is dropped silently.
+ * reported through the log hook (log.h; stderr by default) at most once a
+ * second per server, with a count of what happened in between. Nothing
+ * spins and nothing is dropped silently.
  */
 #ifndef CORING_SERVE_H
 #define CORING_SERVE_H
@@ -114,7 +115,7 @@ COR_API struct cor_serve *cor_serve(int fd, cor_session_fn fn, void *user,
  * or fn; the error of a listener that could not be created (nothing is
  * started then); -ENOMEM if a server could not be launched (the servers
  * already launched run until stop). A server that ends with an error says
- * so on stderr. Wait for the end with cor_io_group_join. Any thread.
+ * so through the log hook. Wait for the end with cor_io_group_join. Any thread.
  */
 COR_API int cor_serve_start(cor_io_group *g, const cor_sockaddr *addr, cor_session_fn fn,
                             void *user, const cor_serve_options *o, cor_stop_token stop);
