@@ -92,8 +92,10 @@ COR_DEFINE_STATIC(echo, (int fd, int64_t pause, struct stats *st), {
             }
         }
         COR_AWAIT(self->sent, cor_send_all(self->fd, self->buf, (size_t)self->n));
-        if (self->sent < 0)
+        if (self->sent < 0) {
+            self->n = (int)self->sent;
             break;
+        }
     }
     self->st->ended++;
     self->st->cancelled += self->n == -ECANCELED;
@@ -250,8 +252,18 @@ IO_TEST(serve, a_thousand_connections_are_served_and_every_descriptor_closed)
     cor_io_context_destroy(io);
 }
 
+static int shed_reports;
+
+static void count_sheds(void *user, int level, const char *msg)
+{
+    (void)user;
+    shed_reports += level == COR_LOG_WARNING && strstr(msg, "connection shed") != NULL;
+}
+
 IO_TEST(serve, sessions_that_cannot_be_allocated_or_fail_are_closed_and_the_server_goes_on)
 {
+    shed_reports = 0;
+    cr_assert_eq(cor_set_log_hook(count_sheds, NULL), 0);
     cor_io_context *io = io_test_create(backend, NULL);
     int before = open_fds();
     cor_sockaddr addr;
@@ -269,6 +281,8 @@ IO_TEST(serve, sessions_that_cannot_be_allocated_or_fail_are_closed_and_the_serv
     }
     cr_assert_eq(echoed, 5, "every other session was allocated");
     cr_assert_eq(shed, 5, "the others saw their connection closed");
+    cr_assert_eq(shed_reports, 1, "the shedding was reported, once for the burst");
+    cor_set_log_hook(NULL, NULL);
     f.fail_every = 0;
     f.fail_inside = true;
     c.done = 0;
@@ -333,6 +347,33 @@ IO_TEST(serve, an_idle_connection_is_closed_and_an_active_one_kept)
     cr_assert_eq(active, 0, "the active client was served, then closed when idle: %d", active);
     cr_assert_eq(f.st.timed_out, 2);
     cr_assert_geq(cor_clock_now() - t0, 300 * MS, "activity kept the second one open");
+    stop_server(io, &s);
+    cor_io_context_destroy(io);
+}
+
+/* A client that sends and never reads: the session's send waits, and the idle limit ends it. */
+IO_TEST(serve, a_client_that_never_reads_is_cut_at_the_idle_timeout)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    cor_sockaddr addr;
+    int fd = listener(&addr);
+    struct factory f = {0};
+    struct server_run s;
+    cor_serve_options o = {.idle_timeout = 100 * MS};
+    start_server(io, &s, fd, &f, &o);
+    int cl = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int small = 4096;
+    setsockopt(cl, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    connect(cl, &addr.u.sa, addr.len);
+    static char chunk[65536];
+    int64_t end = cor_clock_now() + 5000 * MS;
+    while (!f.st.timed_out && cor_clock_now() < end) {
+        (void)send(cl, chunk, sizeof chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
+        cor_io_context_run_for(io, 2 * MS);
+    }
+    cr_assert_eq(f.st.timed_out, 1, "the blocked send ended at the idle limit");
+    cr_assert_eq(f.st.ended, 1);
+    close(cl);
     stop_server(io, &s);
     cor_io_context_destroy(io);
 }
