@@ -122,7 +122,7 @@ static void print_frame(struct dumper *d, int indent, int no, const cor_frame *f
         d->coroutines++;
 }
 
-static void print_down(struct dumper *d, const cor_frame *top, int indent);
+static int print_chain(struct dumper *d, const cor_frame *top, int indent);
 
 /* A join's children, each as a chain of its own, below the join's line. */
 static void print_children(struct dumper *d, const cor_frame *jf, int indent)
@@ -140,15 +140,16 @@ static void print_children(struct dumper *d, const cor_frame *jf, int indent)
                 : (c->flags & COR_FRAME_DONE) ? " finished"
                                               : "");
         if (c && !(c->flags & COR_FRAME_DONE))
-            print_down(d, c, indent + 2);
+            print_chain(d, c, indent + 2);
     }
 }
 
 /*
  * Prints the chain from top down to its bottom, innermost first, numbered
- * from first; a join at the bottom lists its children under it.
+ * from 0; a join at the bottom lists its children under it. Returns the
+ * next number.
  */
-static int print_chain(struct dumper *d, const cor_frame *top, int indent, int first)
+static int print_chain(struct dumper *d, const cor_frame *top, int indent)
 {
     const cor_frame *path[MAX_DEPTH];
     int n = 0;
@@ -164,7 +165,7 @@ static int print_chain(struct dumper *d, const cor_frame *top, int indent, int f
         /* A child that finished waits for f to collect it: f is the bottom. */
         f = g && !(g->flags & COR_FRAME_DONE) ? g : NULL;
     }
-    int no = first;
+    int no = 0;
     if (foreign)
         fprintf(d->out, "%*s#%d ... running on another execution context (not followed)\n", indent,
                 "", no++);
@@ -178,17 +179,12 @@ static int print_chain(struct dumper *d, const cor_frame *top, int indent, int f
     return no;
 }
 
-static void print_down(struct dumper *d, const cor_frame *top, int indent)
-{
-    print_chain(d, top, indent, 0);
-}
-
 int cor_backtrace(const cor_frame *f, FILE *out)
 {
     if (!f || !out)
         return -EINVAL;
     struct dumper d = {.out = out, .now = cor_clock_now()};
-    int no = print_chain(&d, f, 2, 0);
+    int no = print_chain(&d, f, 2);
     int up = 0;
     for (const cor_frame *c = f->continuation; c && up < MAX_DEPTH; c = c->continuation, up++)
         print_frame(&d, 2, no++, c);
@@ -285,7 +281,7 @@ static int dump_now(cor_io_context *io, FILE *out)
     cor__roots_walk(&io->ctx, collect_root, &roots);
     for (size_t i = roots.t.n; i-- > 0;) {
         fprintf(out, "task %d (launched):\n", ++d.tasks);
-        print_down(&d, roots.t.v[i], 2);
+        print_chain(&d, roots.t.v[i], 2);
     }
     free(roots.t.v);
     struct collect c = {.d = &d};
@@ -293,7 +289,7 @@ static int dump_now(cor_io_context *io, FILE *out)
     tops_unique(&c.t);
     for (size_t i = 0; i < c.t.n; i++) {
         fprintf(out, "task %d (not launched on this io_context):\n", ++d.tasks);
-        print_down(&d, c.t.v[i], 2);
+        print_chain(&d, c.t.v[i], 2);
     }
     free(c.t.v);
     fprintf(out, "%d tasks, %d suspended coroutines\n", d.tasks, d.coroutines);
