@@ -36,8 +36,8 @@
 
 enum { NO_SECCOMP = 77 };
 
-/* Makes io_uring_setup fail with EPERM in this process and its children. Returns 0 or -errno. */
-static int refuse_io_uring(void)
+/* Makes system call nr fail with EPERM in this process and its children. Returns 0 or -errno. */
+static int refuse_syscall(long nr)
 {
 #ifdef AUDIT_ARCH_HERE
     struct sock_filter f[] = {
@@ -45,7 +45,7 @@ static int refuse_io_uring(void)
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_HERE, 1, 0),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0, 1),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
@@ -55,8 +55,14 @@ static int refuse_io_uring(void)
         return -errno;
     return 0;
 #else
+    (void)nr;
     return -ENOSYS;
 #endif
+}
+
+static int refuse_io_uring(void)
+{
+    return refuse_syscall(__NR_io_uring_setup);
 }
 
 /* Runs body in a forked child under the filter; the test passes if it exits 0. */
@@ -173,6 +179,47 @@ static int explicit_uring_fails(void)
 Test(fallback, explicit_uring_gets_the_error)
 {
     in_refusing_child(explicit_uring_fails);
+}
+
+/*
+ * io_uring_setup works but io_uring_register does not: the opcode probe
+ * cannot tell what the kernel supports (nor could the ring be enabled), so
+ * a default-backend context falls back too, and says why.
+ */
+static int probe_refused_falls_back(void)
+{
+    if (refuse_syscall(__NR_io_uring_register))
+        return NO_SECCOMP;
+    if (cor_set_log_hook(hook, NULL))
+        return 1;
+    cor_io_context *io;
+    if (cor_io_context_create(&io, NULL))
+        return 2;
+    cor_io_context_info info;
+    if (cor_io_context_get_info(io, &info) || info.backend != COR_IO_BACKEND_EPOLL ||
+        info.fallback_error != -ENOSYS || !strstr(info.fallback_reason, "opcode probe"))
+        return 3;
+    if (logged.lines != 1 || !strstr(logged.last, "opcode probe failed: Operation not permitted"))
+        return 4;
+    cor_io_context_destroy(io);
+    cor_io_context_options o = {.backend = COR_IO_BACKEND_URING};
+    return cor_io_context_create(&io, &o) == -ENOSYS ? 0 : 5;
+}
+
+Test(fallback, opcode_probe_refused)
+{
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        alarm(20);
+        _exit(probe_refused_falls_back());
+    }
+    int st = 0;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st), "the child died of signal %d", WTERMSIG(st));
+    if (WEXITSTATUS(st) == NO_SECCOMP)
+        cr_skip_test("seccomp filters are not available here");
+    cr_assert_eq(WEXITSTATUS(st), 0, "the child failed at step %d", WEXITSTATUS(st));
 }
 
 /* Without a filter nothing falls back (where io_uring works at all). */
