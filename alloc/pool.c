@@ -20,6 +20,7 @@
  */
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "alloc_internal.h"
 
@@ -219,6 +220,22 @@ static int flush(void)
     return n;
 }
 
+/* The public statistics of counters c (the cache's gauges left at 0). */
+static void stats_of(const struct cor__alloc_counts *c, cor_alloc_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->allocations = c->allocations + c->inline_hits;
+    out->frees = c->frees;
+    out->bytes = c->bytes;
+    out->failures = c->failures;
+    out->heap_calls = c->heap_calls;
+    out->pool_hits = c->pool_hits + c->inline_hits;
+    out->pool_misses = c->pool_misses;
+    out->arena_calls = c->arena_calls;
+    out->live_bytes = (int64_t)(c->bytes - c->freed_bytes);
+    out->peak_bytes = c->peak_bytes;
+}
+
 /* The thread exits: flush, release the arena, keep its statistics in the retired sum. */
 static void pool_exit(void *arg)
 {
@@ -230,7 +247,9 @@ static void pool_exit(void *arg)
 #endif
     cor__pool.max_pooled = 0;
     ps.state = POOL_DEAD;
-    const cor_alloc_stats *s = &cor__alloc_stats;
+    cor_alloc_stats st;
+    stats_of(&cor__alloc_stats, &st);
+    const cor_alloc_stats *s = &st;
     pthread_mutex_lock(&global_lock);
     retired.allocations += s->allocations;
     retired.frees += s->frees;
@@ -331,8 +350,7 @@ int cor_alloc_stats_get(cor_alloc_stats *out)
 {
     if (!out)
         return -EINVAL;
-    *out = cor__alloc_stats;
-    out->cached = out->cached_bytes = 0;
+    stats_of(&cor__alloc_stats, out);
     for (unsigned c = 0; c < COR__POOL_CLASSES; c++) {
         out->cached += cor__pool.bins[c].count;
         out->cached_bytes += cor__pool.bins[c].count * cor__pool_class_size(c);
@@ -352,6 +370,6 @@ int cor_alloc_stats_retired(cor_alloc_stats *out)
 
 void cor_alloc_stats_reset(void)
 {
-    cor_alloc_stats zero = {0};
+    struct cor__alloc_counts zero = {0};
     cor__alloc_stats = zero;
 }

@@ -7,7 +7,7 @@
 #include "coring/alloc.h"
 #include "alloc_internal.h"
 
-__thread cor_alloc_stats cor__alloc_stats;
+__thread struct cor__alloc_counts cor__alloc_stats;
 
 static bool is_pow2(size_t x)
 {
@@ -27,7 +27,8 @@ void *cor__mr_allocate(cor_memory_resource *mr, size_t size, size_t align)
         cor__alloc_stats.failures++;
         return NULL;
     }
-    cor__count_allocation(size);
+    cor__alloc_stats.allocations++;
+    cor__count_bytes(size);
     return p;
 }
 
@@ -35,8 +36,7 @@ void cor__mr_deallocate(cor_memory_resource *mr, void *p, size_t size, size_t al
 {
     if (!p || !mr || !mr->ops)
         return;
-    cor__alloc_stats.frees++;
-    cor__alloc_stats.live_bytes -= (int64_t)size;
+    cor__count_free(size);
     if (mr == &cor__pool_resource)
         cor__pool_free(p, size, align);
     else

@@ -185,7 +185,7 @@ static void *ten_million(void *arg)
 Test(task, ten_million_synchronous_awaits_run_in_a_64k_stack)
 {
     /* 10M nested resumptions would need gigabytes of stack; 64 KiB proves
-     * every await returned to the trampoline. */
+     * the stack does not grow with the number of awaits. */
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setstacksize(&a, 64 * 1024);
@@ -195,6 +195,44 @@ Test(task, ten_million_synchronous_awaits_run_in_a_64k_stack)
     pthread_join(t, NULL);
     pthread_attr_destroy(&a);
     cr_assert_eq(out, 10 * 1000 * 1000);
+}
+
+/* An await chain 50,000 deep: each level awaits the next, which completes at once. */
+struct deep {
+    COR_PROMISE(long);
+    long n, r;
+};
+COR_DEFINE_STATIC(deep, (long n), { self->n = n; })
+{
+    COR_BEGIN();
+    if (self->n == 0)
+        COR_RETURN(0);
+    COR_AWAIT(self->r, deep(self->n - 1));
+    COR_RETURN(self->r + 1);
+}
+
+static void *deep_chain(void *arg)
+{
+    long *out = arg;
+    cor_launch_options o = {.on_result = store_long, .user = out};
+    if (COR_RUN_ASYNC(cor_inline_executor(), &o, deep(50000)) != 0)
+        *out = -2;
+    return NULL;
+}
+
+Test(task, a_deep_await_chain_runs_in_a_64k_stack)
+{
+    /* Awaits call their child directly only near the trampoline's frame: a
+     * chain of any depth takes bounded stack. */
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setstacksize(&a, 64 * 1024);
+    pthread_t t;
+    long out = -1;
+    cr_assert_eq(pthread_create(&t, &a, deep_chain, &out), 0);
+    pthread_join(t, NULL);
+    pthread_attr_destroy(&a);
+    cr_assert_eq(out, 50000);
 }
 
 /* ---- leaf awaitables live in the awaiting frame's slot ---- */

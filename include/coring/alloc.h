@@ -168,8 +168,25 @@ struct cor__pool {
     struct cor__pool_bin bins[COR__POOL_CLASSES];
 };
 
+/*
+ * A thread's counters as the allocation paths keep them, with fewer stores
+ * per allocation than cor_alloc_stats has fields: cor_alloc_stats_get
+ * derives allocations (allocations + inline_hits), pool_hits (pool_hits +
+ * inline_hits) and live_bytes (bytes - freed_bytes).
+ */
+struct cor__alloc_counts {
+    uint64_t inline_hits;  /* allocations the inline fast path served from the cache */
+    uint64_t allocations;  /* successful allocations made by the library's path      */
+    uint64_t pool_hits;    /* of those, served from the cache                          */
+    uint64_t bytes;        /* bytes handed out, cumulative (both paths)                */
+    uint64_t frees;        /* deallocate calls (both paths)                            */
+    uint64_t freed_bytes;  /* bytes given back, cumulative                             */
+    int64_t peak_bytes;    /* highest bytes - freed_bytes seen                         */
+    uint64_t failures, heap_calls, pool_misses, arena_calls; /* as in cor_alloc_stats  */
+};
+
 COR_API extern __thread struct cor__pool cor__pool;
-COR_API extern __thread cor_alloc_stats cor__alloc_stats;
+COR_API extern __thread struct cor__alloc_counts cor__alloc_stats;
 COR_API extern cor_memory_resource cor__pool_resource;
 COR_API void *cor__mr_allocate(cor_memory_resource *mr, size_t size, size_t align);
 COR_API void cor__mr_deallocate(cor_memory_resource *mr, void *p, size_t size, size_t align);
@@ -191,14 +208,22 @@ void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
  */
 #define COR__POISON_CACHED(p, n) COR__POISON((char *)(p) + sizeof(void *), (n) - sizeof(void *))
 
-static inline void cor__count_allocation(size_t size)
+/* Counts size bytes handed out: the cumulative count and the peak of the live ones. */
+static inline void cor__count_bytes(size_t size)
 {
-    cor_alloc_stats *st = &cor__alloc_stats;
-    st->allocations++;
-    st->bytes += size;
-    st->live_bytes += (int64_t)size;
-    if (st->live_bytes > st->peak_bytes)
-        st->peak_bytes = st->live_bytes;
+    struct cor__alloc_counts *st = &cor__alloc_stats;
+    uint64_t bytes = st->bytes + size;
+    st->bytes = bytes;
+    int64_t live = (int64_t)(bytes - st->freed_bytes);
+    if (__builtin_expect(live > st->peak_bytes, 0))
+        st->peak_bytes = live;
+}
+
+/* Counts size bytes given back. */
+static inline void cor__count_free(size_t size)
+{
+    cor__alloc_stats.frees++;
+    cor__alloc_stats.freed_bytes += size;
 }
 
 /* True if (size, align) may be served from the calling thread's cache. */
@@ -228,8 +253,8 @@ static inline void *cor_mr_allocate(cor_memory_resource *mr, size_t size, size_t
             p->bins[c].head = *(void **)blk;
             p->bins[c].count--;
             COR__UNPOISON(blk, cor__pool_class_size(c));
-            cor__alloc_stats.pool_hits++;
-            cor__count_allocation(size);
+            cor__alloc_stats.inline_hits++;
+            cor__count_bytes(size);
             return blk;
         }
     }
@@ -248,8 +273,7 @@ static inline void cor_mr_deallocate(cor_memory_resource *mr, void *p, size_t si
         unsigned c = cor__pool_class(size);
         struct cor__pool_bin *b = &pool->bins[c];
         if (__builtin_expect(b->count < pool->depth, 1)) {
-            cor__alloc_stats.frees++;
-            cor__alloc_stats.live_bytes -= (int64_t)size;
+            cor__count_free(size);
             *(void **)p = b->head;
             b->head = p;
             b->count++;

@@ -292,6 +292,7 @@ struct cor__tls {
     cor_memory_resource *alloc; /* current frame allocator (NULL: the default) */
     void *slot;                 /* await slot a leaf op may take, or NULL       */
     const void *running;        /* executor object whose run loop is on the stack */
+    const char *base;           /* frame of the innermost cor_resume on the stack */
 };
 COR_API extern __thread struct cor__tls cor__tls;
 
@@ -372,13 +373,13 @@ static inline cor_frame *cor__leaf_new(size_t size, size_t align, cor_resume_fn 
 
 static inline void cor__frame_free(cor_frame *f)
 {
-    /* The alignment is a constant unless the frame type is over-aligned, so
-     * the allocator's fast path folds its checks. */
-    if (!(f->flags & COR_FRAME_IN_SLOT))
-        cor_mr_deallocate(f->mr, f, f->size,
-                          COR__UNLIKELY_FLAG(f->flags, COR_FRAME_OVERALIGNED)
-                              ? f->align
-                              : __alignof__(max_align_t));
+    /* One test for the common frame, allocated with the ordinary alignment:
+     * the alignment is then a constant, so the allocator's fast path folds
+     * its checks. An over-aligned frame takes the library's path. */
+    if (!COR__UNLIKELY_FLAG(f->flags, COR_FRAME_IN_SLOT | COR_FRAME_OVERALIGNED))
+        cor_mr_deallocate(f->mr, f, f->size, __alignof__(max_align_t));
+    else if (!(f->flags & COR_FRAME_IN_SLOT))
+        cor__mr_deallocate(f->mr, f, f->size, f->align);
 }
 
 /*
@@ -418,8 +419,24 @@ static inline cor_handle cor__fail(cor_frame *f, int err)
 }
 
 /*
+ * How far (bytes) below the innermost trampoline (cor_resume) an await may
+ * still start its child by a direct call; deeper, the child goes back
+ * through the trampoline: the bound on the stack an await chain of any
+ * depth takes.
+ */
+#define COR__DIRECT_STACK 8192
+
+/*
  * Starts child as the awaited task of parent and returns the handle to run
- * next. Inlined: this is the hot path of every await.
+ * next; parent itself when the child completed at once (the await site goes
+ * on without a trip through the trampoline). Inlined: this is the hot path
+ * of every await. On the same executor the child runs now, so it is called
+ * directly, as a C++ compiler's symmetric transfer would jump to it, unless
+ * the stack is already COR__DIRECT_STACK bytes deeper than the innermost
+ * trampoline: then it is handed to the trampoline, so a chain of any depth
+ * runs in bounded stack. (Outside any trampoline base is NULL: the
+ * difference is huge, the child goes to the caller's trampoline.) The
+ * bound costs a load and a compare, no store.
  */
 static inline cor_handle cor__await(cor_frame *parent, cor_frame *child)
 {
@@ -430,7 +447,11 @@ static inline cor_handle cor__await(cor_frame *parent, cor_frame *child)
     child->flags |= COR_FRAME_STARTED;
     child->continuation = parent;
     child->env = parent->env;
-    return child;
+    if (__builtin_expect((uintptr_t)cor__tls.base - (uintptr_t)__builtin_frame_address(0) >
+                             COR__DIRECT_STACK,
+                         0))
+        return child;
+    return child->resume(child);
 }
 
 static inline cor_handle cor_leaf_complete(cor_frame *f)
@@ -477,16 +498,26 @@ static inline const cor_env *cor_frame_env(const cor_frame *f)
         _Pragma("GCC diagnostic pop")                                                              \
     } while (0)
 
-/* Evaluates expr with this frame's allocator and await slot in the window, then suspends on it. */
+/*
+ * Evaluates expr with this frame's allocator and await slot in the window,
+ * then awaits it: suspends, unless it completed at once (cor__await returned
+ * this frame), in which case the body goes on at the label as a resumption
+ * would.
+ */
 #define COR__AWAIT_START(expr, n)                                                                  \
     (void)COR_BEGIN_must_open_the_body;                                                            \
     cor__window COR__CAT(cor__w, n) = cor__window_enter(self->cor_hdr.env.alloc, &self->cor_slot); \
     __typeof__(expr) COR__CAT(cor__t, n) = (expr);                                                 \
     cor__window_leave(COR__CAT(cor__w, n));                                                        \
     COR__SET_SITE(self->cor_hdr.point, COR__CAT(cor__l, n), n);                                    \
-    if (COR__CAT(cor__t, n))                                                                       \
-        return cor__await(&self->cor_hdr, (cor_frame *)COR__CAT(cor__t, n));                       \
-    self->cor_hdr.awaited = NULL;                                                                  \
+    if (COR__CAT(cor__t, n)) {                                                                     \
+        cor_handle COR__CAT(cor__h, n) =                                                           \
+            cor__await(&self->cor_hdr, (cor_frame *)COR__CAT(cor__t, n));                          \
+        if (COR__CAT(cor__h, n) != &self->cor_hdr)                                                 \
+            return COR__CAT(cor__h, n);                                                            \
+    } else {                                                                                       \
+        self->cor_hdr.awaited = NULL;                                                              \
+    }                                                                                              \
     COR__CAT(cor__l, n) :;
 
 #define COR__AWAIT(dst, expr, n)                                                                   \
