@@ -241,7 +241,8 @@ enum {
     COR_FRAME_OVERALIGNED = 1u << 6, /* allocated with more than max_align_t    */
     COR_FRAME_VIA = 1u << 7,         /* timeouts wait to start with it (compose.h) */
     COR_FRAME_JOIN = 1u << 8,        /* a when_all / when_any join (compose.h)    */
-    COR_FRAME_IS_VIA = 1u << 9       /* a timeout between a task and its awaiter  */
+    COR_FRAME_IS_VIA = 1u << 9,      /* a timeout between a task and its awaiter  */
+    COR_FRAME_DEPTH = 15u << 12      /* its depth in the await chain, modulo 16   */
 };
 
 /*
@@ -292,7 +293,6 @@ struct cor__tls {
     cor_memory_resource *alloc; /* current frame allocator (NULL: the default) */
     void *slot;                 /* await slot a leaf op may take, or NULL       */
     const void *running;        /* executor object whose run loop is on the stack */
-    const char *base;           /* frame of the innermost cor_resume on the stack */
 };
 COR_API extern __thread struct cor__tls cor__tls;
 
@@ -419,24 +419,16 @@ static inline cor_handle cor__fail(cor_frame *f, int err)
 }
 
 /*
- * How far (bytes) below the innermost trampoline (cor_resume) an await may
- * still start its child by a direct call; deeper, the child goes back
- * through the trampoline: the bound on the stack an await chain of any
- * depth takes.
- */
-#define COR__DIRECT_STACK 8192
-
-/*
  * Starts child as the awaited task of parent and returns the handle to run
  * next; parent itself when the child completed at once (the await site goes
  * on without a trip through the trampoline). Inlined: this is the hot path
  * of every await. On the same executor the child runs now, so it is called
- * directly, as a C++ compiler's symmetric transfer would jump to it, unless
- * the stack is already COR__DIRECT_STACK bytes deeper than the innermost
- * trampoline: then it is handed to the trampoline, so a chain of any depth
- * runs in bounded stack. (Outside any trampoline base is NULL: the
- * difference is huge, the child goes to the caller's trampoline.) The
- * bound costs a load and a compare, no store.
+ * directly, as a C++ compiler's symmetric transfer would jump to it, except
+ * at every 16th level of an await chain (COR_FRAME_DEPTH: the parent's
+ * depth plus one, in the flags word the await stores anyway), which is
+ * handed to the trampoline (cor_resume): a frame resumed by the trampoline
+ * has at most 15 direct calls above it on the stack, so a chain of any
+ * depth runs in bounded stack.
  */
 static inline cor_handle cor__await(cor_frame *parent, cor_frame *child)
 {
@@ -444,12 +436,11 @@ static inline cor_handle cor__await(cor_frame *parent, cor_frame *child)
     if (child->flags & (COR_FRAME_SET_EX | COR_FRAME_SET_STOP | COR_FRAME_SET_ALLOC |
                         COR_FRAME_STARTED | COR_FRAME_VIA))
         return cor__start_child(parent, child);
-    child->flags |= COR_FRAME_STARTED;
+    unsigned depth = (parent->flags + (1u << 12)) & COR_FRAME_DEPTH;
+    child->flags |= (uint16_t)(COR_FRAME_STARTED | depth);
     child->continuation = parent;
     child->env = parent->env;
-    if (__builtin_expect((uintptr_t)cor__tls.base - (uintptr_t)__builtin_frame_address(0) >
-                             COR__DIRECT_STACK,
-                         0))
+    if (__builtin_expect(!depth, 0))
         return child;
     return child->resume(child);
 }
