@@ -59,6 +59,7 @@ typedef struct cor_strand {
     cor_frame drainer;
     cor_executor inner;
     uint64_t pending; /* handles queued or running; nonzero: a drainer is scheduled */
+    cor_frame *first; /* the handle that made the strand busy, for the drainer */
     union {
         unsigned char bytes[sizeof(cor_frame) + 9 * sizeof(void *)];
         void *align;
