@@ -360,7 +360,8 @@ static int64_t wait_time(cor_io_context *io, int64_t deadline, int64_t tnext, in
                 wait = tw;
         }
     }
-    __atomic_store_n(&io->sleeping, 1, __ATOMIC_SEQ_CST);
+    /* The fence orders the flag before the checks (one barrier, not a locked store and a fence). */
+    __atomic_store_n(&io->sleeping, 1, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     if (!cor__mpsc_empty(&io->remote) || is_stopped(io) || no_work(io)) {
         __atomic_store_n(&io->sleeping, 0, __ATOMIC_RELAXED);
@@ -400,12 +401,10 @@ static long loop(cor_io_context *io, long max, int64_t timeout_ns, bool block)
             if (wait == -2)
                 break;
         }
-        cor__io_metrics_before_wait(io, wait);
+        cor__io_metrics_before_wait(io, wait, progress != 0);
         long k = io->be_ops->run(io->be, wait, max - n);
-        if (wait) {
+        if (wait)
             __atomic_store_n(&io->sleeping, 0, __ATOMIC_RELAXED);
-            cor__stat_add(io->stats.wakeups_received, 1);
-        }
         cor__io_metrics_pass(io);
         if (k < 0)
             return k;

@@ -156,8 +156,11 @@ void cor__io_context_quiesce(cor_io_context *io);
 /* The run loop is starting (or ending, with now 0): the busy clock starts (or stops). */
 void cor__io_metrics_begin(cor_io_context *io, int64_t now);
 
-/* About to call the backend's run, allowed to block (wait != 0) or not. */
-void cor__io_metrics_before_wait(cor_io_context *io, int64_t wait);
+/*
+ * About to call the backend's run, allowed to block (wait != 0) or not; ran:
+ * this pass ran handlers, delivered completions or fired timers so far.
+ */
+void cor__io_metrics_before_wait(cor_io_context *io, int64_t wait, bool ran);
 
 /* A pass of the run loop ended: counts it, its busy time, and a stall. */
 void cor__io_metrics_pass(cor_io_context *io);

@@ -418,7 +418,8 @@ void cor__io_complete(cor__io_op *op, int res);
  * Implemented by the front end: run is back from a wait in the kernel that
  * was allowed to block (call it right after the waiting call returns,
  * whatever woke it). The run loop's busy time (the metrics' longest
- * iteration, the stall detector) leaves the wait out. Owner thread, inside run.
+ * iteration, the stall detector) leaves the wait out, and the wait counts
+ * in wakeups_received. Owner thread, inside run.
  */
 void cor__io_woke(void);
 

@@ -251,6 +251,34 @@ IO_TEST(metrics, wakeups_sent_and_received)
     cor_io_context_destroy(io);
 }
 
+/* n nops, one after the other. */
+struct nops {
+    COR_PROMISE(int);
+    int i, n, r;
+};
+COR_DEFINE_STATIC(nops, (int n), { self->n = n; })
+{
+    COR_BEGIN();
+    for (self->i = 0; self->i < self->n; self->i++)
+        COR_AWAIT(self->r, cor_nop());
+    COR_RETURN(0);
+}
+
+Test(metrics, completions_ready_at_once_are_no_wakeup)
+{
+    /* On epoll a nop is ready when submitted: every pass may block and none does. */
+    cor_io_context *io = io_test_create(COR_IO_BACKEND_EPOLL, NULL);
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), NULL, nops(1000)), 0);
+    cr_assert_geq(cor_io_context_run(io), 0);
+    cor_io_metrics m = snap(io);
+    cr_assert_eq(m.ops_completed, 1000);
+    cr_assert_geq(m.iterations, 1000, "one pass per nop: %lu", (unsigned long)m.iterations);
+    cr_assert_eq(m.wakeups_received, 0, "the owner never blocked, %lu wake-ups counted",
+                 (unsigned long)m.wakeups_received);
+    cr_assert_eq(m.enters, 0);
+    cor_io_context_destroy(io);
+}
+
 /* ---- the stall detector ---- */
 
 static struct {
