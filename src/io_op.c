@@ -376,7 +376,7 @@ static int op_result(cor__io_op *op, int res)
     return res;
 }
 
-static void op_complete(cor_io_context *io, cor__io_op *op, int res)
+static inline void op_complete(cor_io_context *io, cor__io_op *op, int res)
 {
     io->inflight--;
     cor__stat_add(io->stats.completed, 1);
@@ -389,11 +389,18 @@ static void op_complete(cor_io_context *io, cor__io_op *op, int res)
     } else {
         list_del(&io->plain, op);
     }
-    cor__wheel_remove(&io->wheel, &op->timer);
+    if (cor__wheel_holds(&op->timer))
+        cor__wheel_remove(&io->wheel, &op->timer);
     if (op->opcode == COR__IO_TIMEOUT)
         cor__timeout_finish(op);
     cor_frame *f = cor__op_frame(op);
-    ((struct cor_io_await *)f)->result = op_result(op, res);
+    /* Only a stream's result, or an op that was canceled, timed out or failed by the fault seam,
+     * needs mapping. */
+    if (COR__UNLIKELY(
+            (op->flags & (COR__OPF_CANCEL_SENT | COR__OPF_TIMED_OUT | COR__OPF_INJECTED)) ||
+            op->opcode == COR__IO_STREAM_NEXT))
+        res = op_result(op, res);
+    ((struct cor_io_await *)f)->result = res;
     if (COR__UNLIKELY(io->closing)) {
         op->state = COR__OP_DONE;
         cor_frame_destroy(f);
@@ -496,15 +503,34 @@ static int seam_submit(cor_io_context *io, cor__io_op *op)
 
 extern const cor_executor_ops cor__io_executor_ops;
 
-/* The resume function of every op frame: called once, by the await, to start it. */
-static cor_handle op_start(cor_frame *f)
+/* Hands op to the backend, or to the wheel for a sleep or a timer wait. Returns 0 or -errno. */
+static int op_issue(cor_io_context *io, cor__io_op *op, const struct cor__io_opinfo *info)
 {
-    cor__io_op *op = (cor__io_op *)(void *)&((struct cor_io_await *)f)->op;
-    cor_io_context *io = cor__io_running;
-    if (!io || (f->env.ex.ops == &cor__io_executor_ops && f->env.ex.obj != io) ||
-        cor__io_forked(io))
-        return op_now(op, -EPERM);
-    if (COR__UNLIKELY(op->flags & (COR__OPF_EINVAL | COR__OPF_EPERM)))
+    return info->wait == COR__IO_WAIT_FRONT ? cor__timeout_start(io, op) : seam_submit(io, op);
+}
+
+/* op was issued: it is in flight, on its stop link's list (or the plain one), its deadline on
+ * the wheel. */
+static void op_in_flight(cor_io_context *io, cor__io_op *op, const struct cor__io_opinfo *info,
+                         cor__stop_link *link)
+{
+    op->state = COR__OP_IN_FLIGHT;
+    io->inflight++;
+    cor__stat_add(io->stats.started, 1);
+    op->stop = link;
+    list_add(link ? &link->ops : &io->plain, op);
+    if ((op->flags & COR__OPF_DEADLINE) && info->wait != COR__IO_WAIT_FRONT)
+        cor__wheel_add(&io->wheel, &op->timer);
+}
+
+/*
+ * Starts an op with something to check: a stop token, a deadline, a
+ * registered file, or a mark its constructor left (bad arguments).
+ */
+static __attribute__((noinline)) cor_handle op_start_checked(cor_io_context *io, cor_frame *f,
+                                                             cor__io_op *op)
+{
+    if (op->flags & (COR__OPF_EINVAL | COR__OPF_EPERM))
         return op_now(op, (op->flags & COR__OPF_EINVAL) ? -EINVAL : -EPERM);
     const struct cor__io_opinfo *info = &cor__io_opinfo[op->opcode];
     if (COR__UNLIKELY(op->fixed) && !io->be_ops->files_register)
@@ -540,19 +566,36 @@ static cor_handle op_start(cor_frame *f)
             return op_now(op, -ECANCELED);
         }
     }
-    int rc = info->wait == COR__IO_WAIT_FRONT ? cor__timeout_start(io, op) : seam_submit(io, op);
+    int rc = op_issue(io, op, info);
     if (COR__UNLIKELY(rc)) {
         if (link && !link->ops.count)
             link_release(io, link);
         return op_now(op, rc);
     }
-    op->state = COR__OP_IN_FLIGHT;
-    io->inflight++;
-    cor__stat_add(io->stats.started, 1);
-    op->stop = link;
-    list_add(link ? &link->ops : &io->plain, op);
-    if ((op->flags & COR__OPF_DEADLINE) && info->wait != COR__IO_WAIT_FRONT)
-        cor__wheel_add(&io->wheel, &op->timer);
+    op_in_flight(io, op, info, link);
+    return COR_NOOP;
+}
+
+/*
+ * The resume function of every op frame: called once, by the await, to
+ * start it. The common op (no stop token, no deadline, a plain descriptor,
+ * good arguments) goes straight to the backend; the others are checked in
+ * op_start_checked.
+ */
+static cor_handle op_start(cor_frame *f)
+{
+    cor__io_op *op = (cor__io_op *)(void *)&((struct cor_io_await *)f)->op;
+    cor_io_context *io = cor__io_running;
+    if (!io || (f->env.ex.ops == &cor__io_executor_ops && f->env.ex.obj != io) ||
+        cor__io_forked(io))
+        return op_now(op, -EPERM);
+    if (COR__UNLIKELY(op->flags || op->fixed || f->env.stop.src))
+        return op_start_checked(io, f, op);
+    const struct cor__io_opinfo *info = &cor__io_opinfo[op->opcode];
+    int rc = op_issue(io, op, info);
+    if (COR__UNLIKELY(rc))
+        return op_now(op, rc);
+    op_in_flight(io, op, info, NULL);
     return COR_NOOP;
 }
 

@@ -175,13 +175,13 @@ struct cor__pool {
  * inline_hits) and live_bytes (bytes - freed_bytes).
  */
 struct cor__alloc_counts {
-    uint64_t inline_hits;  /* allocations the inline fast path served from the cache */
-    uint64_t allocations;  /* successful allocations made by the library's path      */
-    uint64_t pool_hits;    /* of those, served from the cache                          */
-    uint64_t bytes;        /* bytes handed out, cumulative (both paths)                */
-    uint64_t frees;        /* deallocate calls (both paths)                            */
-    uint64_t freed_bytes;  /* bytes given back, cumulative                             */
-    int64_t peak_bytes;    /* highest bytes - freed_bytes seen                         */
+    uint64_t inline_hits; /* allocations the inline fast path served from the cache */
+    uint64_t allocations; /* successful allocations made by the library's path      */
+    uint64_t pool_hits;   /* of those, served from the cache                          */
+    uint64_t bytes;       /* bytes handed out, cumulative (both paths)                */
+    uint64_t frees;       /* deallocate calls (both paths)                            */
+    uint64_t freed_bytes; /* bytes given back, cumulative                             */
+    int64_t peak_bytes;   /* highest bytes - freed_bytes seen                         */
     uint64_t failures, heap_calls, pool_misses, arena_calls; /* as in cor_alloc_stats  */
 };
 
