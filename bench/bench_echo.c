@@ -27,58 +27,27 @@
 
 #include <coring/coring.h>
 
+#include "echo_session.h"
 #include "harness.h"
 #include "loadgen.h"
 
-struct session {
-    COR_PROMISE(int);
-    int fd, n;
-    ssize_t sent;
-    char buf[4096];
-};
-COR_DEFINE_STATIC(session, (int fd), { self->fd = fd; })
-{
-    COR_BEGIN();
-    for (;;) {
-        COR_AWAIT(self->n, cor_recv(self->fd, self->buf, sizeof self->buf, 0));
-        if (self->n <= 0)
-            break;
-        COR_AWAIT(self->sent, cor_send_all(self->fd, self->buf, (size_t)self->n));
-        if (self->sent < 0)
-            break;
-    }
-    COR_AWAIT(self->n, cor_close(self->fd));
-    COR_RETURN(0);
-}
-
-struct acceptor {
-    COR_PROMISE(int);
-    int fd, c;
-    cor_launch_options opts;
-};
-COR_DEFINE_STATIC(acceptor, (int fd), { self->fd = fd; })
-{
-    COR_BEGIN();
-    self->opts = (cor_launch_options){.stop = COR_THIS_STOP_TOKEN()};
-    for (;;) {
-        COR_AWAIT(self->c, cor_accept(self->fd, NULL));
-        if (self->c == -ECANCELED)
-            break;
-        if (self->c >= 0 && COR_RUN_ASYNC(COR_THIS_EXECUTOR(), &self->opts, session(self->c)))
-            close(self->c);
-    }
-    COR_RETURN(0);
-}
-
 struct server {
-    int backend, cpu, port, err;
+    int backend, cpu, port, err, result;
+    int64_t idle_ns; /* the sessions' idle timeout (0: none) */
     int lfd;
     cor_io_context *io;
+    cor_stop_source stop;
     pthread_t thread;
     clockid_t clock;
     pthread_barrier_t ready;
 };
 
+static void served(void *user, void *result)
+{
+    *(int *)user = *(int *)result;
+}
+
+/* The server thread: examples/echo_server's session under the library's server loop. */
 static void *server_main(void *arg)
 {
     struct server *s = arg;
@@ -99,16 +68,19 @@ static void *server_main(void *arg)
         cor_sockaddr b;
         cor_local_addr(s->lfd, &b);
         s->port = cor_addr_port(&b);
-        cor_launch_options lo = {0};
-        COR_RUN_ASYNC(cor_io_context_executor(s->io), &lo, acceptor(s->lfd));
+        cor_stop_source_init(&s->stop);
+        cor_serve_options so = {.idle_timeout = s->idle_ns};
+        cor_launch_options lo = {.stop = cor_stop_source_token(&s->stop), .on_result = served,
+                                 .user = &s->result};
+        s->err = COR_RUN_ASYNC(cor_io_context_executor(s->io), &lo,
+                               cor_serve(s->lfd, echo_new_session, NULL, &so));
     }
     pthread_barrier_wait(&s->ready);
     if (s->err)
         return NULL;
-    /* Runs until stopped; destroy then tears down the sessions still open. */
+    /* Runs until the server's stop: it closes the listener, the sessions end, run returns. */
     cor_io_context_run(s->io);
     cor_io_context_destroy(s->io);
-    close(s->lfd);
     return NULL;
 }
 
@@ -134,10 +106,10 @@ static struct batching batching_of(const cor_io_metrics *m0, const cor_io_metric
 }
 
 /* One load run against a fresh in-process server. Returns 0 and fills r, *cpu_ns_per_msg, *bt. */
-static int measure(int backend, int conns, size_t size, int server_cpu, int client_cpu,
-                   loadgen_result *r, double *cpu_ns_per_msg, struct batching *bt)
+static int measure(int backend, int64_t idle_ns, int conns, size_t size, int server_cpu,
+                   int client_cpu, loadgen_result *r, double *cpu_ns_per_msg, struct batching *bt)
 {
-    struct server s = {.backend = backend, .cpu = server_cpu, .lfd = -1};
+    struct server s = {.backend = backend, .idle_ns = idle_ns, .cpu = server_cpu, .lfd = -1};
     pthread_barrier_init(&s.ready, NULL, 2);
     if (pthread_create(&s.thread, NULL, server_main, &s))
         return -EAGAIN;
@@ -170,7 +142,7 @@ static int measure(int backend, int conns, size_t size, int server_cpu, int clie
     *bt = batching_of(&m0, &m1);
     clock_gettime(CLOCK_MONOTONIC, &w1);
     double wall = (double)(w1.tv_sec - w0.tv_sec) + (double)(w1.tv_nsec - w0.tv_nsec) / 1e9;
-    cor_io_context_stop(s.io);
+    cor_stop_source_request(&s.stop);
     pthread_join(s.thread, NULL);
     if (rc)
         return rc;
@@ -178,6 +150,29 @@ static int measure(int backend, int conns, size_t size, int server_cpu, int clie
                           ? (cpu1 - cpu0) * (r->elapsed_s / wall) * 1e9 / (double)r->messages
                           : -1;
     return 0;
+}
+
+/*
+ * The same io_uring run with a 30 s idle timeout on every session (re-armed
+ * by every operation): its server CPU per message against the run without.
+ */
+static void idle_row(const char *base, int server_cpu, int client_cpu, double cpu_plain)
+{
+    loadgen_result r;
+    double cpu;
+    struct batching bt;
+    int rc = measure(COR_IO_BACKEND_URING, 30 * 1000000000LL, 1000, 64, server_cpu, client_cpu,
+                     &r, &cpu, &bt);
+    if (rc) {
+        fprintf(stderr, "bench_echo: %s with an idle timeout: %s\n", base, cor_strerror(rc));
+        return;
+    }
+    char n[128], bn[128];
+    snprintf(n, sizeof n, "%s.io_uring_idle30s.server_cpu", base);
+    snprintf(bn, sizeof bn, "%s.io_uring.server_cpu", base);
+    bench_report_value(n, "ns/msg", cpu, bn, cpu_plain);
+    snprintf(n, sizeof n, "%s.io_uring_idle30s.msgs_per_s", base);
+    bench_report_value(n, "msgs/s", r.msgs_per_s, NULL, 0);
 }
 
 int main(int argc, char **argv)
@@ -207,8 +202,8 @@ int main(int argc, char **argv)
             struct batching bt[2];
             int ok[2];
             for (int b = 0; b < 2; b++) {
-                int rc = measure(backends[b], conns[ci], sizes[si], server_cpu, client_cpu, &res[b],
-                                 &cpu[b], &bt[b]);
+                int rc = measure(backends[b], 0, conns[ci], sizes[si], server_cpu, client_cpu,
+                                 &res[b], &cpu[b], &bt[b]);
                 ok[b] = rc == 0;
                 if (rc)
                     fprintf(stderr, "bench_echo: %s on %s: %s\n", base, names[b], cor_strerror(rc));
@@ -241,6 +236,8 @@ int main(int argc, char **argv)
                                        base_k ? fig[k].v[0] : 0);
                 }
             }
+            if (conns[ci] == 1000 && sizes[si] == 64 && ok[1])
+                idle_row(base, server_cpu, client_cpu, cpu[1]);
         }
     }
     return 0;

@@ -455,6 +455,7 @@ int cor_task_group_init(cor_task_group *g, cor_stop_token parent, int policy)
     g->spawned = 0;
     g->first_error = 0;
     g->joiner = NULL;
+    g->on_empty = NULL;
     return 0;
 }
 
@@ -475,14 +476,20 @@ static void group_finished(cor_task_group *g, int err)
         cor_stop_source_request(&g->stop.source);
     cor__spin_lock(&g->lock);
     cor_frame *joiner = NULL;
-    if (--g->live == 0 && g->joiner) {
+    void (*empty)(cor_task_group *) = NULL;
+    if (--g->live == 0) {
         joiner = g->joiner;
         g->joiner = NULL;
-        ((struct cor_group_join *)joiner)->result = g->first_error;
+        if (joiner)
+            ((struct cor_group_join *)joiner)->result = g->first_error;
+        else
+            empty = g->on_empty;
     }
     cor__spin_unlock(&g->lock);
     if (joiner)
         cor_leaf_complete_post(joiner);
+    else if (empty)
+        empty(g); /* may free g: nothing touches it after */
 }
 
 static cor_handle group_child_done(cor_frame *f)

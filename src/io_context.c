@@ -686,5 +686,6 @@ void cor_io_context_destroy(cor_io_context *io)
         sched_yield();
     cor__io_links_destroy(io, true);
     io->be_ops->destroy(io->be);
+    cor__stream_handles_free(io);
     free(io);
 }

@@ -83,6 +83,8 @@ struct cor_io_context {
     cor__io_op *done_head;  /* front-end completions waiting for delivery      */
     cor__io_op *done_last;  /* (linked through bk[0], results in bk[1])        */
     cor__wheel wheel;       /* sleeps, timer waits, deadlines, task timeouts   */
+    struct cor_stream *streams;   /* stream.h handles not yet closed (freed at destroy) */
+    struct cor_buf_ring *rings;   /* buffer rings not yet destroyed (likewise)         */
     pthread_t owner;        /* the driving thread once bound                   */
     bool bound;             /* the backend was bound to a thread               */
     bool closing;           /* destroy is draining                             */
@@ -261,6 +263,9 @@ void cor__io_links_destroy(cor_io_context *io, bool deregister);
 
 /* The result of a STREAM_NEXT op: hands a receive stream's buffer to the waiter's cor_buf. */
 int cor__stream_next_result(cor__io_op *op, int res);
+
+/* After the backend is gone: frees the stream and buffer-ring handles their users never closed. */
+void cor__stream_handles_free(cor_io_context *io);
 
 /* ---- timer.c ---- */
 

@@ -28,7 +28,7 @@
 #define TRANSIENT_RUN 64
 
 struct cor__serve_state {
-    cor_task_group sessions;
+    cor_task_group sessions; /* first: on_empty finds the state from it */
     cor_async_semaphore permits; /* max_sessions > 0 only */
     cor_io_context *io;
     cor_stream *accepts; /* the multishot accept stream, or NULL */
@@ -73,16 +73,27 @@ struct serve_conn {
     int fd, err;
 };
 
+/* Destroyed with its io_context (teardown): the connection is closed all the same. */
+static void conn_destroyed(cor_frame *f)
+{
+    struct serve_conn *self = (struct serve_conn *)f;
+    if (self->fd >= 0)
+        close(self->fd);
+}
+
 COR_DEFINE_STATIC(serve_conn, (struct cor_serve * srv, int fd), {
     self->srv = srv;
     self->fd = fd;
+    self->cor_hdr.on_destroy = conn_destroyed;
 })
 {
     COR_BEGIN();
     COR_TRY_AWAIT_VOID(self->err, self->srv->fn(self->srv->user, self->fd));
     if (self->err == -ENOMEM && !self->cor_hdr.awaited)
         report(self->srv->st, "no memory for a session: connection shed");
-    /* The descriptor is closed through the io_context (the epoll backend must forget it). */
+    /* The descriptor is closed through the io_context (the epoll backend must forget it); once
+     * the close is issued it is not the teardown's to close again. */
+    self->cor_hdr.on_destroy = NULL;
     COR_TRY_AWAIT_VOID(self->err, cor_close(self->fd));
     if (self->err)
         close(self->fd);
@@ -174,6 +185,33 @@ static void state_free(struct cor__serve_state *st)
     free(st);
 }
 
+/* The last session of a server destroyed before them (teardown) frees the state. */
+static void orphan_empty(cor_task_group *g)
+{
+    state_free(cor__container_of(g, struct cor__serve_state, sessions));
+}
+
+/*
+ * The server's frame destroyed while it served (its io_context torn down
+ * under it): the listener is closed, and the state freed now or, if
+ * sessions are still to be destroyed, by the last of them.
+ */
+static void serve_destroyed(cor_frame *f)
+{
+    struct cor_serve *self = (struct cor_serve *)f;
+    struct cor__serve_state *st = self->st;
+    if (self->listening)
+        close(self->fd);
+    cor__io_timeout_disarm(st->io, &st->grace);
+    cor__spin_lock(&st->sessions.lock);
+    bool empty = st->sessions.live == 0;
+    if (!empty)
+        st->sessions.on_empty = orphan_empty;
+    cor__spin_unlock(&st->sessions.lock);
+    if (empty)
+        state_free(st);
+}
+
 /* After stop: sessions get the grace period, then their stop. */
 static void begin_drain(struct cor__serve_state *st, int64_t grace)
 {
@@ -207,6 +245,8 @@ COR_DEFINE(cor_serve, (int fd, cor_session_fn fn, void *user, const cor_serve_op
         COR_TRY_AWAIT_VOID(self->r, cor_close(self->fd));
         COR_RETURN(self->err);
     }
+    self->listening = true;
+    self->cor_hdr.on_destroy = serve_destroyed;
     for (;;) {
         self->conn = 0;
         self->permit = false;
@@ -253,6 +293,7 @@ COR_DEFINE(cor_serve, (int fd, cor_session_fn fn, void *user, const cor_serve_op
             break;
     }
     begin_drain(self->st, self->o.grace);
+    self->listening = false;
     COR_TRY_AWAIT_VOID(self->r, cor_close(self->fd));
     if (self->r)
         close(self->fd);
@@ -262,6 +303,7 @@ COR_DEFINE(cor_serve, (int fd, cor_session_fn fn, void *user, const cor_serve_op
         COR_TRY_AWAIT_VOID(self->r, cor_task_group_join(&self->st->sessions));
     while (self->r == -ENOMEM);
     cor__io_timeout_disarm(self->st->io, &self->st->grace);
+    self->cor_hdr.on_destroy = NULL;
     state_free(self->st);
     COR_RETURN(self->err);
 }

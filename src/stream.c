@@ -12,6 +12,7 @@
 #include "io_internal.h"
 
 struct cor_buf_ring {
+    cor_buf_ring *next, **pprev; /* on io->rings */
     cor_io_context *io;
     cor__bufring *br;
     char *mem;
@@ -20,10 +21,27 @@ struct cor_buf_ring {
 };
 
 struct cor_stream {
+    cor_stream *next, **pprev; /* on io->streams */
     cor_io_context *io;
     cor__stream *s;
     cor_buf_ring *ring; /* receive streams */
 };
+
+/* The handles a context holds, so that its destroy frees what its users left open. */
+#define HANDLE_LINK(head, h)                                                                       \
+    do {                                                                                           \
+        (h)->next = *(head);                                                                       \
+        if ((h)->next)                                                                             \
+            (h)->next->pprev = &(h)->next;                                                         \
+        (h)->pprev = (head);                                                                       \
+        *(head) = (h);                                                                             \
+    } while (0)
+#define HANDLE_UNLINK(h)                                                                           \
+    do {                                                                                           \
+        *(h)->pprev = (h)->next;                                                                   \
+        if ((h)->next)                                                                             \
+            (h)->next->pprev = (h)->pprev;                                                         \
+    } while (0)
 
 int cor_buf_ring_create(cor_buf_ring **out, cor_io_context *io, unsigned count, unsigned size)
 {
@@ -49,6 +67,7 @@ int cor_buf_ring_create(cor_buf_ring **out, cor_io_context *io, unsigned count, 
     r->io = io;
     r->count = count;
     r->size = size;
+    HANDLE_LINK(&io->rings, r);
     *out = r;
     goto out;
 fail:
@@ -83,6 +102,7 @@ int cor_buf_ring_destroy(cor_buf_ring *r)
     if (rc)
         return rc;
     r->io->be_ops->bufring_destroy(r->io->be, r->br);
+    HANDLE_UNLINK(r);
     cor__io_owner_leave(r->io, held);
     free(r->mem);
     free(r);
@@ -106,6 +126,7 @@ static int stream_open(cor_stream **out, cor_io_context *io, int fd, int kind, c
         s->ring = r;
         if (r)
             r->streams++;
+        HANDLE_LINK(&io->streams, s);
         *out = s;
     } else {
         free(s);
@@ -171,9 +192,25 @@ int cor_stream_close(cor_stream *s)
     if (rc)
         return rc;
     s->io->be_ops->stream_close(s->io->be, s->s);
+    HANDLE_UNLINK(s);
     cor__io_owner_leave(s->io, held);
     if (s->ring)
         s->ring->streams--;
     free(s);
     return 0;
+}
+
+void cor__stream_handles_free(cor_io_context *io)
+{
+    while (io->streams) {
+        cor_stream *s = io->streams;
+        io->streams = s->next;
+        free(s);
+    }
+    while (io->rings) {
+        cor_buf_ring *r = io->rings;
+        io->rings = r->next;
+        free(r->mem);
+        free(r);
+    }
 }

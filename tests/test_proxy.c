@@ -294,3 +294,21 @@ Test(proxy, sigterm_refuses_new_connections_and_drains, .timeout = 60)
         cr_assert_eq(terminate(s.echo), 0);
     }
 }
+
+/* echo_server alone: --idle-ms closes a quiet connection, on both backends. */
+Test(proxy, echo_server_closes_an_idle_connection, .timeout = 60)
+{
+    for (int b = 0; b < 2; b++) {
+        char ep[16];
+        int port = free_port();
+        snprintf(ep, sizeof ep, "%d", port);
+        const char *args[] = {"--port", ep, "--backend", backends[b], "--idle-ms", "200", NULL};
+        pid_t echo = spawn("ECHO_SERVER", port, args);
+        int fd = dial(port);
+        cr_assert(round_trip(fd, (const unsigned char *)"hello", 5), "%s", backends[b]);
+        long ms = ms_until_closed(fd);
+        cr_assert(ms >= 150 && ms < 3000, "%s: closed %ld ms after going quiet", backends[b], ms);
+        close(fd);
+        cr_assert_eq(terminate(echo), 0);
+    }
+}

@@ -59,6 +59,12 @@ static void raise_nofile(void)
 
 /* ---- sessions ---- */
 
+/* Sessions of a group's servers run on several threads: counters are atomic. Returns the new value. */
+static int count(int *c, int by)
+{
+    return __atomic_add_fetch(c, by, __ATOMIC_RELAXED);
+}
+
 struct stats {
     int started, ended, cancelled, timed_out;
 };
@@ -79,7 +85,7 @@ COR_DEFINE_STATIC(echo, (int fd, int64_t pause, struct stats *st), {
 })
 {
     COR_BEGIN();
-    self->st->started++;
+    count(&self->st->started, 1);
     for (;;) {
         COR_AWAIT(self->n, cor_recv(self->fd, self->buf, sizeof self->buf, 0));
         if (self->n <= 0)
@@ -97,9 +103,9 @@ COR_DEFINE_STATIC(echo, (int fd, int64_t pause, struct stats *st), {
             break;
         }
     }
-    self->st->ended++;
-    self->st->cancelled += self->n == -ECANCELED;
-    self->st->timed_out += self->n == -ETIME;
+    count(&self->st->ended, 1);
+    count(&self->st->cancelled, self->n == -ECANCELED);
+    count(&self->st->timed_out, self->n == -ETIME);
     COR_RETURN(0);
 }
 
@@ -124,8 +130,8 @@ COR_DEFINE_STATIC(failing, (void), {})
 static cor_frame *new_session(void *user, int fd)
 {
     struct factory *f = user;
-    f->made++;
-    if (f->fail_every && f->made % f->fail_every == 0)
+    int made = count(&f->made, 1);
+    if (f->fail_every && made % f->fail_every == 0)
         return NULL;
     if (f->fail_inside)
         return COR_FRAME(failing());
@@ -648,4 +654,32 @@ IO_TEST(serve, bad_arguments)
     cr_assert_eq(oc.result, -EPERM);
     cor_thread_pool_destroy(pool);
     cor_io_context_destroy(io);
+}
+
+/* Torn down under a running server: listener and connections closed, nothing leaked (ASan checks). */
+IO_TEST(serve, destroying_the_context_under_a_running_server_closes_everything)
+{
+    int before = open_fds(); /* the context's own descriptors go with it too */
+    cor_io_context *io = io_test_create(backend, NULL);
+    cor_sockaddr addr;
+    int fd = listener(&addr);
+    struct factory f = {0};
+    struct server_run s;
+    start_server(io, &s, fd, &f, NULL);
+    int cl[3];
+    for (int i = 0; i < 3; i++) {
+        cl[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct timeval tv = {5, 0};
+        setsockopt(cl[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        cr_assert_eq(connect(cl[i], &addr.u.sa, addr.len), 0);
+    }
+    run_until(io, &f.st.started, 3, 2000);
+    cr_assert_eq(f.st.started, 3);
+    cor_io_context_destroy(io);
+    for (int i = 0; i < 3; i++) {
+        char b;
+        cr_assert_eq(recv(cl[i], &b, 1, 0), 0, "connection %d closed by the teardown", i);
+        close(cl[i]);
+    }
+    cr_assert_eq(open_fds(), before, "the listener and the connections are closed");
 }

@@ -155,6 +155,9 @@ typedef struct cor_task_group {
     long spawned;      /* children ever spawned                            */
     int first_error;   /* the first child failure, or 0                    */
     cor_frame *joiner; /* the leaf of a pending join                       */
+    /* The library's: run (instead of touching g again) when the last child
+     * ends with no join waiting; it may free g. */
+    void (*on_empty)(struct cor_task_group *g);
 } cor_task_group;
 
 /*

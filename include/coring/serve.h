@@ -26,7 +26,10 @@
  * accepting, closes the listener (connections still in its backlog are
  * reset), lets the running sessions go on for the grace period, then stops
  * their tokens (their pending operations complete with -ECANCELED) and
- * waits for every one to end. Only then does the await complete.
+ * waits for every one to end. Only then does the await complete. An
+ * io_context destroyed under a running server (no stop first) destroys the
+ * server and its sessions like any suspended coroutine, closing the
+ * listener and every connection.
  *
  * Errors that are not the server's fault never end it: a connection aborted
  * before it was accepted is skipped; out of descriptors or memory (EMFILE,
@@ -124,7 +127,7 @@ COR_API int cor_serve_start(cor_io_group *g, const cor_sockaddr *addr, cor_sessi
 struct cor_serve {
     COR_PROMISE(int);
     int fd, conn, err, r, transient;
-    bool permit;
+    bool permit, listening;
     cor_session_fn fn;
     void *user;
     cor_serve_options o;

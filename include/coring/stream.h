@@ -6,6 +6,9 @@
  * hold no buffer. io_uring only: on the epoll backend these calls return
  * -EOPNOTSUPP (README, "The epoll baseline", lists each backend).
  *
+ * An io_context destroyed with streams still open or buffer rings not yet
+ * destroyed (their coroutines torn down with it) frees them itself.
+ *
  * Threading: every call here is made on the io_context's driving thread
  * (from a coroutine or handler running on it), or while no thread drives it
  * by a thread that may drive it; otherwise it returns -EPERM (or, for
