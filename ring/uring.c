@@ -31,8 +31,23 @@ static uint64_t eventfd_sink;
 
 /* ---- submission ------------------------------------------------------------------------ */
 
+static void forget_ring_fd(cor__backend *b);
+
+/*
+ * A thread other than the one that registered the ring fd is about to
+ * enter the kernel (teardown from another thread): the registration means
+ * nothing there (or another ring), so enter by the plain fd from now on.
+ */
+static inline void check_enter_thread(cor__backend *b)
+{
+    if (__builtin_expect(b->fd_registered, 1) && !pthread_equal(b->fd_thread, pthread_self()))
+        forget_ring_fd(b);
+}
+
 int cor__uring_reserve(cor__backend *b, unsigned n)
 {
+    if (io_uring_sq_space_left(&b->ring) < n)
+        check_enter_thread(b);
     while (io_uring_sq_space_left(&b->ring) < n) {
         int r;
         cor__stat_add(b->stats.enters, 1);
@@ -315,6 +330,7 @@ static int enter(cor__backend *b, int64_t timeout_ns)
 static long uring_run(cor__backend *b, int64_t timeout_ns, long max)
 {
     struct io_uring *r = &b->ring;
+    check_enter_thread(b);
     arm_eventfd(b);
     long n = 0;
     if (b->backlog || b->cancels)
@@ -549,6 +565,40 @@ fail_efd:
     return rc;
 }
 
+/*
+ * A registered ring fd spares every io_uring_enter the fd lookup (5.18+).
+ * The registration belongs to the calling thread, so only a SINGLE_ISSUER
+ * ring (one submitting thread for its whole life) takes one, on that
+ * thread, here in bind. Without it enters use the plain fd.
+ */
+static void register_ring_fd(cor__backend *b)
+{
+    if (!(b->features & COR_IO_SINGLE_ISSUER) || b->fd_registered)
+        return;
+    b->plain_enter_fd = b->ring.enter_ring_fd;
+    b->plain_int_flags = b->ring.int_flags;
+    if (io_uring_register_ring_fd(&b->ring) != 1)
+        return;
+    b->fd_registered = true;
+    b->fd_thread = pthread_self();
+    b->features |= COR_IO_RING_FD_REGISTERED;
+}
+
+/*
+ * Entering from a thread other than the registering one (teardown from
+ * another thread): that thread's registration cannot be undone from here
+ * (the kernel drops it when the thread exits), so the ring goes back to
+ * entering by its plain fd.
+ */
+static void forget_ring_fd(cor__backend *b)
+{
+    if (!b->fd_registered || pthread_equal(b->fd_thread, pthread_self()))
+        return;
+    b->ring.enter_ring_fd = b->plain_enter_fd;
+    b->ring.int_flags = b->plain_int_flags;
+    b->fd_registered = false;
+}
+
 static int uring_bind(cor__backend *b)
 {
     if (b->disabled) {
@@ -558,12 +608,14 @@ static int uring_bind(cor__backend *b)
             return -errno;
         b->disabled = false;
     }
+    register_ring_fd(b);
     arm_eventfd(b);
     return 0;
 }
 
 static void uring_destroy(cor__backend *b)
 {
+    forget_ring_fd(b);
     /* The kernel is done with every stream once the ring is gone. */
     io_uring_queue_exit(&b->ring);
     cor__uring_streams_free(b);

@@ -13,6 +13,7 @@
 #ifndef CORING_RING_URING_H
 #define CORING_RING_URING_H
 
+#include <pthread.h>
 #include <liburing.h>
 
 #include "io_seam.h"
@@ -42,6 +43,11 @@ struct cor__backend {
     bool closing;       /* cancel_all was called: do not re-arm        */
     bool disabled;      /* created with R_DISABLED, not yet enabled    */
     bool no_msg_ring;   /* the kernel lacks IORING_OP_MSG_RING         */
+    /* The driving thread registered the ring fd: who, and the ring's fields before. */
+    bool fd_registered;
+    pthread_t fd_thread;
+    int plain_enter_fd;
+    uint8_t plain_int_flags;
     /*
      * Operations the SQ had no room for while the kernel refused to take
      * more (-EBUSY: completions must be reaped first), linked through

@@ -178,7 +178,9 @@ static int resolve_options(const cor_io_context_options *o, cor__backend_config 
         return -EINVAL;
     unsigned cq = d.cq_entries;
     if (!cq)
-        cq = COR_RING_CQ_ENTRIES >= sq ? COR_RING_CQ_ENTRIES : 2 * sq;
+        cq = COR_RING_CQ_ENTRIES >= sq           ? COR_RING_CQ_ENTRIES
+             : 16 * sq <= (unsigned)COR_RING_CQ_MAX ? 16 * sq
+                                                  : (unsigned)COR_RING_CQ_MAX;
     if (cq < sq || cq > COR_RING_CQ_MAX)
         return -EINVAL;
     const unsigned known = COR_IO_SINGLE_ISSUER | COR_IO_DEFER_TASKRUN | COR_IO_COOP_TASKRUN |

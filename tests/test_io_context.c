@@ -312,6 +312,58 @@ IO_TEST(io_context, second_driver_is_refused)
     cor_io_context_destroy(io);
 }
 
+/* Reads one byte of fd: an operation that stays in flight until data comes. */
+struct one_read {
+    COR_PROMISE(int);
+    int fd, r;
+    char b;
+};
+COR_DEFINE_STATIC(one_read, (int fd), { self->fd = fd; })
+{
+    COR_BEGIN();
+    COR_AWAIT(self->r, cor_read(self->fd, &self->b, 1, -1));
+    COR_RETURN(self->r);
+}
+
+/*
+ * The ring fd is registered by the thread that drives a SINGLE_ISSUER ring
+ * (features say so). Context a, registered on a thread that is gone, is
+ * torn down from main, where context b is registered too: the teardown
+ * completes and b goes on working.
+ */
+Test(io_context, the_ring_fd_is_registered_by_its_driving_thread)
+{
+    cor_io_context *a = make(COR_IO_BACKEND_URING), *b = make(COR_IO_BACKEND_URING);
+    if (!(cor_io_context_features(a) & COR_IO_SINGLE_ISSUER))
+        cr_skip_test("no SINGLE_ISSUER ring here: the ring fd is not registered");
+    int p[2];
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    int pending = 1;
+    cor_launch_options lo = {.on_result = store_int, .user = &pending};
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(a), &lo, one_read(p[0])), 0);
+    struct runner r;
+    runner_start(&r, a);
+    usleep(20 * 1000); /* the read is in a's ring */
+    cor_io_context_stop(a);
+    runner_join(&r);
+    cr_assert(cor_io_context_features(a) & COR_IO_RING_FD_REGISTERED);
+    int sum = 0;
+    cor_launch_options lb = {.on_result = store_int, .user = &sum};
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(b), &lb, nops(8)), 0);
+    cor_io_context_run(b);
+    cr_assert_eq(sum, 8);
+    cr_assert(cor_io_context_features(b) & COR_IO_RING_FD_REGISTERED);
+    cor_io_context_destroy(a); /* from main, with a's read in flight */
+    cr_assert_eq(pending, 1, "a's read never completed: it was torn down");
+    sum = 0;
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(b), &lb, nops(8)), 0);
+    cor_io_context_run(b);
+    cr_assert_eq(sum, 8, "b is untouched");
+    cor_io_context_destroy(b);
+    close(p[0]);
+    close(p[1]);
+}
+
 /* ---- posting ---- */
 
 struct local_order {

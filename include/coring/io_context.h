@@ -82,6 +82,7 @@ enum {
     COR_IO_SQPOLL = 1u << 4,   /* a kernel thread polls the SQ (option; excludes DEFER_TASKRUN) */
     COR_IO_MSG_RING = 1u << 5, /* wake-ups from other rings use IORING_OP_MSG_RING */
     COR_IO_FALLBACK = 1u << 6, /* features only: io_uring was refused, this context runs on epoll */
+    COR_IO_RING_FD_REGISTERED = 1u << 7, /* features only: io_uring_enter uses a registered ring fd */
     /* Option bits (not ring flags). */
     COR_IO_NO_DEFAULT_FLAGS = 1u << 16, /* request only the ring flags named here       */
     COR_IO_WAKE_EVENTFD = 1u << 17      /* never wake this context by MSG_RING (eventfd only) */
@@ -93,7 +94,9 @@ enum {
  *  sq_entries:     submission queue size, COR_RING_SQ_MIN..COR_RING_SQ_MAX
  *                  (rounded up to a power of two by the kernel).
  *  cq_entries:     completion queue size, sq_entries..COR_RING_CQ_MAX
- *                  (0: twice the SQ).
+ *                  (0: 16 times the SQ, at most COR_RING_CQ_MAX: room for a
+ *                  completion per operation of a thousand connections
+ *                  without going through the kernel's overflow list).
  *  flags:          COR_IO_* bits requested in addition to the defaults
  *                  (COR_IO_SQPOLL, COR_IO_WAKE_EVENTFD, COR_IO_NO_DEFAULT_FLAGS).
  *  sqpoll_idle_ms: idle time before the SQPOLL thread sleeps (0: 1000).
