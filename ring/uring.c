@@ -90,7 +90,12 @@ static void prep(cor__backend *b, struct io_uring_sqe *sqe, cor__io_op *op)
         io_uring_prep_recv(sqe, op->fd, op->u.io.addr, op->len, (int)op->op_flags);
         break;
     case COR__IO_SEND:
-        io_uring_prep_send(sqe, op->fd, op->u.io.addr, op->len, (int)op->op_flags);
+        if (b->send_zc_min && op->len >= b->send_zc_min) {
+            io_uring_prep_send_zc(sqe, op->fd, op->u.io.addr, op->len, (int)op->op_flags, 0);
+            op->bk_flags |= BK_ZC;
+        } else {
+            io_uring_prep_send(sqe, op->fd, op->u.io.addr, op->len, (int)op->op_flags);
+        }
         break;
     case COR__IO_ACCEPT:
         io_uring_prep_accept(sqe, op->fd, (struct sockaddr *)op->u.io.addr,
@@ -213,8 +218,8 @@ static void uring_cancel(cor__backend *b, cor__io_op *op)
         op->bk_flags |= BK_CANCELED; /* not in the kernel yet: it never will be */
         return;
     }
-    if (op->bk_flags & BK_CANCEL_BACKLOG)
-        return;
+    if (op->bk_flags & (BK_CANCEL_BACKLOG | BK_ZC_SENT))
+        return; /* (a zero-copy send that was sent waits for its notification) */
     if (!b->cancels && cor__uring_reserve(b, 1) == 0) {
         send_cancel(b, op);
         return;
@@ -238,11 +243,14 @@ static long drain_backlog(cor__backend *b)
     }
     while (b->backlog) {
         cor__io_op *op = b->backlog;
-        bool canceled = op->bk_flags & BK_CANCELED;
-        if (!canceled && submit_one(b, op))
+        uint8_t was = op->bk_flags;
+        bool canceled = was & BK_CANCELED;
+        op->bk_flags = 0; /* prep may set its own (BK_ZC) */
+        if (!canceled && submit_one(b, op)) {
+            op->bk_flags = was;
             break;
+        }
         cor__uring_fifo_pop(&b->backlog, &b->backlog_last);
-        op->bk_flags = 0;
         if (canceled) {
             op->bk_pending = 0;
             cor__io_complete(op, -ECANCELED);
@@ -266,6 +274,25 @@ static void uring_cancel_all(cor__backend *b)
 /* ---- completion ------------------------------------------------------------------------ */
 
 /* Handles one completion; returns 1 if it completed an operation. */
+/*
+ * A SEND_ZC posts its result, then (IORING_CQE_F_MORE) a notification once
+ * the kernel no longer reads the buffer; the op completes at the latter,
+ * with the former's result, so the caller may reuse the buffer at once.
+ * True when op is done (*res set).
+ */
+static bool zc_done(cor__io_op *op, int32_t *res, uint32_t flags)
+{
+    if (flags & IORING_CQE_F_NOTIF) {
+        *res = (int32_t)(int64_t)op->bk[1];
+        return true;
+    }
+    if (!(flags & IORING_CQE_F_MORE))
+        return true; /* no notification follows (an error before anything was sent) */
+    op->bk[1] = (uint64_t)(int64_t)*res;
+    op->bk_flags |= BK_ZC_SENT;
+    return false;
+}
+
 static long on_cqe(cor__backend *b, uint64_t ud, int32_t res, uint32_t flags)
 {
     if (ud < UD_LIMIT || ud == LIBURING_UDATA_TIMEOUT) {
@@ -282,6 +309,8 @@ static long on_cqe(cor__backend *b, uint64_t ud, int32_t res, uint32_t flags)
     cor__io_op *op = (cor__io_op *)(uintptr_t)ud;
     if (__builtin_expect((op->bk_flags & BK_CANCEL_BACKLOG) != 0, 0))
         fifo_remove(&b->cancels, &b->cancels_last, op); /* done before its cancel went out */
+    if (__builtin_expect((op->bk_flags & BK_ZC) != 0, 0) && !zc_done(op, &res, flags))
+        return 0;
     op->bk_pending = 0;
     op->bk_flags = 0;
     cor__io_complete(op, res);
@@ -528,6 +557,10 @@ static int probe_ops(cor__backend *b, const cor__backend_config *cfg)
     }
     if (!op_supported(p, IORING_OP_MSG_RING))
         b->no_msg_ring = true;
+    if (cfg->send_zc_min && op_supported(p, IORING_OP_SEND_ZC)) {
+        b->send_zc_min = cfg->send_zc_min;
+        b->features |= COR_IO_SEND_ZC;
+    }
 out:
     free(p);
     return rc;

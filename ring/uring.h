@@ -31,7 +31,9 @@ enum {
     BK_BACKLOG = 1u << 0,        /* waiting in the backlog for room in the SQ      */
     BK_CANCELED = 1u << 1,       /* canceled while in the backlog                  */
     BK_CANCEL_BACKLOG = 1u << 2, /* its cancel waits for room in the SQ            */
-    BK_READY = 1u << 3           /* a STREAM_NEXT whose result is on the ready list */
+    BK_READY = 1u << 3,          /* a STREAM_NEXT whose result is on the ready list */
+    BK_ZC = 1u << 4,             /* a SEND issued as SEND_ZC                        */
+    BK_ZC_SENT = 1u << 5         /* its result came (in bk[1]); its notification not */
 };
 
 struct cor__backend {
@@ -43,6 +45,7 @@ struct cor__backend {
     bool closing;       /* cancel_all was called: do not re-arm        */
     bool disabled;      /* created with R_DISABLED, not yet enabled    */
     bool no_msg_ring;   /* the kernel lacks IORING_OP_MSG_RING         */
+    unsigned send_zc_min; /* sends of at least this many bytes go SEND_ZC (0: none) */
     /* The driving thread registered the ring fd: who, and the ring's fields before. */
     bool fd_registered;
     pthread_t fd_thread;

@@ -203,6 +203,11 @@ static int resolve_options(const cor_io_context_options *o, cor__backend_config 
     cfg->cq_entries = cq;
     cfg->flags = flags;
     cfg->sqpoll_idle_ms = d.sqpoll_idle_ms;
+    if (d.send_zc_threshold < -1)
+        return -EINVAL;
+    cfg->send_zc_min = d.send_zc_threshold == -1 ? 0
+                       : d.send_zc_threshold   ? (unsigned)d.send_zc_threshold
+                                               : (unsigned)COR_SEND_ZC_THRESHOLD;
     return 0;
 }
 

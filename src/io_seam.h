@@ -273,6 +273,7 @@ typedef struct cor__backend_config {
     unsigned cq_entries;     /* completion queue size                     */
     unsigned flags;          /* COR_IO_* ring flags requested             */
     unsigned sqpoll_idle_ms; /* SQPOLL idle time                          */
+    unsigned send_zc_min;    /* sends this long or longer go zero-copy (0: never) */
     char *why;               /* out: the reason a create failed            */
     size_t why_len;
 } cor__backend_config;

@@ -83,6 +83,7 @@ enum {
     COR_IO_MSG_RING = 1u << 5, /* wake-ups from other rings use IORING_OP_MSG_RING */
     COR_IO_FALLBACK = 1u << 6, /* features only: io_uring was refused, this context runs on epoll */
     COR_IO_RING_FD_REGISTERED = 1u << 7, /* features only: io_uring_enter uses a registered ring fd */
+    COR_IO_SEND_ZC = 1u << 8, /* features only: sends of send_zc_threshold bytes or more go SEND_ZC */
     /* Option bits (not ring flags). */
     COR_IO_NO_DEFAULT_FLAGS = 1u << 16, /* request only the ring flags named here       */
     COR_IO_WAKE_EVENTFD = 1u << 17      /* never wake this context by MSG_RING (eventfd only) */
@@ -101,6 +102,19 @@ enum {
  *                  (COR_IO_SQPOLL, COR_IO_WAKE_EVENTFD, COR_IO_NO_DEFAULT_FLAGS).
  *  sqpoll_idle_ms: idle time before the SQPOLL thread sleeps (0: 1000).
  *  backend:        COR_IO_BACKEND_*.
+ *  send_zc_threshold: sends of at least this many bytes are issued as
+ *                  IORING_OP_SEND_ZC (zero-copy: the kernel sends from the
+ *                  caller's buffer; the send completes once the kernel no
+ *                  longer needs it). 0: the build's (Meson send_zc_threshold);
+ *                  -1: never. Used where the kernel has SEND_ZC (6.0+; the
+ *                  features say COR_IO_SEND_ZC), plain sends elsewhere and on
+ *                  epoll. Zero-copy pays off for large sends to a real NIC;
+ *                  on loopback the kernel copies anyway (README, figures).
+ *                  Such a send completes (its result, or -ECANCELED when
+ *                  stopped) only once the kernel no longer reads the buffer:
+ *                  bytes queued to a peer that does not read keep it (and
+ *                  the io_context's destroy, which waits for every
+ *                  operation) until the peer reads them or its end closes.
  */
 typedef struct cor_io_context_options {
     unsigned sq_entries;
@@ -108,7 +122,8 @@ typedef struct cor_io_context_options {
     unsigned flags;
     unsigned sqpoll_idle_ms;
     int backend;
-    unsigned reserved[7];
+    int send_zc_threshold;
+    unsigned reserved[6];
 } cor_io_context_options;
 
 /*
