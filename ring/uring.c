@@ -443,6 +443,9 @@ static int setup_ring(cor__backend *b, const cor__backend_config *cfg)
         if (r == 0) {
             b->disabled = (p.flags & IORING_SETUP_R_DISABLED) != 0;
             b->features = to_features(want);
+            b->bundles = (p.features & IORING_FEAT_RECVSEND_BUNDLE) != 0;
+            if (b->bundles)
+                b->features |= COR_IO_RECV_BUNDLE;
             if (!(p.features & IORING_FEAT_NODROP) || !(p.features & IORING_FEAT_EXT_ARG)) {
                 io_uring_queue_exit(&b->ring);
                 snprintf(cfg->why, cfg->why_len,

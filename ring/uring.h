@@ -36,6 +36,14 @@ enum {
     BK_ZC_SENT = 1u << 5         /* its result came (in bk[1]); its notification not */
 };
 
+/* Newer than liburing 2.3 (kernel 6.10+): receive bundles, probed at setup. */
+#ifndef IORING_FEAT_RECVSEND_BUNDLE
+#define IORING_FEAT_RECVSEND_BUNDLE (1U << 14)
+#endif
+#ifndef IORING_RECVSEND_BUNDLE
+#define IORING_RECVSEND_BUNDLE (1U << 4)
+#endif
+
 struct cor__backend {
     struct io_uring ring;
     unsigned features;  /* COR_IO_* in force                          */
@@ -46,6 +54,7 @@ struct cor__backend {
     bool disabled;      /* created with R_DISABLED, not yet enabled    */
     bool no_msg_ring;   /* the kernel lacks IORING_OP_MSG_RING         */
     unsigned send_zc_min; /* sends of at least this many bytes go SEND_ZC (0: none) */
+    bool bundles;         /* multishot receives take bundles (IORING_FEAT_RECVSEND_BUNDLE) */
     /* The driving thread registered the ring fd: who, and the ring's fields before. */
     bool fd_registered;
     pthread_t fd_thread;

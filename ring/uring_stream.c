@@ -27,6 +27,9 @@ struct cor__bufring {
     char *mem; /* buffer i at mem + i * size           */
     unsigned count, size, mask;
     uint16_t bgid;
+    uint32_t tail;       /* ring positions filled so far (ours)  */
+    uint16_t *slot;      /* the buffer id at ring position p & mask */
+    uint32_t *pos;       /* the ring position buffer i was put at */
     cor__stream **owner; /* the stream that handed buffer i out  */
     cor__stream *parked; /* streams stopped by -ENOBUFS          */
 };
@@ -63,12 +66,14 @@ int cor__uring_bufring_create(cor__backend *b, cor__bufring **out, void *mem, un
     if (!br)
         return -ENOMEM;
     br->owner = calloc(count, sizeof *br->owner);
+    br->slot = calloc(count, sizeof *br->slot);
+    br->pos = calloc(count, sizeof *br->pos);
     br->map_len = (count * sizeof(struct io_uring_buf) + 4095) & ~(size_t)4095;
     /* liburing 2.3 has no io_uring_setup_buf_ring: map the ring, then register it. */
     void *ring =
         mmap(NULL, br->map_len, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     int rc = -ENOMEM;
-    if (!br->owner || ring == MAP_FAILED)
+    if (!br->owner || !br->slot || !br->pos || ring == MAP_FAILED)
         goto fail;
     br->ring = ring;
     br->mem = mem;
@@ -88,9 +93,13 @@ int cor__uring_bufring_create(cor__backend *b, cor__bufring **out, void *mem, un
             rc = -EOPNOTSUPP; /* a kernel without buffer rings */
         goto fail;
     }
-    for (unsigned i = 0; i < count; i++)
+    for (unsigned i = 0; i < count; i++) {
         io_uring_buf_ring_add(br->ring, br->mem + (size_t)i * size, size, (unsigned short)i,
                               (int)br->mask, (int)i);
+        br->slot[i] = (uint16_t)i;
+        br->pos[i] = i;
+    }
+    br->tail = count;
     io_uring_buf_ring_advance(br->ring, (int)count);
     *out = br;
     return 0;
@@ -98,6 +107,8 @@ fail:
     if (ring != MAP_FAILED)
         munmap(ring, br->map_len);
     free(br->owner);
+    free(br->slot);
+    free(br->pos);
     free(br);
     return rc;
 }
@@ -114,6 +125,8 @@ void cor__uring_bufring_put(cor__backend *b, cor__bufring *br, unsigned id)
     }
     io_uring_buf_ring_add(br->ring, br->mem + (size_t)id * br->size, br->size, (unsigned short)id,
                           (int)br->mask, 0);
+    br->slot[br->tail & br->mask] = (uint16_t)id;
+    br->pos[id] = br->tail++;
     io_uring_buf_ring_advance(br->ring, 1);
     /* A buffer is back: the streams -ENOBUFS stopped may go on. */
     cor__stream *p = br->parked;
@@ -132,6 +145,8 @@ void cor__uring_bufring_destroy(cor__backend *b, cor__bufring *br)
     io_uring_unregister_buf_ring(&b->ring, br->bgid);
     munmap(br->ring, br->map_len);
     free(br->owner);
+    free(br->slot);
+    free(br->pos);
     free(br);
 }
 
@@ -163,6 +178,8 @@ static void stream_arm(cor__stream *st)
         io_uring_prep_recv_multishot(sqe, st->fd, NULL, 0, 0);
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = st->br->bgid;
+        if (b->bundles)
+            sqe->ioprio |= IORING_RECVSEND_BUNDLE; /* one completion may fill several buffers */
     }
     io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)st | UD_STREAM);
     st->armed = true;
@@ -278,6 +295,23 @@ static void stream_deliver(cor__stream *st)
     next_finish(st->b, op, sh.res, sh.bid);
 }
 
+/*
+ * A bundle: res bytes in consecutive ring positions from buffer bid's, each
+ * buffer full but the last. Each buffer becomes a result of its own, so a
+ * waiter always gets one buffer. (The positions cannot have been refilled:
+ * that takes a whole ring's worth of puts, and these buffers are not back.)
+ */
+static void push_bundle(cor__stream *st, int32_t res, uint32_t bid)
+{
+    cor__bufring *br = st->br;
+    uint32_t p = br->pos[bid];
+    for (uint32_t left = (uint32_t)res; left; p++) {
+        uint32_t n = left < br->size ? left : br->size;
+        shot_push(st, (int32_t)n, br->slot[p & br->mask]); /* sized at open: cannot fail */
+        left -= n;
+    }
+}
+
 void cor__uring_stream_cqe(cor__backend *b, cor__stream *st, int32_t res, uint32_t flags)
 {
     if (!(flags & IORING_CQE_F_MORE))
@@ -314,6 +348,11 @@ void cor__uring_stream_cqe(cor__backend *b, cor__stream *st, int32_t res, uint32
             st->end_res = res;
         }
     } else if (res == -ECANCELED && !st->armed && b->closing) {
+        return;
+    }
+    if (has_buf && (uint32_t)res > st->br->size) {
+        push_bundle(st, res, bid);
+        stream_deliver(st);
         return;
     }
     if (!shot_push(st, res, bid)) {
