@@ -10,13 +10,19 @@
  *                               with stealing (a prototype kept here only to measure the choice).
  *  pool.post_from_workers       tokens that re-post themselves from the workers, same two pools.
  *  hop.io_pool_io               a run() round trip from a coroutine on an io_context to a
- *                               1-worker pool and back, against a same-executor child await.
+ *                               1-worker pool and back, against two raw threads handing a
+ *                               token back and forth through a futex (no spinning): the same
+ *                               two cross-thread hand-offs per round trip. A same-executor
+ *                               child await is measured beside it for scale.
  *  hop.manual_pool_manual       the same round trip from a manual executor.
  */
+#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <coring/coring.h>
 
@@ -304,6 +310,72 @@ static void post_from_workers(void *arg, long iters)
         sched_yield();
 }
 
+/* ---- two raw threads handing a token back and forth ---- */
+
+struct handoff {
+    uint32_t turn;       /* 0: the measuring thread's, 1: the peer's */
+    uint32_t waiting[2]; /* the thread waiting for turn == i sleeps (spinning variant) */
+    long iters;
+    bool spin; /* spin up to 20 us (coring's bound) before sleeping */
+};
+
+static void relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Waits until turn holds v: in the kernel, after spinning first if asked. */
+static void wait_for(struct handoff *h, uint32_t v)
+{
+    if (h->spin) {
+        uint64_t end = bench_now_ns() + 20000;
+        while (__atomic_load_n(&h->turn, __ATOMIC_ACQUIRE) != v && bench_now_ns() < end)
+            relax();
+    }
+    uint32_t cur;
+    while ((cur = __atomic_load_n(&h->turn, __ATOMIC_ACQUIRE)) != v) {
+        __atomic_store_n(&h->waiting[v], 1, __ATOMIC_SEQ_CST);
+        syscall(SYS_futex, &h->turn, FUTEX_WAIT_PRIVATE, cur, NULL, NULL, 0);
+        __atomic_store_n(&h->waiting[v], 0, __ATOMIC_RELAXED);
+    }
+}
+
+/* Stores v in turn and wakes a sleeper (without spinning: always). */
+static void give(struct handoff *h, uint32_t v)
+{
+    __atomic_store_n(&h->turn, v, __ATOMIC_SEQ_CST);
+    if (!h->spin || __atomic_load_n(&h->waiting[v], __ATOMIC_SEQ_CST))
+        syscall(SYS_futex, &h->turn, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static void *handoff_peer(void *arg)
+{
+    struct handoff *h = arg;
+    for (long i = 0; i < h->iters; i++) {
+        wait_for(h, 1);
+        give(h, 0);
+    }
+    return NULL;
+}
+
+/* iters round trips: the token goes to the peer and comes back. arg: non-NULL to spin. */
+static void thread_handoff(void *arg, long iters)
+{
+    struct handoff h = {0, {0, 0}, iters, arg != NULL};
+    pthread_t t;
+    if (pthread_create(&t, NULL, handoff_peer, &h)) {
+        fprintf(stderr, "bench_strand: cannot create a thread\n");
+        exit(1);
+    }
+    for (long i = 0; i < iters; i++) {
+        give(&h, 1);
+        wait_for(&h, 0);
+    }
+    pthread_join(t, NULL);
+}
+
 /* ---- run() hop: manual executor -> pool -> back ---- */
 
 struct child {
@@ -444,6 +516,15 @@ int main(int argc, char **argv)
         cor_thread_pool_destroy(pool);
     }
 
+    bench_result handoff = {.ns_median = 0};
+    if (bench_enabled("hop.")) {
+        handoff = bench_measure("baseline.thread_handoff_futex", thread_handoff, NULL, nt / 20);
+        bench_report(&handoff, NULL, NULL);
+        /* For scale: the same with coring's bounded spin before each sleep. */
+        bench_result spin =
+            bench_measure("baseline.thread_handoff_spin_futex", thread_handoff, &handoff, nt / 20);
+        bench_report(&spin, &handoff, NULL);
+    }
     if (bench_enabled("hop.io_pool_io")) {
         cor_io_context *io;
         if (cor_io_context_create(&io, NULL)) {
@@ -456,7 +537,7 @@ int main(int argc, char **argv)
             bench_result base = bench_measure("baseline.io_child_await", hop_round_trips, &same, n);
             bench_report(&base, NULL, NULL);
             bench_result r = bench_measure("hop.io_pool_io", hop_round_trips, &away, nt / 20);
-            bench_report(&r, &base, NULL);
+            bench_report(&r, &handoff, NULL);
             cor_thread_pool_destroy(pool);
             cor_io_context_destroy(io);
         }
@@ -471,7 +552,7 @@ int main(int argc, char **argv)
         bench_result base = bench_measure("baseline.child_await", hop_round_trips, &same, n);
         bench_report(&base, NULL, NULL);
         bench_result r = bench_measure("hop.manual_pool_manual", hop_round_trips, &away, nt / 20);
-        bench_report(&r, &base, NULL);
+        bench_report(&r, &handoff, NULL);
         cor_thread_pool_destroy(pool);
         cor_manual_destroy(m);
     }

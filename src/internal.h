@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "coring/common.h"
 #include "coring/log.h"
@@ -35,6 +36,73 @@ static inline void cor__spin_lock(uint32_t *l)
 static inline void cor__spin_unlock(uint32_t *l)
 {
     __atomic_store_n(l, 0, __ATOMIC_RELEASE);
+}
+
+/*
+ * How long a thread about to sleep until another thread hands it work (a
+ * pool worker, an io_context's owner with nothing in flight) first watches
+ * for it in user space: a hand-off within that time costs neither side a
+ * system call, and the bound keeps an idle process from burning CPU.
+ */
+#define COR__SPIN_NS 20000
+
+/* One step of a busy-wait loop: PAUSE on x86, YIELD on Arm, nothing elsewhere. */
+static inline void cor__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+/*
+ * Spins until ready(arg) is true (returns true) or COR__SPIN_NS have passed
+ * (returns false). The clock is read once per 64 checks.
+ */
+static inline bool cor__spin_wait(bool (*ready)(void *arg), void *arg)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t end = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + COR__SPIN_NS;
+    for (;;) {
+        for (int i = 0; i < 64; i++) {
+            if (ready(arg))
+                return true;
+            cor__cpu_relax();
+        }
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        if ((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec >= end)
+            return false;
+    }
+}
+
+/*
+ * The state of one place that spins before it sleeps. A spin that found
+ * nothing makes the next ones be skipped: one, then twice as many after each
+ * further miss, up to 64. On a loaded machine, where the other side cannot
+ * run in time, spins stop costing 20 us per sleep; a hit spins every time
+ * again.
+ */
+typedef struct cor__spinner {
+    uint8_t skip;    /* sleeps left to take without spinning */
+    uint8_t backoff; /* skips after the next miss / 2         */
+} cor__spinner;
+
+/* Spins (cor__spin_wait) unless s says to skip this time. True if ready(arg) came true. */
+static inline bool cor__spin_try(cor__spinner *s, bool (*ready)(void *arg), void *arg)
+{
+    if (s->skip) {
+        s->skip--;
+        return false;
+    }
+    if (cor__spin_wait(ready, arg)) {
+        s->backoff = 0;
+        return true;
+    }
+    s->backoff = s->backoff ? (uint8_t)(s->backoff < 32 ? s->backoff * 2 : 64) : 1;
+    s->skip = s->backoff;
+    return false;
 }
 
 /*

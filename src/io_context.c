@@ -341,6 +341,31 @@ static long run_round(cor_io_context *io, long *n, long max)
     return progress;
 }
 
+/* What the owner spins for: a post from another thread, a stop, or the last work gone. */
+static bool post_arrived(void *arg)
+{
+    cor_io_context *io = arg;
+    return !cor__mpsc_empty(&io->remote) || is_stopped(io) ||
+           __atomic_load_n(&io->work, __ATOMIC_RELAXED) == 0;
+}
+
+/*
+ * Before blocking for wait ns (-1: no limit) with nothing in flight, only
+ * another thread can bring work (a coroutine coming back from a hop, a leaf
+ * completed elsewhere, a stop): watch for it in user space for a bounded
+ * time (COR__SPIN_NS, skipped after spins that found nothing: cor__spinner)
+ * instead of making both sides pay a wake-up. Not with operations in flight
+ * (the kernel completes those, and a spin would delay them), nor with no
+ * work held elsewhere. True if something came.
+ */
+static bool spin_for_post(cor_io_context *io, int64_t wait)
+{
+    if (io->inflight || (wait >= 0 && wait < COR__SPIN_NS) ||
+        __atomic_load_n(&io->work, __ATOMIC_RELAXED) == 0)
+        return false;
+    return cor__spin_try(&io->spin, post_arrived, io);
+}
+
 /*
  * How long the owner may block (ns; -1: no limit), or 0 to go on without
  * blocking. Sets the sleeping flag when it returns a wait; returns -2 when
@@ -367,6 +392,8 @@ static int64_t wait_time(cor_io_context *io, int64_t deadline, int64_t tnext, in
                 wait = tw;
         }
     }
+    if (spin_for_post(io, wait))
+        return 0;
     /* The fence orders the flag before the checks (one barrier, not a locked store and a fence). */
     __atomic_store_n(&io->sleeping, 1, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_SEQ_CST);

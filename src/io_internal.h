@@ -92,6 +92,7 @@ struct cor_io_context {
     cor__fault_plan faults; /* fault injection (fault.c)                      */
     int64_t iter_start;     /* when the owner last became busy (a pass began, or it woke) */
     int64_t busy_acc;       /* busy time of the current pass before it waited          */
+    cor__spinner spin;      /* whether to spin for a post before blocking (io_context.c) */
 
     /*
      * Counters (metrics.h): written with cor__stat_add by the owner (posters

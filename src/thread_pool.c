@@ -9,6 +9,14 @@
  * shared queue hands the next handle to whichever worker is free, in FIFO
  * order, with one lock. bench_strand measures both designs (the stealing one
  * as a prototype in the benchmark) and the README records the figures.
+ *
+ * A worker that finds the queue empty first spins for COR__SPIN_NS watching
+ * the queue's length (an atomic copy, so it needs no lock) before it sleeps
+ * on the condition variable: a post that comes within that time (the next
+ * hop of a coroutine going back and forth) costs no futex call on either
+ * side, since a post signals only when no worker spins. One worker spins at
+ * a time, only once per time it ran out of work, and spins that find nothing
+ * make the next ones be skipped (cor__spinner).
  */
 #include <sched.h>
 #include <stdlib.h>
@@ -25,7 +33,10 @@ struct cor_thread_pool {
     pthread_mutex_t lock;
     pthread_cond_t cond; /* workers wait for a handle or for the end */
     cor__fifo queue;     /* queued handles, under lock                */
+    uint32_t queued;     /* their number: written under lock, read by a spinner (atomic) */
     unsigned idle;       /* workers waiting on cond, under lock      */
+    bool spinning;       /* a worker watches queued, under lock      */
+    cor__spinner spin;   /* whether to spin before sleeping, under lock */
     bool stopped;        /* stop requested, under lock                */
     bool joining;        /* join started; written under lock, read by work_finished */
     bool joined;         /* the workers are gone                      */
@@ -38,13 +49,22 @@ struct cor_thread_pool {
 /* The pool whose worker this thread is, if any. */
 static __thread const cor_thread_pool *worker_of;
 
+/* Adds d to the queue's length (under lock; a spinner reads it without). */
+static void count_queued(cor_thread_pool *p, int d)
+{
+    __atomic_store_n(&p->queued, __atomic_load_n(&p->queued, __ATOMIC_RELAXED) + (uint32_t)d,
+                     __ATOMIC_RELAXED);
+}
+
 static void pool_post(const void *obj, cor_handle h)
 {
     cor_thread_pool *p = (cor_thread_pool *)obj;
     pthread_mutex_lock(&p->lock);
     cor__fifo_push(&p->queue, h);
-    /* Busy workers come back for the queue by themselves: wake only a sleeper. */
-    if (p->idle)
+    count_queued(p, 1);
+    /* Busy workers come back for the queue by themselves, a spinning one sees it: wake only a
+     * sleeper, and only when nobody spins. */
+    if (p->idle && !p->spinning)
         pthread_cond_signal(&p->cond);
     pthread_mutex_unlock(&p->lock);
 }
@@ -99,15 +119,41 @@ static const cor_executor_ops pool_ops = {
     .on_work_finished = pool_work_finished,
 };
 
+/* What a spinning worker waits for: a queued handle, or a join. */
+static bool work_arrived(void *arg)
+{
+    cor_thread_pool *p = arg;
+    return __atomic_load_n(&p->queued, __ATOMIC_RELAXED) ||
+           __atomic_load_n(&p->joining, __ATOMIC_RELAXED);
+}
+
+/* Spins (without the lock, which the caller holds and gets back) for a post, unless skipped. */
+static void spin(cor_thread_pool *p)
+{
+    cor__spinner s = p->spin;
+    p->spinning = true;
+    pthread_mutex_unlock(&p->lock);
+    cor__spin_try(&s, work_arrived, p);
+    pthread_mutex_lock(&p->lock);
+    p->spinning = false;
+    p->spin = s;
+}
+
 static void *worker_main(void *arg)
 {
     cor_thread_pool *p = arg;
     worker_of = p;
     cor__tls.running = p;
+    bool spun = false; /* spun since it last ran a handle: sleep next */
     pthread_mutex_lock(&p->lock);
     while (!p->stopped) {
         cor_handle h = cor__fifo_pop(&p->queue);
         if (h) {
+            count_queued(p, -1);
+            spun = false;
+            /* Posts made while a worker spun woke nobody: hand the rest to a sleeper. */
+            if (p->idle && !cor__fifo_empty(&p->queue))
+                pthread_cond_signal(&p->cond);
             pthread_mutex_unlock(&p->lock);
             cor_resume(h);
             pthread_mutex_lock(&p->lock);
@@ -116,6 +162,11 @@ static void *worker_main(void *arg)
         if (__atomic_load_n(&p->joining, __ATOMIC_SEQ_CST) &&
             __atomic_load_n(&p->work, __ATOMIC_SEQ_CST) == 0)
             break;
+        if (!spun && !p->spinning) {
+            spun = true;
+            spin(p);
+            continue;
+        }
         p->idle++;
         pthread_cond_wait(&p->cond, &p->lock);
         p->idle--;

@@ -3,6 +3,8 @@
  * waits for outstanding work, stop/join/destroy with pending work destroys the
  * frames, run() hops to the pool and back, bad input.
  */
+#include <sys/resource.h>
+#include <time.h>
 #include <criterion/criterion.h>
 
 #include "util.h"
@@ -202,6 +204,51 @@ Test(thread_pool, run_hops_to_the_pool_and_back_home)
     cr_assert_eq(oc.result, 1, "the child ran on the pool, the parent resumed at home each time");
     cr_assert_eq(cor_thread_pool_destroy(p), 0);
     cor_manual_destroy(home);
+}
+
+/* ---- idle: the bounded spins before sleeping burn no CPU ---- */
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static void *drive_io(void *io)
+{
+    cor_io_context_run(io);
+    return NULL;
+}
+
+Test(thread_pool, an_idle_pool_and_io_context_burn_no_cpu, .timeout = 60)
+{
+    cor_io_context *io;
+    cr_assert_eq(cor_io_context_create(&io, NULL), 0);
+    cor_thread_pool *p;
+    cr_assert_eq(cor_thread_pool_create(&p, 2), 0);
+    /* Hops first: both sides spin before they sleep while work goes back and forth. */
+    struct outcome oc = {0};
+    cor_launch_options o = {.on_result = rec_result, .on_error = rec_error, .user = &oc};
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &o, hop_parent(p, pthread_self())),
+                 0);
+    cr_assert_gt(cor_io_context_run(io), 0);
+    cr_assert_eq(oc.result, 1);
+    /* Then nothing to do: the owner blocks with work held, the workers wait for posts. */
+    cor_executor ex = cor_io_context_executor(io);
+    ex.ops->on_work_started(ex.obj);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, drive_io, io), 0);
+    double cpu0 = cpu_seconds();
+    struct timespec second = {1, 0};
+    nanosleep(&second, NULL);
+    double cpu = cpu_seconds() - cpu0;
+    ex.ops->on_work_finished(ex.obj);
+    pthread_join(t, NULL);
+    cr_assert_lt(cpu, 0.5, "idle for 1 s, the process used %.3f s of CPU", cpu);
+    cr_assert_eq(cor_thread_pool_destroy(p), 0);
+    cor_io_context_destroy(io);
 }
 
 /* ---- stop and join with pending work; destroy destroys never-run frames ---- */
