@@ -35,7 +35,8 @@ enum {
     COR__OPF_DEADLINE = 1u << 3,       /* timer.when holds a deadline                      */
     COR__OPF_DEADLINE_FIRST = 1u << 4, /* a TIMEOUT's deadline is earlier than its expiry  */
     COR__OPF_TIMED_OUT = 1u << 5,      /* its deadline fired (before any stop)             */
-    COR__OPF_INJECTED = 1u << 6        /* the fault seam fails it (result: op->fault)      */
+    COR__OPF_INJECTED = 1u << 6,       /* the fault seam fails it (result: op->fault)      */
+    COR__OPF_DEADLINE_REL = 1u << 7    /* until start, timer.when is ns after the start    */
 };
 
 /* A fault plan (fault.h), kept by the owner. kind 0: none. */

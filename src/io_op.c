@@ -524,6 +524,21 @@ static void op_in_flight(cor_io_context *io, cor__io_op *op, const struct cor__i
 }
 
 /*
+ * Makes op's deadline absolute (a relative one counts from now, the op's
+ * start; beyond the clock's range it is INT64_MAX: never) with the one clock
+ * read a deadline costs. True if it has already passed.
+ */
+static bool deadline_passed(cor__io_op *op)
+{
+    int64_t now = cor_clock_now();
+    if (op->flags & COR__OPF_DEADLINE_REL) {
+        op->flags &= (uint8_t)~COR__OPF_DEADLINE_REL;
+        op->timer.when = op->timer.when > INT64_MAX - now ? INT64_MAX : now + op->timer.when;
+    }
+    return op->timer.when <= now;
+}
+
+/*
  * Starts an op with something to check: a stop token, a deadline, a
  * registered file, or a mark its constructor left (bad arguments).
  */
@@ -539,21 +554,21 @@ static __attribute__((noinline)) cor_handle op_start_checked(cor_io_context *io,
     if (COR__UNLIKELY(info->kind == COR__IO_CLEANUP)) {
         /* Cleanup is never canceled: it runs whatever the token or a deadline says. */
         src = NULL;
-        op->flags &= (uint8_t)~COR__OPF_DEADLINE;
+        op->flags &= (uint8_t) ~(COR__OPF_DEADLINE | COR__OPF_DEADLINE_REL);
     } else {
         if (src && __atomic_load_n(&src->stopped, __ATOMIC_ACQUIRE))
             return op_now(op, -ECANCELED);
-        /* A deadline already past: the op is not issued (a regular-file read, once issued,
-         * would run to completion whatever its deadline). */
-        if ((op->flags & COR__OPF_DEADLINE) && op->timer.when <= cor_clock_now())
-            return op_now(op, -ETIME);
         int64_t limit = src ? __atomic_load_n(&src->op_timeout, __ATOMIC_RELAXED) : 0;
         if (COR__UNLIKELY(limit) && info->wait != COR__IO_WAIT_FRONT &&
             !(op->flags & COR__OPF_DEADLINE)) {
             /* The token's time limit (an idle timeout): a deadline of its own for this op. */
-            op->timer.when = cor_clock_now() + limit;
-            op->flags |= COR__OPF_DEADLINE;
+            op->timer.when = limit;
+            op->flags |= COR__OPF_DEADLINE | COR__OPF_DEADLINE_REL;
         }
+        /* A deadline already past: the op is not issued (a regular-file read, once issued,
+         * would run to completion whatever its deadline). */
+        if ((op->flags & COR__OPF_DEADLINE) && deadline_passed(op))
+            return op_now(op, -ETIME);
     }
     cor__stop_link *link = NULL;
     if (src) {
@@ -643,6 +658,8 @@ void cor__io_describe_op(const cor_frame *f, cor__text *t, int64_t now)
         cor__text_put(t, op->fixed ? " registered file %d" : " fd %d", op->fd);
     if (op->opcode == COR__IO_TIMEOUT && !(op->flags & COR__OPF_DEADLINE_FIRST))
         say_when(t, "expires", op->timer.when, now);
+    else if (op->flags & COR__OPF_DEADLINE_REL)
+        cor__text_put(t, ", deadline %.3f s after its start", (double)op->timer.when / 1e9);
     else if (op->flags & COR__OPF_DEADLINE)
         say_when(t, "deadline", op->timer.when, now);
     else
@@ -689,7 +706,7 @@ int cor_io_op_deadline_at(cor_io_op *pub, int64_t abs_ns)
         return -EINVAL;
     }
     op->timer.when = abs_ns;
-    op->flags |= COR__OPF_DEADLINE;
+    op->flags = (uint8_t)((op->flags | COR__OPF_DEADLINE) & ~COR__OPF_DEADLINE_REL);
     return 0;
 }
 
@@ -697,12 +714,17 @@ int cor_io_op_deadline_after(cor_io_op *pub, int64_t ns)
 {
     if (!pub)
         return -EINVAL;
+    cor__io_op *op = op_from(pub);
+    if (op->state != COR__OP_NEW)
+        return -EINVAL;
     if (ns < 0) {
-        if (op_from(pub)->state == COR__OP_NEW)
-            cor__io_op_invalid(op_from(pub));
+        cor__io_op_invalid(op);
         return -EINVAL;
     }
-    return cor_io_op_deadline_at(pub, cor_clock_now() + ns);
+    /* No clock read here: the start resolves it (deadline_passed) with the one it makes. */
+    op->timer.when = ns;
+    op->flags |= COR__OPF_DEADLINE | COR__OPF_DEADLINE_REL;
+    return 0;
 }
 
 int cor_io_op_fixed(cor_io_op *pub)

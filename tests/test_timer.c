@@ -385,6 +385,87 @@ IO_TEST(timer, deadline_on_nop_and_on_sleeps)
     cor_io_context_destroy(io);
 }
 
+/* A nop with a deadline ns after its start, made before a sleep of sleep_ns and awaited after. */
+struct later_nop {
+    COR_PROMISE(int);
+    int64_t ns, sleep_ns;
+    struct cor_io_await *op;
+    int r;
+};
+COR_DEFINE_STATIC(later_nop, (int64_t ns, int64_t sleep_ns), {
+    self->ns = ns;
+    self->sleep_ns = sleep_ns;
+})
+{
+    COR_BEGIN();
+    self->op = cor_nop();
+    if (!self->op || cor_io_op_deadline_after(&self->op->op, self->ns))
+        COR_RETURN(-1000);
+    COR_AWAIT(self->r, cor_sleep_for(self->sleep_ns));
+    COR_AWAIT(self->r, self->op);
+    COR_RETURN(self->r);
+}
+
+struct far_nop {
+    COR_PROMISE(int);
+    int64_t ns;
+    int r;
+};
+COR_DEFINE_STATIC(far_nop, (int64_t ns), { self->ns = ns; })
+{
+    COR_BEGIN();
+    COR_AWAIT(self->r, COR_DEADLINE_AFTER(cor_nop(), self->ns));
+    COR_RETURN(self->r);
+}
+
+struct plain_nop {
+    COR_PROMISE(int);
+    int r;
+};
+COR_DEFINE_STATIC(plain_nop, (void), {})
+{
+    COR_BEGIN();
+    COR_AWAIT(self->r, cor_nop());
+    COR_RETURN(self->r);
+}
+
+IO_TEST(timer, a_relative_deadline_counts_from_the_start_and_never_overflows)
+{
+    cor_io_context *io = make(backend);
+    int r = 1;
+    cor_launch_options lo = {.on_result = store_int, .user = &r};
+    COR_RUN_ASYNC(cor_io_context_executor(io), &lo, later_nop(20 * MS, 50 * MS));
+    cor_io_context_run(io);
+    cr_assert_eq(r, 0, "20 ms after the start, not after the call 50 ms before it");
+    r = 1;
+    COR_RUN_ASYNC(cor_io_context_executor(io), &lo, later_nop(0, 0));
+    cor_io_context_run(io);
+    cr_assert_eq(r, -ETIME, "0 ns after the start is already past");
+    int64_t far[] = {INT64_MAX, INT64_MAX - 1, INT64_MAX - cor_clock_now() + 1};
+    for (int i = 0; i < 3; i++) {
+        r = 1;
+        COR_RUN_ASYNC(cor_io_context_executor(io), &lo, far_nop(far[i]));
+        cor_io_context_run(io);
+        cr_assert_eq(r, 0, "a deadline beyond the clock's range never comes (%d: %d)", i, r);
+    }
+    /* An operation time limit that far, too. */
+    cor_stop_source src;
+    cor_stop_source_init(&src);
+    cr_assert_eq(cor_stop_source_set_op_timeout(&src, INT64_MAX), 0);
+    cor_launch_options limited = {
+        .stop = cor_stop_source_token(&src), .on_result = store_int, .user = &r};
+    r = 1;
+    COR_RUN_ASYNC(cor_io_context_executor(io), &limited, later_nop(INT64_MAX, 0));
+    cor_io_context_run(io);
+    cr_assert_eq(r, 0);
+    r = 1;
+    COR_RUN_ASYNC(cor_io_context_executor(io), &limited, plain_nop());
+    cor_io_context_run(io);
+    cr_assert_eq(r, 0, "the limit beyond the clock's range never comes");
+    cr_assert_eq(io->wheel.count, 0);
+    cor_io_context_destroy(io);
+}
+
 /* ---- ordering ---- */
 
 struct logged_sleep {

@@ -77,14 +77,20 @@ COR_API struct cor_io_await *cor_yield(void);
  */
 COR_API int cor_io_op_deadline_at(cor_io_op *op, int64_t abs_ns);
 
-/* As cor_io_op_deadline_at, ns from now (ns >= 0; negative: -EINVAL, and the op completes with
- * -EINVAL). */
+/*
+ * As cor_io_op_deadline_at, ns (>= 0) after the op starts, when it is
+ * awaited: the start reads the clock once for the deadline, and this call
+ * reads none. ns beyond the clock's range is a deadline that never comes.
+ * Returns 0, or -EINVAL for NULL op, an op already started, or ns < 0 (the
+ * op then completes with -EINVAL when awaited).
+ */
 COR_API int cor_io_op_deadline_after(cor_io_op *op, int64_t ns);
 
 /*
  * Evaluates an operation expression (a call returning a pointer to a leaf
  * awaitable with a cor_io_op member named op) and gives it a deadline ns
- * from now:  COR_AWAIT(r, COR_DEADLINE_AFTER(cor_nop(), 1000000));
+ * after its start, which is now when the expression is awaited at once:
+ * COR_AWAIT(r, COR_DEADLINE_AFTER(cor_nop(), 1000000));
  */
 #define COR_DEADLINE_AFTER(op_expr, ns)                                                            \
     __extension__({                                                                                \
