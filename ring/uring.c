@@ -615,9 +615,9 @@ static void register_ring_fd(cor__backend *b)
     b->plain_int_flags = b->ring.int_flags;
     if (io_uring_register_ring_fd(&b->ring) != 1)
         return;
-    b->fd_registered = true;
     b->fd_thread = pthread_self();
-    b->features |= COR_IO_RING_FD_REGISTERED;
+    /* Not in features: other threads read those (uring_wake) while the owner binds. */
+    __atomic_store_n(&b->fd_registered, true, __ATOMIC_RELAXED);
 }
 
 /*
@@ -632,7 +632,7 @@ static void forget_ring_fd(cor__backend *b)
         return;
     b->ring.enter_ring_fd = b->plain_enter_fd;
     b->ring.int_flags = b->plain_int_flags;
-    b->fd_registered = false;
+    __atomic_store_n(&b->fd_registered, false, __ATOMIC_RELAXED);
 }
 
 static int uring_bind(cor__backend *b)
@@ -678,7 +678,8 @@ static void uring_wake(cor__backend *t, cor__backend *from)
 
 static unsigned uring_features(cor__backend *b)
 {
-    return b->features;
+    bool reg = __atomic_load_n(&b->fd_registered, __ATOMIC_RELAXED);
+    return b->features | (reg ? COR_IO_RING_FD_REGISTERED : 0);
 }
 
 static const cor__backend_stats *uring_stats(cor__backend *b)

@@ -24,6 +24,23 @@
 #define UNDER_TSAN 0
 #endif
 
+/* LeakSanitizer is told about frames a test abandons on purpose. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifdef UNDER_ASAN
+#include <sanitizer/lsan_interface.h>
+#define ABANDONED_BEGIN() __lsan_disable()
+#define ABANDONED_END() __lsan_enable()
+#else
+#define ABANDONED_BEGIN() ((void)0)
+#define ABANDONED_END() ((void)0)
+#endif
+
 static cor_io_context *make(int backend)
 {
     cor_io_context *io = io_test_create(backend, NULL);
@@ -84,6 +101,11 @@ IO_TEST(io_context, null_arguments_are_refused)
     cor_io_context_destroy(io);
 }
 
+/* Bits that only report what was found, never requested. */
+#define FOUND_ONLY                                                                            \
+    (COR_IO_MSG_RING | COR_IO_FALLBACK | COR_IO_RING_FD_REGISTERED | COR_IO_SEND_ZC |          \
+     COR_IO_RECV_BUNDLE)
+
 /* Ring flags are io_uring's: epoll reports none (epoll_has_no_ring_flags below). */
 Test(io_context, default_flags_and_the_query)
 {
@@ -94,14 +116,14 @@ Test(io_context, default_flags_and_the_query)
     cr_assert(req & COR_IO_SINGLE_ISSUER);
     cr_assert(req & COR_IO_DEFER_TASKRUN);
 #endif
-    cr_assert_eq(got & ~(req | COR_IO_MSG_RING), 0, "in force only what was requested");
+    cr_assert_eq(got & ~(req | FOUND_ONLY), 0, "in force only what was requested");
     if ((got & req) != req)
         cr_log_warn("kernel refused ring flags: requested %#x, in force %#x", req, got);
     cor_io_context_destroy(io);
 
     cor_io_context_options o = {.flags = COR_IO_NO_DEFAULT_FLAGS};
     cr_assert_eq(cor_io_context_create(&io, &o), 0);
-    cr_assert_eq(cor_io_context_features(io) & ~COR_IO_MSG_RING, 0, "plain ring on request");
+    cr_assert_eq(cor_io_context_features(io) & ~FOUND_ONLY, 0, "plain ring on request");
     cor_io_context_destroy(io);
 }
 
@@ -329,7 +351,9 @@ COR_DEFINE_STATIC(one_read, (int fd), { self->fd = fd; })
  * The ring fd is registered by the thread that drives a SINGLE_ISSUER ring
  * (features say so). Context a, registered on a thread that is gone, is
  * torn down from main, where context b is registered too: the teardown
- * completes and b goes on working.
+ * completes and b goes on working. a's read stays in flight (a pipe read is
+ * not canceled by its submitter's exit), so its frame is abandoned, as
+ * cor_io_context_destroy says of a teardown off the owner thread.
  */
 Test(io_context, the_ring_fd_is_registered_by_its_driving_thread)
 {
@@ -340,7 +364,9 @@ Test(io_context, the_ring_fd_is_registered_by_its_driving_thread)
     cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
     int pending = 1;
     cor_launch_options lo = {.on_result = store_int, .user = &pending};
+    ABANDONED_BEGIN();
     cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(a), &lo, one_read(p[0])), 0);
+    ABANDONED_END();
     struct runner r;
     runner_start(&r, a);
     usleep(20 * 1000); /* the read is in a's ring */

@@ -146,8 +146,12 @@ COR_API int cor_io_context_create(cor_io_context **out, const cor_io_context_opt
  * their launch; no handler runs), destroys every queued handle, shuts down
  * the services and frees it. Call it on the owning thread (or on any thread
  * once the owner has exited, or when nothing is in flight) and not while a
- * thread drives io. NULL is a no-op. In a forked child it only frees the
- * child's copy (see "fork()" above).
+ * thread drives io. Off the owner thread of a ring bound to it
+ * (SINGLE_ISSUER) nothing can be canceled: operations the kernel has not
+ * completed (a read on a pipe survives its submitter's exit) are abandoned
+ * with their frames, reported as a warning through the log hook. NULL is a
+ * no-op. In a forked child it only frees the child's copy (see "fork()"
+ * above).
  */
 COR_API void cor_io_context_destroy(cor_io_context *io);
 
