@@ -58,7 +58,9 @@ static inline void cor__cpu_relax(void)
 
 /*
  * Spins until ready(arg) is true (returns true) or COR__SPIN_NS have passed
- * (returns false). The clock is read once per 64 checks.
+ * (returns false). Every 64 checks it reads the clock and yields the CPU: a
+ * thread that is ready to run on this CPU (the one the spinner waits for, on
+ * a machine with more threads than CPUs) runs first.
  */
 static inline bool cor__spin_wait(bool (*ready)(void *arg), void *arg)
 {
@@ -74,6 +76,7 @@ static inline bool cor__spin_wait(bool (*ready)(void *arg), void *arg)
         clock_gettime(CLOCK_MONOTONIC, &ts);
         if ((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec >= end)
             return false;
+        sched_yield();
     }
 }
 
