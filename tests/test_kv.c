@@ -88,8 +88,10 @@ struct conn {
 /* Sends line (with "\n") and reads one answer line into out (without "\n"). Returns 0 or -1. */
 static int ask(struct conn *c, const char *line, char *out, size_t cap)
 {
-    size_t n = strlen(line);
-    if (send(c->fd, line, n, MSG_NOSIGNAL) != (ssize_t)n || send(c->fd, "\n", 1, MSG_NOSIGNAL) != 1)
+    /* One send: a second small one would wait on Nagle for the server's delayed ACK. */
+    char req[8192];
+    int n = snprintf(req, sizeof req, "%s\n", line);
+    if (n < 0 || (size_t)n >= sizeof req || send(c->fd, req, (size_t)n, MSG_NOSIGNAL) != n)
         return -1;
     for (;;) {
         char *nl = memchr(c->buf, '\n', c->have);
