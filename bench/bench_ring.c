@@ -12,6 +12,8 @@
  *     socketpairs on one io_context (real readiness: every receive waits);
  *     on io_uring also with every socket in the registered file table
  *     (COR_FIXED), against the plain descriptors of the same run.
+ *  5. the stop-token bridge: ns per nop when 1 and 10,000 operations in
+ *     flight share one stop token, against the same nops with no token.
  * Each of 1-4 also runs on the epoll backend in the same run: an epoll.*
  * row has the io_uring row as its baseline (ratio > 1: epoll is slower).
  */
@@ -488,6 +490,56 @@ static void bench_sockets(int pairs)
     cor_io_context_destroy(e.io);
 }
 
+/* ---- 5. stop-token cost per operation ---- */
+
+struct stop_arg {
+    cor_io_context *io;
+    int ops;          /* coroutines, each with one nop in flight at a time */
+    cor_stop_source *src; /* shared by every coroutine, or NULL: no token */
+};
+
+static void stop_nops(void *arg, long iters)
+{
+    struct stop_arg *a = arg;
+    cor_launch_options lo = {0};
+    if (a->src)
+        lo.stop = cor_stop_source_token(a->src);
+    for (int b = 0; b < a->ops; b++)
+        COR_RUN_ASYNC(cor_io_context_executor(a->io), &lo, nop_loop(iters / a->ops));
+    cor_io_context_run(a->io);
+}
+
+/*
+ * ring.nop_stop_token.opsN: N coroutines await nops under one shared stop
+ * source, so N operations are linked to it at once; the baseline is the
+ * same N without a token. The ratio is the bridge's cost per operation.
+ */
+static void bench_stop_cost(int ops)
+{
+    char name[64], base_name[64];
+    snprintf(name, sizeof name, "ring.nop_stop_token.ops%d", ops);
+    snprintf(base_name, sizeof base_name, "baseline.nop_no_token.ops%d", ops);
+    if (!bench_enabled(name))
+        return;
+    cor_io_context_options o = bench_opts;
+    o.sq_entries = 4096;
+    o.cq_entries = 16384;
+    cor_io_context *io;
+    if (cor_io_context_create(&io, &o)) {
+        fprintf(stderr, "bench_ring: cannot create an io_context\n");
+        exit(1);
+    }
+    cor_stop_source src;
+    cor_stop_source_init(&src);
+    long n = bench_iters(2 * 1000 * 1000) / ops * ops;
+    struct stop_arg base = {.io = io, .ops = ops}, tok = {.io = io, .ops = ops, .src = &src};
+    bench_result b = bench_measure(base_name, stop_nops, &base, n);
+    bench_report(&b, NULL, NULL);
+    bench_result t = bench_measure(name, stop_nops, &tok, n);
+    bench_report(&t, &b, NULL);
+    cor_io_context_destroy(io);
+}
+
 int main(int argc, char **argv)
 {
     bench_init(argc, argv);
@@ -546,5 +598,7 @@ int main(int argc, char **argv)
     }
     bench_sockets(1);
     bench_sockets(32);
+    bench_stop_cost(1);
+    bench_stop_cost(10000);
     return 0;
 }
