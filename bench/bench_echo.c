@@ -2,13 +2,14 @@
  * bench_echo: coring's echo server in-process on one core, driven by the
  * echo load generator (bench/loadgen.h) pinned to the other core. For 1, 64
  * and 1,000 connections at 64 B and 4 KiB it reports messages per second,
- * p50 and p99 round trip, and the server thread's CPU time per message, on
+ * p50, p99 and p99.9 round trip, and the server thread's CPU time per message, on
  * io_uring with the epoll backend measured in the same run as baseline
  * (each figure's name carries its backend).
  *
  * Batching: the server context's metrics (metrics.h) over the whole load
- * run give SQEs per io_uring_enter (on epoll: syscalls per epoll_wait) and
- * the CQ overflows seen.
+ * run give SQEs per io_uring_enter (on epoll: syscalls per epoll_wait), SQEs
+ * and enters per message (the run's messages estimated from the measured
+ * window's rate) and the CQ overflows seen.
  *
  * Server CPU per message: the server thread's CPU clock
  * (pthread_getcpuclockid) over the whole load run (connect, warm-up,
@@ -94,14 +95,18 @@ static double thread_cpu_s(clockid_t c)
 /* What the server's metrics say about a load run. */
 struct batching {
     double sqes_per_enter;
+    double sqes_per_msg, enters_per_msg;
     double cq_overflows;
 };
 
-static struct batching batching_of(const cor_io_metrics *m0, const cor_io_metrics *m1)
+/* From the counters before and after a run of msgs messages. */
+static struct batching batching_of(const cor_io_metrics *m0, const cor_io_metrics *m1, long msgs)
 {
-    uint64_t enters = m1->enters - m0->enters;
-    return (struct batching){.sqes_per_enter =
-                                 enters ? (double)(m1->sqes - m0->sqes) / (double)enters : 0,
+    double enters = (double)(m1->enters - m0->enters), sqes = (double)(m1->sqes - m0->sqes);
+    double n = msgs > 0 ? (double)msgs : 1;
+    return (struct batching){.sqes_per_enter = enters > 0 ? sqes / enters : 0,
+                             .sqes_per_msg = sqes / n,
+                             .enters_per_msg = enters / n,
                              .cq_overflows = (double)(m1->cq_overflows - m0->cq_overflows)};
 }
 
@@ -139,9 +144,11 @@ static int measure(int backend, int64_t idle_ns, int conns, size_t size, int ser
     int rc = loadgen_run(&c, r);
     cor_io_context_metrics(s.io, &m1);
     double cpu1 = thread_cpu_s(s.clock);
-    *bt = batching_of(&m0, &m1);
     clock_gettime(CLOCK_MONOTONIC, &w1);
     double wall = (double)(w1.tv_sec - w0.tv_sec) + (double)(w1.tv_nsec - w0.tv_nsec) / 1e9;
+    /* The counters cover the whole run: per message, the messages of the whole run (est.). */
+    long all = r->elapsed_s > 0 ? (long)((double)r->messages * wall / r->elapsed_s) : 0;
+    *bt = batching_of(&m0, &m1, all);
     cor_stop_source_request(&s.stop);
     pthread_join(s.thread, NULL);
     if (rc)
@@ -221,15 +228,18 @@ int main(int argc, char **argv)
                     {"msgs_per_s", "msgs/s", {res[0].msgs_per_s, res[1].msgs_per_s}},
                     {"p50", "ns/round_trip", {res[0].p50_ns, res[1].p50_ns}},
                     {"p99", "ns/round_trip", {res[0].p99_ns, res[1].p99_ns}},
+                    {"p999", "ns/round_trip", {res[0].p999_ns, res[1].p999_ns}},
                     {"server_cpu", "ns/msg", {cpu[0], cpu[1]}},
                     /* Not ratios to epoll: there they count syscalls per epoll_wait. */
                     {"sqes_per_enter", "SQEs/enter", {bt[0].sqes_per_enter, bt[1].sqes_per_enter}},
+                    {"sqes_per_msg", "SQEs/msg", {bt[0].sqes_per_msg, bt[1].sqes_per_msg}},
+                    {"enters_per_msg", "enters/msg", {bt[0].enters_per_msg, bt[1].enters_per_msg}},
                     {"cq_overflows", "overflows", {bt[0].cq_overflows, bt[1].cq_overflows}},
                 };
                 if (b == 0 && ok[1])
                     continue; /* epoll is printed as io_uring's baseline */
                 for (size_t k = 0; k < sizeof fig / sizeof fig[0]; k++) {
-                    bool base_k = with_base && k < 4;
+                    bool base_k = with_base && k < 5;
                     snprintf(n, sizeof n, "%s.%s.%s", base, names[b], fig[k].what);
                     snprintf(bn, sizeof bn, "%s.%s.%s", base, names[0], fig[k].what);
                     bench_report_value(n, fig[k].unit, fig[k].v[b], base_k ? bn : NULL,
