@@ -48,6 +48,7 @@ struct dumper {
     cor_execution_context *ctx; /* frames on it may be read; NULL: follow everything */
     int64_t now;
     int tasks, coroutines;
+    const cor_frame *queued; /* a handle queued on an executor: it runs next, it waits for nothing */
 };
 
 /* "../../examples/x.c" -> "examples/x.c": the path as the source tree says it. */
@@ -80,6 +81,8 @@ static void describe(struct dumper *d, const cor_frame *f, cor__text *t)
                       j->n);
     } else if (f->flags & COR_FRAME_IS_VIA) {
         cor__text_put(t, "timeout (COR_TIMEOUT)");
+    } else if (cor__is_strand_drainer(f)) {
+        cor__text_put(t, "a strand's drainer (the handles queued on the strand are not listed)");
     } else if (cor__is_launch_root(f)) {
         cor__text_put(t, "launched by COR_RUN_ASYNC");
     } else if (cor__io_is_op_frame(f)) {
@@ -93,6 +96,8 @@ static void describe(struct dumper *d, const cor_frame *f, cor__text *t)
             cor__text_put(t, " (running, or queued to run)");
     } else if (!(f->flags & COR_FRAME_STARTED)) {
         cor__text_put(t, "a task not started yet");
+    } else if (f == d->queued) {
+        cor__text_put(t, "a task queued to start");
     } else if (f->awaited) {
         cor__text_put(t, "a record awaiting a task (a task-group child)");
     } else {
@@ -179,17 +184,28 @@ static int print_chain(struct dumper *d, const cor_frame *top, int indent)
     return no;
 }
 
-int cor_backtrace(const cor_frame *f, FILE *out)
+/* cor_backtrace's body; queued: a handle queued on an executor, which waits for nothing. */
+static int backtrace_of(const cor_frame *f, FILE *out, const cor_frame *queued)
 {
     if (!f || !out)
         return -EINVAL;
-    struct dumper d = {.out = out, .now = cor_clock_now()};
+    struct dumper d = {.out = out, .now = cor_clock_now(), .queued = queued};
     int no = print_chain(&d, f, 2);
     int up = 0;
     for (const cor_frame *c = f->continuation; c && up < MAX_DEPTH; c = c->continuation, up++)
         print_frame(&d, 2, no++, c);
     fflush(out);
     return 0;
+}
+
+int cor_backtrace(const cor_frame *f, FILE *out)
+{
+    return backtrace_of(f, out, NULL);
+}
+
+int cor__backtrace_queued(const cor_frame *h, FILE *out)
+{
+    return backtrace_of(h, out, h);
 }
 
 /* ---- the io_context's dump ---------------------------------------------------------------- */

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 #include "coring/common.h"
@@ -135,6 +136,16 @@ bool cor__roots_holds(const cor_execution_context *ctx, const cor_frame *root);
 
 /* Calls fn(arg, root) for every launch record on ctx's list, under its lock. Returns the count. */
 int cor__roots_walk(cor_execution_context *ctx, void (*fn)(void *arg, cor_frame *root), void *arg);
+
+/* ---- dump.c ---- */
+
+/* cor_backtrace of a handle queued on an executor (a frame with no await site is a task to start). */
+int cor__backtrace_queued(const cor_frame *h, FILE *out);
+
+/* ---- strand.c ---- */
+
+/* True if f is a strand's drainer (the handle a strand posts to its inner executor). */
+bool cor__is_strand_drainer(const cor_frame *f);
 
 /* ---- compose.c: what frame.c calls for joins and timeouts ---- */
 

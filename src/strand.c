@@ -122,6 +122,11 @@ static void drainer_destroyed(cor_frame *f)
     __atomic_sub_fetch(&s->pending, n, __ATOMIC_ACQ_REL);
 }
 
+bool cor__is_strand_drainer(const cor_frame *f)
+{
+    return f->resume == drain;
+}
+
 static cor_handle strand_dispatch(const void *obj, cor_handle h)
 {
     cor_strand *s = (cor_strand *)obj;

@@ -19,10 +19,12 @@
  * make the next ones be skipped (cor__spinner).
  */
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "coring/context.h"
+#include "coring/dump.h"
 #include "coring/task.h"
 #include "coring/thread_pool.h"
 #include "fifo.h"
@@ -310,4 +312,24 @@ int cor_thread_pool_destroy(cor_thread_pool *p)
 long cor_thread_pool_outstanding(cor_thread_pool *p)
 {
     return p ? __atomic_load_n(&p->work, __ATOMIC_RELAXED) : 0;
+}
+
+/* ---- dump ----------------------------------------------------------------------------- */
+
+int cor_thread_pool_dump(cor_thread_pool *p, FILE *out)
+{
+    if (!p || !out)
+        return -EINVAL;
+    pthread_mutex_lock(&p->lock);
+    fprintf(out, "thread pool: %u workers (%u waiting for work), %u queued handles, %ld work%s\n",
+            p->nthreads, p->idle, __atomic_load_n(&p->queued, __ATOMIC_RELAXED),
+            __atomic_load_n(&p->work, __ATOMIC_RELAXED), p->stopped ? ", stopped" : "");
+    unsigned i = 0;
+    for (const cor_frame *h = p->queue.head; h; h = h->next) {
+        fprintf(out, "queued %u:\n", i++);
+        cor__backtrace_queued(h, out);
+    }
+    pthread_mutex_unlock(&p->lock);
+    fflush(out);
+    return 0;
 }

@@ -3,7 +3,8 @@
  * stuck sessions dumped from another thread while it runs, from inside a
  * coroutine, and while nobody drives it; the await chain through a join, a
  * timeout and nested tasks down to the operation and its deadline; a
- * task-group child; a chain that leaves for a thread pool; a coroutine's
+ * task-group child; a chain that leaves for a thread pool; a thread pool's
+ * queue (a task, a COR_RUN child, a strand's drainer); a coroutine's
  * own backtrace; bad arguments. Nothing the dump reads changes: the
  * sessions go on afterwards and every frame is freed (a counting resource).
  */
@@ -398,6 +399,74 @@ IO_TEST(dump, group_child_and_thread_pool)
     close(p[1]);
 }
 
+/* ---- a thread pool's queue ---- */
+
+struct gate {
+    COR_PROMISE(int);
+    int *entered, *open;
+};
+COR_DEFINE_STATIC(gate, (int *entered, int *open), {
+    self->entered = entered;
+    self->open = open;
+})
+{
+    COR_BEGIN();
+    __atomic_store_n(self->entered, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(self->open, __ATOMIC_ACQUIRE))
+        usleep(1000);
+    COR_RETURN(0);
+}
+
+/*
+ * The pool's one worker is held in a gate while a task, a COR_RUN child
+ * (its parent on a manual executor) and a strand's drainer queue up behind
+ * it: the dump lists the three with their chains, then everything runs.
+ */
+Test(dump, thread_pool_queue)
+{
+    cor_thread_pool *pool;
+    cr_assert_eq(cor_thread_pool_create(&pool, 1), 0);
+    cor_executor pex = cor_thread_pool_executor(pool);
+    int entered = 0, open = 0;
+    cr_assert_eq(COR_RUN_ASYNC(pex, NULL, gate(&entered, &open)), 0);
+    while (!__atomic_load_n(&entered, __ATOMIC_ACQUIRE))
+        usleep(1000);
+    cr_assert_eq(COR_RUN_ASYNC(pex, NULL, blocker()), 0);
+    cor_manual *m;
+    cr_assert_eq(cor_manual_create(&m), 0);
+    int hop = -1;
+    cor_launch_options lo = {.on_result = store, .user = &hop};
+    cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &lo, hopper(pool)), 0);
+    cor_manual_poll(m);
+    cor_strand s;
+    cr_assert_eq(cor_strand_init(&s, pex), 0);
+    cr_assert_eq(COR_RUN_ASYNC(cor_strand_executor(&s), NULL, blocker()), 0);
+
+    struct text t;
+    text_open(&t);
+    cr_assert_eq(cor_thread_pool_dump(pool, t.f), 0);
+    text_close(&t);
+    const char *out = t.buf;
+    cr_assert(strstr(out, "thread pool: 1 workers (0 waiting for work), 3 queued handles"), "%s",
+              out);
+    cr_assert(strstr(out, "queued 0:") && strstr(out, "queued 2:") && !strstr(out, "queued 3:"),
+              "%s", out);
+    cr_assert_eq(count(out, "launched by COR_RUN_ASYNC"), 2, "%s", out);
+    cr_assert_eq(count(out, "a task queued to start"), 2, "%s", out);
+    cr_assert(strstr(out, "hopper at tests/test_dump.c:"), "%s", out);
+    cr_assert(strstr(out, "a strand's drainer"), "%s", out);
+    cr_assert(!strstr(out, "gate at"), "the running handle is not listed:\n%s", out);
+    free(t.buf);
+
+    __atomic_store_n(&open, 1, __ATOMIC_RELEASE);
+    cor_manual_run(m);
+    cr_assert_eq(hop, 7);
+    cr_assert_eq(cor_thread_pool_join(pool), 0);
+    cr_assert_eq(cor_strand_destroy(&s), 0);
+    cr_assert_eq(cor_thread_pool_destroy(pool), 0);
+    cor_manual_destroy(m);
+}
+
 /* ---- a coroutine's own backtrace ---- */
 
 struct inner {
@@ -446,6 +515,11 @@ Test(dump, bad_arguments)
 {
     cr_assert_eq(cor_backtrace(NULL, stderr), -EINVAL);
     cr_assert_eq(cor_io_context_dump(NULL, stderr), -EINVAL);
+    cr_assert_eq(cor_thread_pool_dump(NULL, stderr), -EINVAL);
+    cor_thread_pool *pool;
+    cr_assert_eq(cor_thread_pool_create(&pool, 1), 0);
+    cr_assert_eq(cor_thread_pool_dump(pool, NULL), -EINVAL);
+    cor_thread_pool_destroy(pool);
     cor_io_context *io;
     cr_assert_eq(cor_io_context_create(&io, NULL), 0);
     cr_assert_eq(cor_io_context_dump(io, NULL), -EINVAL);

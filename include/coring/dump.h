@@ -25,6 +25,7 @@
 
 #include "coring/common.h"
 #include "coring/io_context.h"
+#include "coring/thread_pool.h"
 
 COR_BEGIN_DECLS
 
@@ -58,6 +59,20 @@ COR_API int cor_backtrace(const cor_frame *f, FILE *out);
  * child; -ECANCELED if io was torn down before the dump ran; -ENOMEM.
  */
 COR_API int cor_io_context_dump(cor_io_context *io, FILE *out);
+
+/*
+ * Prints to out what pool holds: a first line with its workers (how many
+ * wait for work), the handles queued and the outstanding work, then every
+ * handle queued on it and not yet taken by a worker, in queue order, each
+ * with its await chain (a task not started yet, a COR_RUN child and the
+ * frames awaiting it, a strand's drainer). The queue is read under the
+ * pool's lock, so workers wait while it prints; what the workers are
+ * running, and coroutines suspended on something else (an operation: see
+ * cor_io_context_dump; an event, a channel), are not listed, nor are the
+ * handles queued on a strand over the pool. Any thread. Returns 0, or
+ * -EINVAL for a NULL argument.
+ */
+COR_API int cor_thread_pool_dump(cor_thread_pool *pool, FILE *out);
 
 COR_END_DECLS
 
