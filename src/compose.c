@@ -9,7 +9,10 @@
  * which hands it to cor__join_child_done together with the child that
  * finished. Children are started one after another from join_start; a count
  * of unfinished children, one more while starting, decides who resumes the
- * awaiting coroutine (through its executor). The children's frames stay
+ * awaiting coroutine (through its executor). Children that finish inside the
+ * start, on its thread, are counted in a plain field and subtracted once at
+ * its end (starting_join), so a join whose children complete at once makes
+ * no atomic read-modify-write on the count. The children's frames stay
  * alive until the awaiting coroutine has read their results
  * (cor__join_after, then cor__join_free in the macro's expansion).
  *
@@ -237,6 +240,14 @@ static cor_handle via_done(cor_frame *f)
 
 static cor_handle join_start(cor_frame *jf);
 
+/*
+ * The join whose children this thread is starting. A child that finishes
+ * inside the start (it completed at once, on this thread) is counted in a
+ * plain field that the start subtracts once at its end, instead of by an
+ * atomic decrement each.
+ */
+static __thread struct cor__join *starting_join;
+
 struct cor__join *cor__join_new(int kind, size_t n, void (*discard)(int, void *))
 {
     if (n > UINT32_MAX / 2)
@@ -318,7 +329,9 @@ cor_frame *cor__join_child_done(cor_frame *jf, cor_frame *f)
         }
     }
     cor_handle h = COR_NOOP;
-    if (__atomic_sub_fetch(&j->count, 1, __ATOMIC_ACQ_REL) == 0)
+    if (starting_join == j)
+        j->done_here++;
+    else if (__atomic_sub_fetch(&j->count, 1, __ATOMIC_ACQ_REL) == 0)
         h = join_finish(j, false);
     if (away)
         ex.ops->on_work_finished(ex.obj);
@@ -332,6 +345,9 @@ static cor_handle join_start(cor_frame *jf)
     cor_env env = jf->continuation->env;
     env.stop = cor_linked_stop_source_token(&j->stop);
     __atomic_store_n(&j->count, j->n + 1, __ATOMIC_RELEASE);
+    j->done_here = 0;
+    struct cor__join *outer = starting_join;
+    starting_join = j;
     for (uint32_t i = 0; i < j->n; i++) {
         cor_frame *c = j->children[i];
         if (!c) {
@@ -345,18 +361,23 @@ static cor_handle join_start(cor_frame *jf)
                     cor_stop_source_request(&j->stop.source);
                 }
             }
-            __atomic_sub_fetch(&j->count, 1, __ATOMIC_ACQ_REL);
+            j->done_here++;
             continue;
         }
         if (__atomic_load_n(&j->result, __ATOMIC_ACQUIRE) ||
             __atomic_load_n(&j->winner, __ATOMIC_ACQUIRE) >= 0) {
             /* A sibling failed (all) or won (any): this one is not started. */
-            __atomic_sub_fetch(&j->count, 1, __ATOMIC_ACQ_REL);
+            j->done_here++;
             continue;
         }
         cor_resume(cor__child_start(jf, &env, c));
     }
-    if (__atomic_sub_fetch(&j->count, 1, __ATOMIC_ACQ_REL) == 0)
+    starting_join = outer;
+    /* What finished here, and the start's own count. If that is all that is
+     * left, every other child is done too and nothing else touches count. */
+    uint32_t here = j->done_here + 1;
+    if (__atomic_load_n(&j->count, __ATOMIC_ACQUIRE) == here ||
+        __atomic_sub_fetch(&j->count, here, __ATOMIC_ACQ_REL) == 0)
         return join_finish(j, true);
     return COR_NOOP;
 }

@@ -28,23 +28,31 @@ void cor_resume(cor_handle h)
  */
 cor_handle cor__child_start(cor_frame *cont, const cor_env *env, cor_frame *child)
 {
-    cor_env e = *env;
-    if (child->flags & COR_FRAME_VIA)
-        cor__via_start(&cont, &e, child);
+    /*
+     * env is read field by field, not copied whole: a join builds it just
+     * before with a narrower store into its middle (the stop token), and a
+     * wider load across the two would wait for the store to retire.
+     */
+    cor_env via;
+    if (child->flags & COR_FRAME_VIA) {
+        via = *env;
+        cor__via_start(&cont, &via, child);
+        env = &via;
+    }
     child->flags |= COR_FRAME_STARTED;
     child->continuation = cont;
     if (!(child->flags & COR_FRAME_SET_EX) || child->error)
-        child->env.ex = e.ex;
+        child->env.ex = env->ex;
     if (!(child->flags & COR_FRAME_SET_STOP))
-        child->env.stop = e.stop;
+        child->env.stop = env->stop;
     if (!(child->flags & COR_FRAME_SET_ALLOC))
-        child->env.alloc = e.alloc;
+        child->env.alloc = env->alloc;
     if (child->error) /* run() rejected its options, or a timeout could not start */
         return cor__complete(child);
-    if (cor_executor_equal(child->env.ex, e.ex))
+    if (cor_executor_equal(child->env.ex, env->ex))
         return child;
     /* The awaiter's executor must not run dry while the child is away. */
-    e.ex.ops->on_work_started(e.ex.obj);
+    env->ex.ops->on_work_started(env->ex.obj);
     return child->env.ex.ops->dispatch(child->env.ex.obj, child);
 }
 

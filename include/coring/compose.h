@@ -230,6 +230,7 @@ struct cor__join {
     COR_LEAF_PROMISE(int); /* the first error (all) or the winner's (any), or 0 */
     uint32_t count;        /* children not finished, +1 while starting (atomic) */
     uint32_t n;            /* children                                          */
+    uint32_t done_here;    /* finished inside the start, not counted yet (its thread) */
     uint16_t kind;         /* COR__JOIN_ALL or COR__JOIN_ANY                    */
     uint16_t flags;        /* internal                                          */
     int32_t winner;        /* when_any: the first to finish, -1 before (atomic) */
