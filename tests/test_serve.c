@@ -182,6 +182,14 @@ static void run_until(cor_io_context *io, const int *count, int want, int max_ms
         cor_io_context_run_for(io, 5 * MS);
 }
 
+/* Runs io until *v is no longer unset (a launch stored its result), at most max_ms. */
+static void run_while_unset(cor_io_context *io, const int *v, int unset, int max_ms)
+{
+    int64_t end = cor_clock_now() + max_ms * MS;
+    while (*v == unset && cor_clock_now() < end)
+        cor_io_context_run_for(io, 5 * MS);
+}
+
 struct server_run {
     cor_stop_source stop;
     int result;
@@ -350,6 +358,9 @@ IO_TEST(serve, an_idle_connection_is_closed_and_an_active_one_kept)
     /* Ten messages 30 ms apart: 300 ms of activity, never 200 ms idle. */
     COR_RUN_ASYNC(cor_io_context_executor(io), &la, idler(&addr, 10, 30 * MS));
     run_until(io, &f.st.timed_out, 2, 5000);
+    /* The server has closed both: the clients see it on their next pass. */
+    run_while_unset(io, &idle, 1, 5000);
+    run_while_unset(io, &active, 1, 5000);
     cr_assert_eq(idle, 0, "the idle client saw the server close: %d", idle);
     cr_assert_eq(active, 0, "the active client was served, then closed when idle: %d", active);
     cr_assert_eq(f.st.timed_out, 2);
