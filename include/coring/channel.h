@@ -142,6 +142,26 @@ static inline bool cor__channel_alone(cor_channel *ch)
            !__atomic_load_n(&ch->waiters.head, __ATOMIC_ACQUIRE) && !ch->closed;
 }
 
+/*
+ * Copies an item. Items of whole 8-byte words are moved a word at a time:
+ * a caller usually has just written the item field by field, and one wider
+ * load across those narrower stores would wait for them to reach the cache
+ * (a store-forwarding stall of about ten cycles, more than the copy).
+ */
+static inline void cor__channel_copy(void *dst, const void *src, size_t size)
+{
+    if (size % 8 == 0 && size <= 64) {
+        for (size_t i = 0; i < size; i += 8) {
+            uint64_t w;
+            memcpy(&w, (const char *)src + i, 8);
+            __asm__("" : "+r"(w)); /* one word at a time: do not merge the moves */
+            memcpy((char *)dst + i, &w, 8);
+        }
+    } else {
+        memcpy(dst, src, size);
+    }
+}
+
 static inline int cor__channel_send_fast(cor_channel *ch, const void *item, size_t size)
 {
     if (!ch || !item || size != ch->item_size)
@@ -151,7 +171,7 @@ static inline int cor__channel_send_fast(cor_channel *ch, const void *item, size
     size_t k = ch->head + ch->count;
     if (k >= ch->capacity)
         k -= ch->capacity;
-    memcpy(ch->buf + k * size, item, size);
+    cor__channel_copy(ch->buf + k * size, item, size);
     ch->count++;
     return 0;
 }
@@ -162,7 +182,7 @@ static inline int cor__channel_recv_fast(cor_channel *ch, void *out, size_t size
         return -EINVAL;
     if (!cor__channel_alone(ch) || !ch->count)
         return cor_channel_try_recv(ch, out);
-    memcpy(out, ch->buf + ch->head * size, size);
+    cor__channel_copy(out, ch->buf + ch->head * size, size);
     if (++ch->head == ch->capacity)
         ch->head = 0;
     ch->count--;
