@@ -82,7 +82,7 @@ static void describe(struct dumper *d, const cor_frame *f, cor__text *t)
     } else if (f->flags & COR_FRAME_IS_VIA) {
         cor__text_put(t, "timeout (COR_TIMEOUT)");
     } else if (cor__is_strand_drainer(f)) {
-        cor__text_put(t, "a strand's drainer (the handles queued on the strand are not listed)");
+        cor__text_put(t, "a strand's drainer (cor_strand_dump lists the strand's queue)");
     } else if (cor__is_launch_root(f)) {
         cor__text_put(t, "launched by COR_RUN_ASYNC");
     } else if (cor__io_is_op_frame(f)) {

@@ -14,6 +14,7 @@
  * handle counted before it has run (the count was 0), so FIFO order per
  * posting thread holds.
  */
+#include "coring/dump.h"
 #include "coring/strand.h"
 #include "internal.h"
 #include "mpsc.h"
@@ -61,6 +62,21 @@ static bool enqueue(cor_strand *s, cor_handle h)
     return false;
 }
 
+/*
+ * The drainer takes the oldest queued handle (true), or finds none. A pop
+ * holds qlock, so a dump (cor_strand_dump) may walk the queue meanwhile;
+ * an empty queue is seen without it (the uncontended dispatch's path).
+ */
+static bool pop(cor_strand *s, cor__mpsc *q, cor_frame **h)
+{
+    if (cor__mpsc_empty(q))
+        return false;
+    cor__spin_lock(&s->qlock);
+    int r = cor__mpsc_pop(q, h);
+    cor__spin_unlock(&s->qlock);
+    return r == COR__MPSC_ITEM;
+}
+
 static cor_handle drain(cor_frame *f)
 {
     cor_strand *s = cor__container_of(f, cor_strand, drainer);
@@ -83,7 +99,7 @@ static cor_handle drain(cor_frame *f)
         n++;
         cor_resume(h);
     }
-    while (n < STRAND_BATCH && cor__mpsc_pop(q, &h) == COR__MPSC_ITEM) {
+    while (n < STRAND_BATCH && pop(s, q, &h)) {
         n++;
         cor_resume(h);
     }
@@ -115,7 +131,7 @@ static void drainer_destroyed(cor_frame *f)
         n++;
         cor_frame_destroy(h);
     }
-    while (cor__mpsc_pop(queue_of(s), &h) == COR__MPSC_ITEM) {
+    while (pop(s, queue_of(s), &h)) {
         n++;
         cor_frame_destroy(h);
     }
@@ -181,6 +197,7 @@ int cor_strand_init(cor_strand *s, cor_executor inner)
     s->inner = inner;
     s->pending = 0;
     s->first = NULL;
+    s->qlock = 0;
     cor__mpsc_init(queue_of(s));
     return 0;
 }
@@ -210,4 +227,26 @@ bool cor_strand_running_in_this_thread(const cor_strand *s)
         if (r->s == s)
             return true;
     return false;
+}
+
+/* ---- dump ----------------------------------------------------------------------------- */
+
+int cor_strand_dump(cor_strand *s, FILE *out)
+{
+    if (!s || !out)
+        return -EINVAL;
+    cor__spin_lock(&s->qlock);
+    cor__mpsc *q = queue_of(s);
+    fprintf(out, "strand: %llu handles queued or running\n",
+            (unsigned long long)__atomic_load_n(&s->pending, __ATOMIC_ACQUIRE));
+    unsigned i = 0;
+    for (const cor_frame *h = q->tail; h; h = __atomic_load_n(&h->next, __ATOMIC_ACQUIRE)) {
+        if (h == &q->stub)
+            continue;
+        fprintf(out, "queued %u:\n", i++);
+        cor__backtrace_queued(h, out);
+    }
+    cor__spin_unlock(&s->qlock);
+    fflush(out);
+    return 0;
 }

@@ -4,7 +4,8 @@
  * coroutine, and while nobody drives it; the await chain through a join, a
  * timeout and nested tasks down to the operation and its deadline; a
  * task-group child; a chain that leaves for a thread pool; a thread pool's
- * queue (a task, a COR_RUN child, a strand's drainer); a coroutine's
+ * queue (a task, a COR_RUN child, a strand's drainer); a strand's queue
+ * while one of its handles is stuck; a coroutine's
  * own backtrace; bad arguments. Nothing the dump reads changes: the
  * sessions go on afterwards and every frame is freed (a counting resource).
  */
@@ -352,6 +353,18 @@ COR_DEFINE_STATIC(hopper, (cor_thread_pool * pool), { self->pool = pool; })
     COR_RETURN(self->r);
 }
 
+struct strand_hopper {
+    COR_PROMISE(int);
+    cor_strand *s;
+    int r;
+};
+COR_DEFINE_STATIC(strand_hopper, (cor_strand * s), { self->s = s; })
+{
+    COR_BEGIN();
+    COR_AWAIT(self->r, COR_RUN(blocker(), .ex = cor_strand_executor(self->s)));
+    COR_RETURN(self->r);
+}
+
 struct grouped {
     COR_PROMISE(int);
     cor_task_group g;
@@ -467,6 +480,58 @@ Test(dump, thread_pool_queue)
     cor_manual_destroy(m);
 }
 
+/*
+ * A strand over the pool: its first task is stuck in a gate on the only
+ * worker, two more tasks and a COR_RUN child queue on the strand. The
+ * strand's dump lists the three (not the running one); the pool's shows
+ * nothing queued. Then the gate opens and everything runs.
+ */
+Test(dump, strand_queue_while_a_handle_is_stuck)
+{
+    cor_thread_pool *pool;
+    cr_assert_eq(cor_thread_pool_create(&pool, 1), 0);
+    cor_strand s;
+    cr_assert_eq(cor_strand_init(&s, cor_thread_pool_executor(pool)), 0);
+    cor_executor sex = cor_strand_executor(&s);
+    int entered = 0, open = 0;
+    cr_assert_eq(COR_RUN_ASYNC(sex, NULL, gate(&entered, &open)), 0);
+    while (!__atomic_load_n(&entered, __ATOMIC_ACQUIRE))
+        usleep(1000);
+    cr_assert_eq(COR_RUN_ASYNC(sex, NULL, blocker()), 0);
+    cr_assert_eq(COR_RUN_ASYNC(sex, NULL, blocker()), 0);
+    cor_manual *m;
+    cr_assert_eq(cor_manual_create(&m), 0);
+    int hop = -1;
+    cor_launch_options lo = {.on_result = store, .user = &hop};
+    cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &lo, strand_hopper(&s)), 0);
+    cor_manual_poll(m);
+
+    struct text t;
+    text_open(&t);
+    cr_assert_eq(cor_strand_dump(&s, t.f), 0);
+    text_close(&t);
+    const char *out = t.buf;
+    cr_assert(strstr(out, "strand: 4 handles queued or running"), "%s", out);
+    cr_assert(strstr(out, "queued 2:") && !strstr(out, "queued 3:"), "%s", out);
+    cr_assert_eq(count(out, "a task queued to start"), 3, "%s", out);
+    cr_assert(strstr(out, "strand_hopper at tests/test_dump.c:"), "%s", out);
+    cr_assert(!strstr(out, "gate at"), "the running handle is not listed:\n%s", out);
+    free(t.buf);
+    text_open(&t);
+    cr_assert_eq(cor_thread_pool_dump(pool, t.f), 0);
+    text_close(&t);
+    cr_assert(strstr(t.buf, "0 queued handles"), "%s", t.buf);
+    free(t.buf);
+
+    __atomic_store_n(&open, 1, __ATOMIC_RELEASE);
+    cor_manual_run(m);
+    cr_assert_eq(hop, 7);
+    cr_assert_eq(cor_thread_pool_join(pool), 0);
+    cr_assert_eq(cor_strand_destroy(&s), 0);
+    cr_assert_eq(cor_thread_pool_destroy(pool), 0);
+    cor_manual_destroy(m);
+}
+
 /* ---- a coroutine's own backtrace ---- */
 
 struct inner {
@@ -519,6 +584,11 @@ Test(dump, bad_arguments)
     cor_thread_pool *pool;
     cr_assert_eq(cor_thread_pool_create(&pool, 1), 0);
     cr_assert_eq(cor_thread_pool_dump(pool, NULL), -EINVAL);
+    cr_assert_eq(cor_strand_dump(NULL, stderr), -EINVAL);
+    cor_strand s;
+    cr_assert_eq(cor_strand_init(&s, cor_thread_pool_executor(pool)), 0);
+    cr_assert_eq(cor_strand_dump(&s, NULL), -EINVAL);
+    cr_assert_eq(cor_strand_destroy(&s), 0);
     cor_thread_pool_destroy(pool);
     cor_io_context *io;
     cr_assert_eq(cor_io_context_create(&io, NULL), 0);

@@ -25,6 +25,7 @@
 
 #include "coring/common.h"
 #include "coring/io_context.h"
+#include "coring/strand.h"
 #include "coring/thread_pool.h"
 
 COR_BEGIN_DECLS
@@ -69,10 +70,24 @@ COR_API int cor_io_context_dump(cor_io_context *io, FILE *out);
  * pool's lock, so workers wait while it prints; what the workers are
  * running, and coroutines suspended on something else (an operation: see
  * cor_io_context_dump; an event, a channel), are not listed, nor are the
- * handles queued on a strand over the pool. Any thread. Returns 0, or
- * -EINVAL for a NULL argument.
+ * handles queued on a strand over the pool (cor_strand_dump prints those).
+ * Any thread. Returns 0, or -EINVAL for a NULL argument.
  */
 COR_API int cor_thread_pool_dump(cor_thread_pool *pool, FILE *out);
+
+/*
+ * Prints to out what strand s holds: a first line with the handles queued
+ * on it or running, then every handle in its queue, oldest first, each with
+ * its await chain. The queue is read under a lock that the strand's drainer
+ * takes only to pop a handle (not while a handle runs), so a dump works
+ * while a handle of s is stuck; the drainer waits for the dump to finish
+ * before it takes the next handle. Not listed: the handle running, and the
+ * handle that made an idle strand busy (it runs first, as soon as the
+ * strand's drainer runs). Over any executor (a thread pool, an io_context).
+ * Any thread; not while s is being destroyed. Returns 0, or -EINVAL for a
+ * NULL argument.
+ */
+COR_API int cor_strand_dump(cor_strand *s, FILE *out);
 
 COR_END_DECLS
 

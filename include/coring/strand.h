@@ -60,6 +60,7 @@ typedef struct cor_strand {
     cor_executor inner;
     uint64_t pending; /* handles queued or running; nonzero: a drainer is scheduled */
     cor_frame *first; /* the handle that made the strand busy, for the drainer */
+    uint32_t qlock;   /* held by the drainer's pops and by a dump's walk of the queue */
     union {
         unsigned char bytes[sizeof(cor_frame) + 9 * sizeof(void *)];
         void *align;
