@@ -463,7 +463,15 @@ bool cor__join_child_destroyed(cor_frame *jf, cor_frame *h)
 struct group_child {
     cor_frame hdr; /* awaited: the child task */
     cor_task_group *g;
+    cor__root_link link; /* on the spawning executor's context's roots (dumps) */
 };
+
+static cor_handle group_child_done(cor_frame *f);
+
+const cor__root_link *cor__group_child_link(const cor_frame *f)
+{
+    return f->resume == group_child_done ? &((const struct group_child *)f)->link : NULL;
+}
 
 int cor_task_group_init(cor_task_group *g, cor_stop_token parent, int policy)
 {
@@ -516,6 +524,7 @@ static void group_finished(cor_task_group *g, int err)
 static cor_handle group_child_done(cor_frame *f)
 {
     struct group_child *rec = (struct group_child *)f;
+    cor__roots_del(&rec->link);
     cor_frame *task = f->awaited;
     int err = task->error;
     cor_executor ex = f->env.ex;
@@ -531,6 +540,7 @@ static cor_handle group_child_done(cor_frame *f)
 static void group_child_destroyed(cor_frame *f)
 {
     struct group_child *rec = (struct group_child *)f;
+    cor__roots_del(&rec->link);
     group_finished(rec->g, -ECANCELED);
     f->env.ex.ops->on_work_finished(f->env.ex.obj);
 }
@@ -562,6 +572,8 @@ int cor__task_group_spawn(cor_task_group *g, cor__launch *l, cor_frame *task)
     rec->hdr.env.alloc = l->mr;
     rec->hdr.awaited = task;
     rec->g = g;
+    /* Listed once fully made, like a launch record: a dump may read it from now on. */
+    cor__roots_add(l->ctx, &rec->link, &rec->hdr);
     cor__spin_lock(&g->lock);
     g->live++;
     g->spawned++;

@@ -260,8 +260,8 @@ static int collect_top(void *arg, cor__io_op *op)
 {
     struct collect *c = arg;
     const cor_frame *top = top_of(c->d, cor__op_frame(op));
-    if (cor__is_launch_root(top) && cor__roots_holds(c->d->ctx, top))
-        return 0; /* printed with the launched tasks */
+    if (cor__roots_holds(c->d->ctx, top))
+        return 0; /* printed with the launched and spawned tasks */
     return tops_add(&c->t, top);
 }
 
@@ -292,11 +292,13 @@ static int dump_now(cor_io_context *io, FILE *out)
     fprintf(out, "io_context %p (%s): %ld operations in flight, %ld queued handles, %zu timers\n",
             (void *)io, io->backend == COR_IO_BACKEND_EPOLL ? "epoll" : "io_uring", io->inflight,
             io->queued, io->wheel.count);
-    /* Launch records leave the list only on this thread: what was collected stays valid. */
+    /* Launch and group-child records leave the list only on this thread (they complete on
+     * their executor, io's): what was collected stays valid. */
     struct collect roots = {.d = &d};
     cor__roots_walk(&io->ctx, collect_root, &roots);
     for (size_t i = roots.t.n; i-- > 0;) {
-        fprintf(out, "task %d (launched):\n", ++d.tasks);
+        fprintf(out, "task %d (%s):\n", ++d.tasks,
+                cor__is_launch_root(roots.t.v[i]) ? "launched" : "spawned in a task group");
         print_chain(&d, roots.t.v[i], 2);
     }
     free(roots.t.v);

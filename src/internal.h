@@ -128,14 +128,34 @@ void cor__text_put(cor__text *t, const char *fmt, ...) __attribute__((format(pri
 
 /* ---- launch.c: the roots of an execution context (dump.c) ---- */
 
+/*
+ * A frame on an execution context's roots list: a launch record, or a
+ * task-group child's record. On the list from its start until it finishes
+ * or is destroyed, so a dump finds every task that ends there.
+ */
+typedef struct cor__root_link {
+    cor_frame *frame;
+    struct cor_execution_context *ctx; /* whose list holds it, or NULL */
+    struct cor__root_link *next, **pprev;
+} cor__root_link;
+
+/* Puts f (whose link is l) on ctx's list; nothing for a NULL ctx. Any thread. */
+void cor__roots_add(struct cor_execution_context *ctx, cor__root_link *l, cor_frame *f);
+
+/* Takes l off its list, if it is on one. Any thread. */
+void cor__roots_del(cor__root_link *l);
+
 /* True if f is a launch record (COR_RUN_ASYNC's root frame; awaited: the task). */
 bool cor__is_launch_root(const cor_frame *f);
 
-/* True if launch record root is on ctx's list. Under the conditions a dump reads frames. */
-bool cor__roots_holds(const cor_execution_context *ctx, const cor_frame *root);
+/* True if top (a launch or group-child record) is on ctx's list. Under the conditions a dump reads frames. */
+bool cor__roots_holds(const cor_execution_context *ctx, const cor_frame *top);
 
-/* Calls fn(arg, root) for every launch record on ctx's list, under its lock. Returns the count. */
+/* Calls fn(arg, frame) for every frame on ctx's list, under its lock. Returns the count. */
 int cor__roots_walk(cor_execution_context *ctx, void (*fn)(void *arg, cor_frame *root), void *arg);
+
+/* compose.c: the link of a task-group child's record, or NULL if f is not one. */
+const cor__root_link *cor__group_child_link(const cor_frame *f);
 
 /* ---- dump.c ---- */
 

@@ -2,11 +2,12 @@
  * Launchers: COR_RUN_ASYNC's root frame, which receives the launched task's
  * completion and calls the handlers, and COR_RUN's environment overrides.
  *
- * The roots of an execution context. Every launch record is on its
- * executor's context's list (a spin lock guards it: launches come from any
- * thread) from the launch until the task finishes or is destroyed, so a dump
- * (dump.h) finds every task launched there, suspended on whatever it waits
- * for. Two short critical sections per launch; nothing on the await path.
+ * The roots of an execution context. Every launch record (and every
+ * task-group child's record, compose.c) is on its executor's context's list
+ * (a spin lock guards it: launches come from any thread) from the launch
+ * until the task finishes or is destroyed, so a dump (dump.h) finds every
+ * task launched or spawned there, suspended on whatever it waits for. Two
+ * short critical sections per launch; nothing on the await path.
  */
 #include <stdio.h>
 
@@ -20,43 +21,43 @@ struct cor__root {
     void (*on_result)(void *user, void *result);
     void (*on_error)(void *user, int err);
     void *user;
-    cor_execution_context *ctx; /* whose roots list holds it, or NULL */
-    struct cor__root *next, **pprev;
+    cor__root_link link;
 };
 
-static void roots_add(cor_execution_context *ctx, struct cor__root *r)
+void cor__roots_add(cor_execution_context *ctx, cor__root_link *l, cor_frame *f)
 {
-    r->ctx = ctx;
+    l->frame = f;
+    l->ctx = ctx;
     if (!ctx)
         return;
     cor__spin_lock(&ctx->roots_lock);
-    r->next = ctx->roots;
-    r->pprev = &ctx->roots;
+    l->next = ctx->roots;
+    l->pprev = &ctx->roots;
     if (ctx->roots)
-        ctx->roots->pprev = &r->next;
-    ctx->roots = r;
+        ctx->roots->pprev = &l->next;
+    ctx->roots = l;
     cor__spin_unlock(&ctx->roots_lock);
 }
 
-static void roots_del(struct cor__root *r)
+void cor__roots_del(cor__root_link *l)
 {
-    cor_execution_context *ctx = r->ctx;
+    cor_execution_context *ctx = l->ctx;
     if (!ctx)
         return;
     cor__spin_lock(&ctx->roots_lock);
-    *r->pprev = r->next;
-    if (r->next)
-        r->next->pprev = r->pprev;
+    *l->pprev = l->next;
+    if (l->next)
+        l->next->pprev = l->pprev;
     cor__spin_unlock(&ctx->roots_lock);
-    r->ctx = NULL;
+    l->ctx = NULL;
 }
 
 int cor__roots_walk(cor_execution_context *ctx, void (*fn)(void *arg, cor_frame *root), void *arg)
 {
     int n = 0;
     cor__spin_lock(&ctx->roots_lock);
-    for (struct cor__root *r = ctx->roots; r; r = r->next, n++)
-        fn(arg, &r->hdr);
+    for (cor__root_link *l = ctx->roots; l; l = l->next, n++)
+        fn(arg, l->frame);
     cor__spin_unlock(&ctx->roots_lock);
     return n;
 }
@@ -68,15 +69,18 @@ bool cor__is_launch_root(const cor_frame *f)
     return f->resume == root_resume;
 }
 
-bool cor__roots_holds(const cor_execution_context *ctx, const cor_frame *root)
+bool cor__roots_holds(const cor_execution_context *ctx, const cor_frame *top)
 {
-    return ((const struct cor__root *)root)->ctx == ctx;
+    if (cor__is_launch_root(top))
+        return ((const struct cor__root *)top)->link.ctx == ctx;
+    const cor__root_link *l = cor__group_child_link(top);
+    return l && l->ctx == ctx;
 }
 
 static cor_handle root_resume(cor_frame *f)
 {
     struct cor__root *r = (struct cor__root *)f;
-    roots_del(r);
+    cor__roots_del(&r->link);
     cor_frame *t = f->awaited;
     int err = t->error;
     if (err) {
@@ -96,7 +100,7 @@ static cor_handle root_resume(cor_frame *f)
 
 static void root_destroy(cor_frame *f)
 {
-    roots_del((struct cor__root *)f);
+    cor__roots_del(&((struct cor__root *)f)->link);
     f->env.ex.ops->on_work_finished(f->env.ex.obj);
 }
 
@@ -149,7 +153,7 @@ int cor__launch_end(cor__launch *l, cor_frame *task)
     task->continuation = &r->hdr;
     task->env = r->hdr.env;
     /* Listed once fully made: a dump on the executor's thread may read it from now on. */
-    roots_add(l->ctx, r);
+    cor__roots_add(l->ctx, &r->link, &r->hdr);
     l->ex.ops->on_work_started(l->ex.obj);
     cor_resume(l->ex.ops->dispatch(l->ex.obj, task));
     return 0;

@@ -397,8 +397,9 @@ IO_TEST(dump, group_child_and_thread_pool)
     cr_assert_eq(cor_io_context_dump(io, t.f), 0);
     text_close(&t);
     const char *out = t.buf;
-    cr_assert(strstr(out, "(not launched on this io_context)"), "%s", out);
+    cr_assert(strstr(out, "(spawned in a task group):\n  #0 READ fd"), "%s", out);
     cr_assert(strstr(out, "a task-group child"), "%s", out);
+    cr_assert(!strstr(out, "(not launched on this io_context)"), "listed twice:\n%s", out);
     cr_assert(strstr(out, "running on another execution context (not followed)"), "%s", out);
     cr_assert(strstr(out, "hopper at tests/test_dump.c:"), "%s", out);
     cr_assert(!strstr(out, "blocker at"), "a frame on the pool was read:\n%s", out);
@@ -410,6 +411,63 @@ IO_TEST(dump, group_child_and_thread_pool)
     cor_thread_pool_destroy(pool);
     close(p[0]);
     close(p[1]);
+}
+
+/* ---- a group child that waits for no operation ---- */
+
+struct event_waiter {
+    COR_PROMISE(int);
+    cor_async_event *e;
+    int r;
+};
+COR_DEFINE_STATIC(event_waiter, (cor_async_event * e), { self->e = e; })
+{
+    COR_BEGIN();
+    COR_AWAIT(self->r, cor_async_event_wait(self->e));
+    COR_RETURN(self->r);
+}
+
+struct event_group {
+    COR_PROMISE(int);
+    cor_task_group g;
+    cor_async_event *e;
+    int r;
+};
+COR_DEFINE_STATIC(event_group, (cor_async_event * e), { self->e = e; })
+{
+    COR_BEGIN();
+    cor_task_group_init(&self->g, COR_THIS_STOP_TOKEN(), COR_GROUP_FAIL_FAST);
+    COR_SPAWN(&self->g, event_waiter(self->e));
+    COR_AWAIT(self->r, cor_task_group_join(&self->g));
+    cor_task_group_destroy(&self->g);
+    COR_RETURN(self->r);
+}
+
+/* Nothing of the child is in flight: the dump finds it on the context's list of roots. */
+IO_TEST(dump, group_child_waiting_on_an_event)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    cor_async_event e;
+    cr_assert_eq(cor_async_event_init(&e), 0);
+    int r = -1;
+    cor_launch_options lo = {.on_result = store, .user = &r};
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, event_group(&e)), 0);
+    cor_io_context_poll(io);
+    struct text t;
+    text_open(&t);
+    cr_assert_eq(cor_io_context_dump(io, t.f), 0);
+    text_close(&t);
+    const char *out = t.buf;
+    cr_assert(strstr(out, "(spawned in a task group):"), "%s", out);
+    cr_assert(strstr(out, "event_waiter at tests/test_dump.c:"), "%s", out);
+    cr_assert(strstr(out, "event_group at tests/test_dump.c:"), "%s", out);
+    cr_assert(strstr(out, "2 tasks, 2 suspended coroutines"), "%s", out);
+    free(t.buf);
+    cr_assert_eq(cor_async_event_set(&e), 1, "the one waiter woken");
+    cr_assert_geq(cor_io_context_run(io), 0);
+    cr_assert_eq(r, 0);
+    cr_assert_eq(cor_async_event_destroy(&e), 0);
+    cor_io_context_destroy(io);
 }
 
 /* ---- a thread pool's queue ---- */

@@ -41,7 +41,7 @@ struct cor_execution_context {
     cor_memory_resource *resource; /* default frame allocator, NULL: library default */
     bool shut_down;
     uint32_t roots_lock;     /* a spin lock over roots                                  */
-    struct cor__root *roots; /* tasks launched on its executors, not finished (dump.h) */
+    struct cor__root_link *roots; /* launched tasks and group children, not finished (dump.h) */
 };
 
 /* Initializes ctx with no services. Returns 0, or -EINVAL for NULL. */

@@ -43,9 +43,10 @@ COR_API int cor_backtrace(const cor_frame *f, FILE *out);
 /*
  * Prints to out every coroutine suspended on io, each with its await chain
  * and the operation it waits for (opcode, descriptor, deadline): the tasks
- * launched on io's executor (and on strands over it) that have not
- * finished, and every chain that leads to an operation in flight on io
- * (task-group children, coroutines started elsewhere), each once. The
+ * launched on io's executor (and on strands over it) and the task-group
+ * children spawned there that have not finished, whatever they wait for
+ * (an operation, an event, a channel), and every chain that leads to an
+ * operation in flight on io (coroutines started elsewhere), each once. The
  * first line sums it up (backend, operations in flight, queued handles,
  * timers).
  *
