@@ -9,7 +9,8 @@
  * Batching: the server context's metrics (metrics.h) over the whole load
  * run give SQEs per io_uring_enter (on epoll: syscalls per epoll_wait), SQEs
  * and enters per message (the run's messages estimated from the measured
- * window's rate) and the CQ overflows seen.
+ * window's rate), the CQ overflows seen and the multishot receives stopped
+ * for lack of ring buffers.
  *
  * Server CPU per message: the server thread's CPU clock
  * (pthread_getcpuclockid) over the whole load run (connect, warm-up,
@@ -96,7 +97,7 @@ static double thread_cpu_s(clockid_t c)
 struct batching {
     double sqes_per_enter;
     double sqes_per_msg, enters_per_msg;
-    double cq_overflows;
+    double cq_overflows, buffer_waits;
 };
 
 /* From the counters before and after a run of msgs messages. */
@@ -107,7 +108,8 @@ static struct batching batching_of(const cor_io_metrics *m0, const cor_io_metric
     return (struct batching){.sqes_per_enter = enters > 0 ? sqes / enters : 0,
                              .sqes_per_msg = sqes / n,
                              .enters_per_msg = enters / n,
-                             .cq_overflows = (double)(m1->cq_overflows - m0->cq_overflows)};
+                             .cq_overflows = (double)(m1->cq_overflows - m0->cq_overflows),
+                             .buffer_waits = (double)(m1->buffer_waits - m0->buffer_waits)};
 }
 
 /* One load run against a fresh in-process server. Returns 0 and fills r, *cpu_ns_per_msg, *bt. */
@@ -235,6 +237,7 @@ int main(int argc, char **argv)
                     {"sqes_per_msg", "SQEs/msg", {bt[0].sqes_per_msg, bt[1].sqes_per_msg}},
                     {"enters_per_msg", "enters/msg", {bt[0].enters_per_msg, bt[1].enters_per_msg}},
                     {"cq_overflows", "overflows", {bt[0].cq_overflows, bt[1].cq_overflows}},
+                    {"buffer_waits", "stops", {bt[0].buffer_waits, bt[1].buffer_waits}},
                 };
                 if (b == 0 && ok[1])
                     continue; /* epoll is printed as io_uring's baseline */

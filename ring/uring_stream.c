@@ -331,6 +331,7 @@ void cor__uring_stream_cqe(cor__backend *b, cor__stream *st, int32_t res, uint32
         if (res == -ENOBUFS && !st->armed) {
             /* Out of buffers: wait for one to come back, unless this
              * stream's own user holds some and waits (it must put them back). */
+            cor__stat_add(b->stats.buffer_waits, 1);
             st->parked = true;
             st->park_next = st->br->parked;
             st->br->parked = st;

@@ -293,6 +293,7 @@ typedef struct cor__backend_stats {
     uint64_t sqes;      /* SQEs handed to the kernel (io_uring) or syscalls made for ops (epoll) */
     uint64_t enters;    /* io_uring_enter / epoll_wait calls                            */
     uint64_t overflows; /* times completions were found waiting in the kernel's overflow list */
+    uint64_t buffer_waits; /* multishot receives stopped by an empty buffer ring (-ENOBUFS) */
 } cor__backend_stats;
 
 typedef struct cor__backend_ops {

@@ -1054,9 +1054,13 @@ IO_TEST(net, multishot_recv_enobufs_when_the_reader_holds_every_buffer)
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
     int r;
+    cor_io_metrics m0, m1;
+    cr_assert_eq(cor_io_context_metrics(io, &m0), 0);
     launch(io, COR_FRAME(hoarder(io, ring, sv[0], sv[1])), &r, no_stop());
     cr_assert_geq(cor_io_context_run(io), 0);
     cr_assert_eq(r, 1, "%s", cor_strerror(r));
+    cr_assert_eq(cor_io_context_metrics(io, &m1), 0);
+    cr_assert_geq(m1.buffer_waits, m0.buffer_waits + 1, "the stop for lack of buffers is counted");
     cor_buf_ring_destroy(ring);
     close(sv[0]);
     close(sv[1]);

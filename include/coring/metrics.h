@@ -43,7 +43,10 @@ typedef struct cor_io_metrics {
     uint64_t busy_ns;      /* gauge: how long the owner has been busy without returning to the
                               kernel (0 while it waits there or nobody runs io): a stall seen
                               from outside while it lasts                                     */
-    uint64_t reserved[16]; /* zero                                                            */
+    uint64_t buffer_waits; /* multishot receives stopped because their buffer ring was empty
+                              (-ENOBUFS; they go on when a buffer comes back): if it grows in
+                              steady state, give the ring more buffers                        */
+    uint64_t reserved[15]; /* zero                                                            */
 } cor_io_metrics;
 
 /*
