@@ -341,27 +341,16 @@ COR_DEFINE_STATIC(blocker, (void), {})
     COR_RETURN(7);
 }
 
+/* Runs blocker() on ex (a thread pool, a strand) and returns its result. */
 struct hopper {
     COR_PROMISE(int);
-    cor_thread_pool *pool;
+    cor_executor ex;
     int r;
 };
-COR_DEFINE_STATIC(hopper, (cor_thread_pool * pool), { self->pool = pool; })
+COR_DEFINE_STATIC(hopper, (cor_executor ex), { self->ex = ex; })
 {
     COR_BEGIN();
-    COR_AWAIT(self->r, COR_RUN(blocker(), .ex = cor_thread_pool_executor(self->pool)));
-    COR_RETURN(self->r);
-}
-
-struct strand_hopper {
-    COR_PROMISE(int);
-    cor_strand *s;
-    int r;
-};
-COR_DEFINE_STATIC(strand_hopper, (cor_strand * s), { self->s = s; })
-{
-    COR_BEGIN();
-    COR_AWAIT(self->r, COR_RUN(blocker(), .ex = cor_strand_executor(self->s)));
+    COR_AWAIT(self->r, COR_RUN(blocker(), .ex = self->ex));
     COR_RETURN(self->r);
 }
 
@@ -390,7 +379,8 @@ IO_TEST(dump, group_child_and_thread_pool)
     int hop = -1;
     cor_launch_options lo = {.on_result = store, .user = &hop};
     cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), NULL, grouped(p[0])), 0);
-    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, hopper(pool)), 0);
+    cr_assert_eq(
+        COR_RUN_ASYNC(cor_io_context_executor(io), &lo, hopper(cor_thread_pool_executor(pool))), 0);
     cor_io_context_poll(io);
     struct text t;
     text_open(&t);
@@ -507,7 +497,8 @@ Test(dump, thread_pool_queue)
     cr_assert_eq(cor_manual_create(&m), 0);
     int hop = -1;
     cor_launch_options lo = {.on_result = store, .user = &hop};
-    cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &lo, hopper(pool)), 0);
+    cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &lo, hopper(cor_thread_pool_executor(pool))),
+                 0);
     cor_manual_poll(m);
     cor_strand s;
     cr_assert_eq(cor_strand_init(&s, pex), 0);
@@ -561,7 +552,7 @@ Test(dump, strand_queue_while_a_handle_is_stuck)
     cr_assert_eq(cor_manual_create(&m), 0);
     int hop = -1;
     cor_launch_options lo = {.on_result = store, .user = &hop};
-    cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &lo, strand_hopper(&s)), 0);
+    cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &lo, hopper(cor_strand_executor(&s))), 0);
     cor_manual_poll(m);
 
     struct text t;
@@ -572,7 +563,7 @@ Test(dump, strand_queue_while_a_handle_is_stuck)
     cr_assert(strstr(out, "strand: 4 handles queued or running"), "%s", out);
     cr_assert(strstr(out, "queued 2:") && !strstr(out, "queued 3:"), "%s", out);
     cr_assert_eq(count(out, "a task queued to start"), 3, "%s", out);
-    cr_assert(strstr(out, "strand_hopper at tests/test_dump.c:"), "%s", out);
+    cr_assert(strstr(out, "hopper at tests/test_dump.c:"), "%s", out);
     cr_assert(!strstr(out, "gate at"), "the running handle is not listed:\n%s", out);
     free(t.buf);
     text_open(&t);

@@ -25,6 +25,8 @@
 #include <unistd.h>
 #include <criterion/criterion.h>
 
+#include "program.h"
+
 #include "io_backends.h"
 #include "util.h"
 
@@ -252,19 +254,6 @@ Test(fallback, bad_arguments)
     cr_assert_eq(cor_set_log_hook(NULL, NULL), 0);
 }
 
-/* A port nobody listens on right now (the kernel's choice). */
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) ||
-        getsockname(s, (struct sockaddr *)&a, &len))
-        return -1;
-    close(s);
-    return ntohs(a.sin_port);
-}
-
 /* Connects to 127.0.0.1:port, retrying while the server starts (bounded). */
 static int connect_retry(int port)
 {
@@ -302,8 +291,7 @@ Test(fallback, echo_server_serves_on_epoll)
 {
     const char *exe = getenv("ECHO_SERVER");
     cr_assert(exe, "ECHO_SERVER names the echo_server binary (tests/meson.build)");
-    int port = free_port();
-    cr_assert_gt(port, 0);
+    int port = prog_free_port();
     char port_s[16];
     snprintf(port_s, sizeof port_s, "%d", port);
     int err[2];

@@ -19,6 +19,8 @@
 #include <unistd.h>
 #include <criterion/criterion.h>
 
+#include "program.h"
+
 #include "http_parse.h"
 
 #define P(s) http_parse(s, strlen(s), 8192, 8192, &r)
@@ -104,54 +106,19 @@ static int port;
 
 static int try_connect(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-        close(fd);
-        return -1;
-    }
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    return fd;
+    return prog_dial(port);
 }
 
 /* Starts http_hello on a free port with extra arguments (NULL-terminated, or NULL). */
 static void start_server_with(const char *const *extra)
 {
-    const char *bin = getenv("HTTP_HELLO");
-    if (!bin)
-        cr_skip_test("HTTP_HELLO is not set (run through meson test)");
-    /* A free port: bind to 0, read it, release it. */
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    cr_assert_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-    getsockname(s, (struct sockaddr *)&a, &len);
-    port = ntohs(a.sin_port);
-    close(s);
+    port = prog_free_port();
     char ps[16];
     snprintf(ps, sizeof ps, "%d", port);
-    server = fork();
-    cr_assert_geq(server, 0);
-    if (server == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test leaves no server behind */
-        const char *argv[16] = {bin, "--port", ps};
-        for (int i = 0; extra && extra[i] && i < 12; i++)
-            argv[3 + i] = extra[i];
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    for (int i = 0; i < 500; i++) {
-        int fd = try_connect();
-        if (fd >= 0) {
-            close(fd);
-            return;
-        }
-        usleep(10000);
-    }
-    cr_assert_fail("http_hello did not start listening");
+    const char *args[16] = {"--port", ps};
+    for (int i = 0; extra && extra[i] && i < 12; i++)
+        args[2 + i] = extra[i];
+    server = prog_spawn("HTTP_HELLO", port, args);
 }
 
 static void start_server(void)
@@ -161,10 +128,7 @@ static void start_server(void)
 
 static void stop_server(void)
 {
-    int st = 0;
-    kill(server, SIGTERM);
-    cr_assert_eq(waitpid(server, &st, 0), server);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "clean exit after SIGTERM (status %#x)", st);
+    cr_assert_eq(prog_terminate(server), 0, "clean exit after SIGTERM");
 }
 
 /* Reads until the peer closes or n bytes; returns the count. */

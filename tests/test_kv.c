@@ -20,62 +20,27 @@
 #include <unistd.h>
 #include <criterion/criterion.h>
 
+#include "program.h"
+
 static int port;
 
 static int dial(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-        close(fd);
-        return -1;
-    }
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    return fd;
+    return prog_dial(port);
 }
 
 static pid_t start(const char *backend)
 {
-    const char *bin = getenv("KV_SERVER");
-    if (!bin)
-        cr_skip_test("KV_SERVER is not set (run through meson test)");
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    cr_assert_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-    getsockname(s, (struct sockaddr *)&a, &len);
-    port = ntohs(a.sin_port);
-    close(s);
+    port = prog_free_port();
     char ps[16];
     snprintf(ps, sizeof ps, "%d", port);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        execl(bin, bin, "--port", ps, "--threads", "2", "--backend", backend, (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 500; i++) {
-        int fd = dial();
-        if (fd >= 0) {
-            close(fd);
-            return pid;
-        }
-        usleep(10000);
-    }
-    cr_assert_fail("kv_server did not start");
-    return -1;
+    const char *args[] = {"--port", ps, "--threads", "2", "--backend", backend, NULL};
+    return prog_spawn("KV_SERVER", port, args);
 }
 
 static void stop(pid_t pid)
 {
-    int st = 0;
-    kill(pid, SIGTERM);
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "clean exit after SIGTERM (status %#x)", st);
+    cr_assert_eq(prog_terminate(pid), 0, "clean exit after SIGTERM");
 }
 
 /* A connection with a line reader of its own. */

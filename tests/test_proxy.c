@@ -21,6 +21,8 @@
 #include <unistd.h>
 #include <criterion/criterion.h>
 
+#include "program.h"
+
 static const char *backends[] = {"uring", "epoll"};
 
 static long now_ms(void)
@@ -28,77 +30,6 @@ static long now_ms(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    cr_assert_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-    getsockname(s, (struct sockaddr *)&a, &len);
-    close(s);
-    return ntohs(a.sin_port);
-}
-
-/* A blocking connection to 127.0.0.1:port with a 5 s receive timeout, or -1. */
-static int dial(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-        close(fd);
-        return -1;
-    }
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    return fd;
-}
-
-/* Starts program env_name with args (NULL-terminated) and waits until port accepts. */
-static pid_t spawn(const char *env_name, int port, const char *const *args)
-{
-    const char *bin = getenv(env_name);
-    if (!bin)
-        cr_skip_test("%s is not set (run through meson test)", env_name);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test leaves no server behind */
-        const char *argv[24] = {bin};
-        for (int i = 0; args[i] && i < 22; i++)
-            argv[1 + i] = args[i];
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    for (int i = 0; i < 500; i++) {
-        int fd = dial(port);
-        if (fd >= 0) {
-            close(fd);
-            return pid;
-        }
-        usleep(10000);
-    }
-    kill(pid, SIGKILL);
-    cr_assert_fail("%s did not start listening on %d", env_name, port);
-    return -1;
-}
-
-/* SIGTERM, then the exit status (-1 if it did not exit within 10 s). */
-static int terminate(pid_t pid)
-{
-    kill(pid, SIGTERM);
-    for (int i = 0; i < 1000; i++) {
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        usleep(10000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
 }
 
 struct setup {
@@ -110,23 +41,23 @@ struct setup {
 static void start(struct setup *s, const char *b, const char *const *proxy_extra)
 {
     char ep[16], pp[16], to[32];
-    s->echo_port = free_port();
-    s->proxy_port = free_port();
+    s->echo_port = prog_free_port();
+    s->proxy_port = prog_free_port();
     snprintf(ep, sizeof ep, "%d", s->echo_port);
     snprintf(pp, sizeof pp, "%d", s->proxy_port);
     snprintf(to, sizeof to, "127.0.0.1:%d", s->echo_port);
     const char *echo_args[] = {"--port", ep, "--backend", b, NULL};
-    s->echo = spawn("ECHO_SERVER", s->echo_port, echo_args);
+    s->echo = prog_spawn("ECHO_SERVER", s->echo_port, echo_args);
     const char *args[20] = {"--port", pp, "--to", to, "--backend", b};
     for (int i = 0; proxy_extra && proxy_extra[i] && i < 12; i++)
         args[6 + i] = proxy_extra[i];
-    s->proxy = spawn("TCP_PROXY", s->proxy_port, args);
+    s->proxy = prog_spawn("TCP_PROXY", s->proxy_port, args);
 }
 
 static void stop(struct setup *s)
 {
-    cr_assert_eq(terminate(s->proxy), 0, "the proxy exits 0 after SIGTERM");
-    cr_assert_eq(terminate(s->echo), 0);
+    cr_assert_eq(prog_terminate(s->proxy), 0, "the proxy exits 0 after SIGTERM");
+    cr_assert_eq(prog_terminate(s->echo), 0);
 }
 
 /* Sends len bytes and reads them back, interleaved in 4 KiB steps. Returns 1 if all matched. */
@@ -163,7 +94,7 @@ Test(proxy, bytes_round_trip_through_the_proxy_on_many_connections, .timeout = 1
         enum { N = 32 };
         int fds[N];
         for (int i = 0; i < N; i++)
-            cr_assert_geq(fds[i] = dial(s.proxy_port), 0);
+            cr_assert_geq(fds[i] = prog_dial(s.proxy_port), 0);
         /* Every connection open at once; each sends 64 KiB of its own bytes. */
         for (int round = 0; round < 2; round++)
             for (int i = 0; i < N; i++)
@@ -191,8 +122,8 @@ Test(proxy, an_idle_connection_is_closed_and_a_busy_one_kept, .timeout = 60)
         struct setup s;
         const char *extra[] = {"--idle-ms", "300", NULL};
         start(&s, backends[b], extra);
-        int idle = dial(s.proxy_port);
-        int busy = dial(s.proxy_port);
+        int idle = prog_dial(s.proxy_port);
+        int busy = prog_dial(s.proxy_port);
         /* The busy one sends every 100 ms for a second: never 300 ms quiet. */
         long t0 = now_ms();
         for (int i = 0; i < 10; i++) {
@@ -222,17 +153,17 @@ Test(proxy, a_backend_that_refuses_or_never_answers_closes_the_client, .timeout 
 {
     for (int b = 0; b < 2; b++) {
         char pp[16], to[32];
-        int port = free_port(), dead = free_port();
+        int port = prog_free_port(), dead = prog_free_port();
         snprintf(pp, sizeof pp, "%d", port);
         snprintf(to, sizeof to, "127.0.0.1:%d", dead);
         const char *args[] = {"--port", pp, "--to", to, "--backend", backends[b],
                               "--connect-ms", "400", NULL};
-        pid_t proxy = spawn("TCP_PROXY", port, args);
-        int fd = dial(port);
+        pid_t proxy = prog_spawn("TCP_PROXY", port, args);
+        int fd = prog_dial(port);
         long ms = ms_until_closed(fd);
         cr_assert_lt(ms, 300, "%s: refused: closed after %ld ms", backends[b], ms);
         close(fd);
-        cr_assert_eq(terminate(proxy), 0);
+        cr_assert_eq(prog_terminate(proxy), 0);
 
         /* A listener nobody accepts on, its queue filled. */
         int full = socket(AF_INET, SOCK_STREAM, 0);
@@ -248,16 +179,16 @@ Test(proxy, a_backend_that_refuses_or_never_answers_closes_the_client, .timeout 
             connect(fillers[nf], (struct sockaddr *)&a, sizeof a);
         }
         usleep(50 * 1000);
-        port = free_port();
+        port = prog_free_port();
         snprintf(pp, sizeof pp, "%d", port);
         snprintf(to, sizeof to, "127.0.0.1:%d", ntohs(a.sin_port));
-        proxy = spawn("TCP_PROXY", port, args);
-        fd = dial(port);
+        proxy = prog_spawn("TCP_PROXY", port, args);
+        fd = prog_dial(port);
         ms = ms_until_closed(fd);
         cr_assert(ms >= 300 && ms < 3000, "%s: unanswered: closed after %ld ms (deadline 400)",
                   backends[b], ms);
         close(fd);
-        cr_assert_eq(terminate(proxy), 0);
+        cr_assert_eq(prog_terminate(proxy), 0);
         for (int i = 0; i < nf; i++)
             close(fillers[i]);
         close(full);
@@ -270,13 +201,13 @@ Test(proxy, sigterm_refuses_new_connections_and_drains, .timeout = 60)
         struct setup s;
         const char *extra[] = {"--grace-ms", "5000", NULL};
         start(&s, backends[b], extra);
-        int fd = dial(s.proxy_port);
+        int fd = prog_dial(s.proxy_port);
         cr_assert(round_trip(fd, (const unsigned char *)"before", 6));
         kill(s.proxy, SIGTERM);
         int refused = 0;
         for (int i = 0; i < 100 && !refused; i++) {
             usleep(10 * 1000);
-            int probe = dial(s.proxy_port);
+            int probe = prog_dial(s.proxy_port);
             refused = probe < 0;
             if (probe >= 0)
                 close(probe);
@@ -291,7 +222,7 @@ Test(proxy, sigterm_refuses_new_connections_and_drains, .timeout = 60)
         cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: status %#x", backends[b], st);
         cr_assert_lt(now_ms() - t0, 3000, "%s: exited once its last connection ended",
                      backends[b]);
-        cr_assert_eq(terminate(s.echo), 0);
+        cr_assert_eq(prog_terminate(s.echo), 0);
     }
 }
 
@@ -300,15 +231,15 @@ Test(proxy, echo_server_closes_an_idle_connection, .timeout = 60)
 {
     for (int b = 0; b < 2; b++) {
         char ep[16];
-        int port = free_port();
+        int port = prog_free_port();
         snprintf(ep, sizeof ep, "%d", port);
         const char *args[] = {"--port", ep, "--backend", backends[b], "--idle-ms", "200", NULL};
-        pid_t echo = spawn("ECHO_SERVER", port, args);
-        int fd = dial(port);
+        pid_t echo = prog_spawn("ECHO_SERVER", port, args);
+        int fd = prog_dial(port);
         cr_assert(round_trip(fd, (const unsigned char *)"hello", 5), "%s", backends[b]);
         long ms = ms_until_closed(fd);
         cr_assert(ms >= 150 && ms < 3000, "%s: closed %ld ms after going quiet", backends[b], ms);
         close(fd);
-        cr_assert_eq(terminate(echo), 0);
+        cr_assert_eq(prog_terminate(echo), 0);
     }
 }
