@@ -29,6 +29,7 @@
 #include <coring/coring.h>
 
 #include "harness.h"
+#include "raw_ring.h"
 
 static const cor_io_context_options bench_opts = {.sq_entries = 256, .cq_entries = 512};
 
@@ -100,25 +101,6 @@ static void raw_nops(void *arg, long iters)
     }
 }
 
-/* The raw ring gets the flags the io_context has in force. */
-static int raw_ring_init(struct io_uring *r, cor_io_context *io)
-{
-    unsigned f = cor_io_context_features(io), setup = 0;
-    if (f & COR_IO_SINGLE_ISSUER)
-        setup |= IORING_SETUP_SINGLE_ISSUER;
-    if (f & COR_IO_DEFER_TASKRUN)
-        setup |= IORING_SETUP_DEFER_TASKRUN;
-    if (f & COR_IO_COOP_TASKRUN)
-        setup |= IORING_SETUP_COOP_TASKRUN;
-    if (f & COR_IO_TASKRUN_FLAG)
-        setup |= IORING_SETUP_TASKRUN_FLAG;
-    struct io_uring_params p;
-    memset(&p, 0, sizeof p);
-    p.flags = setup | IORING_SETUP_CQSIZE;
-    p.cq_entries = bench_opts.cq_entries;
-    return io_uring_queue_init_params(bench_opts.sq_entries, r, &p);
-}
-
 static void bench_nops(int batch)
 {
     char name[64], base_name[64];
@@ -127,7 +109,7 @@ static void bench_nops(int batch)
     if (!bench_enabled(name))
         return;
     struct nop_arg a = {.io = make(0), .batch = batch};
-    if (raw_ring_init(&a.ring, a.io)) {
+    if (bench_raw_ring_init(&a.ring, a.io, bench_opts.sq_entries, bench_opts.cq_entries)) {
         fprintf(stderr, "bench_ring: raw ring setup failed\n");
         exit(1);
     }
@@ -581,7 +563,7 @@ int main(int argc, char **argv)
     if (bench_enabled("ring.timer_schedule_cancel")) {
         cor_io_context *io = make(0);
         struct io_uring r;
-        if (raw_ring_init(&r, io))
+        if (bench_raw_ring_init(&r, io, bench_opts.sq_entries, bench_opts.cq_entries))
             return 1;
         long n = bench_iters(500 * 1000);
         bench_result base =

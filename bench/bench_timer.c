@@ -33,6 +33,7 @@
 #include <coring/coring.h>
 
 #include "harness.h"
+#include "raw_ring.h"
 #include "wheel.h"
 
 #define SEC (1000LL * 1000 * 1000)
@@ -55,20 +56,7 @@ static cor_io_context *make_on(int backend)
 /* The raw ring gets the flags the io_context has in force. */
 static void raw_ring_init(struct io_uring *r, cor_io_context *io)
 {
-    unsigned f = cor_io_context_features(io), setup = 0;
-    if (f & COR_IO_SINGLE_ISSUER)
-        setup |= IORING_SETUP_SINGLE_ISSUER;
-    if (f & COR_IO_DEFER_TASKRUN)
-        setup |= IORING_SETUP_DEFER_TASKRUN;
-    if (f & COR_IO_COOP_TASKRUN)
-        setup |= IORING_SETUP_COOP_TASKRUN;
-    if (f & COR_IO_TASKRUN_FLAG)
-        setup |= IORING_SETUP_TASKRUN_FLAG;
-    struct io_uring_params p;
-    memset(&p, 0, sizeof p);
-    p.flags = setup | IORING_SETUP_CQSIZE;
-    p.cq_entries = bench_opts.cq_entries;
-    if (io_uring_queue_init_params(bench_opts.sq_entries, r, &p)) {
+    if (bench_raw_ring_init(r, io, bench_opts.sq_entries, bench_opts.cq_entries)) {
         fprintf(stderr, "bench_timer: raw ring setup failed\n");
         exit(1);
     }
