@@ -36,8 +36,9 @@ static cor_buf_ring *echo_ring_get(void)
 {
     if (echo_ring.unavailable)
         return NULL;
-    if (!echo_ring.ring && cor_buf_ring_create(&echo_ring.ring, cor_io_context_current(),
-                                               ECHO_RING_BUFFERS, ECHO_BUFFER) != 0) {
+    if (!echo_ring.ring &&
+        cor_buf_ring_create_flags(&echo_ring.ring, cor_io_context_current(), ECHO_RING_BUFFERS,
+                                  ECHO_BUFFER, COR_BUF_RING_INCREMENTAL) != 0) {
         echo_ring.ring = NULL;
         echo_ring.unavailable = true;
         return NULL;

@@ -590,6 +590,8 @@ static int uring_create(cor__backend **out, const cor__backend_config *cfg)
         goto fail_probe;
     if (!(cfg->flags & COR_IO_WAKE_EVENTFD) && !b->no_msg_ring)
         b->features |= COR_IO_MSG_RING;
+    if (cor__uring_bufring_probe_incremental(b))
+        b->features |= COR_IO_BUF_INCREMENTAL;
     *out = b;
     return 0;
 fail_probe:

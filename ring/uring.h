@@ -43,6 +43,13 @@ enum {
 #ifndef IORING_RECVSEND_BUNDLE
 #define IORING_RECVSEND_BUNDLE (1U << 4)
 #endif
+/* Newer than liburing 2.3 (kernel 6.12+): incrementally consumed buffer rings, probed at setup. */
+#ifndef IOU_PBUF_RING_INC
+#define IOU_PBUF_RING_INC 2 /* io_uring_buf_reg.flags (liburing 2.3 calls that field pad) */
+#endif
+#ifndef IORING_CQE_F_BUF_MORE
+#define IORING_CQE_F_BUF_MORE (1U << 4) /* the kernel goes on filling the buffer */
+#endif
 
 struct cor__backend {
     struct io_uring ring;
@@ -124,8 +131,11 @@ void cor__uring_streams_cancel(cor__backend *b);
 void cor__uring_streams_free(cor__backend *b);
 
 int cor__uring_bufring_create(cor__backend *b, cor__bufring **out, void *mem, unsigned count,
-                              unsigned size);
-void cor__uring_bufring_put(cor__backend *b, cor__bufring *br, unsigned id);
+                              unsigned size, unsigned *flags);
+int cor__uring_bufring_put(cor__backend *b, cor__bufring *br, unsigned id, unsigned off,
+                           unsigned holder);
+/* Setup: whether the kernel takes incrementally consumed buffer rings (6.12+). */
+bool cor__uring_bufring_probe_incremental(cor__backend *b);
 void cor__uring_bufring_destroy(cor__backend *b, cor__bufring *br);
 int cor__uring_stream_open(cor__backend *b, cor__stream **out, int kind, int fd, cor__bufring *br);
 void cor__uring_stream_close(cor__backend *b, cor__stream *s);

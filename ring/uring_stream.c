@@ -7,9 +7,11 @@
  * results until COR__IO_STREAM_NEXT ops take them, in order. Those ops
  * never enter the kernel themselves: a result is handed to the waiting op
  * through the ready list, which the next run delivers like a CQE. A receive
- * stream's queue is sized once, at open, for every buffer of its ring plus
- * its end, so it never grows; an accept stream's queue grows, and if it
- * cannot, the connection is closed and the next waiter learns -ENOMEM.
+ * stream's queue is sized at open for every buffer of its ring plus its
+ * end, so on a whole-buffer ring it never grows; on an incremental ring
+ * (many pieces per buffer) it may, and if it cannot, the stream ends with
+ * -ENOMEM. An accept stream's queue grows, and if it cannot, the
+ * connection is closed and the next waiter learns -ENOMEM.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -18,26 +20,51 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 
+#include "coring/io_context.h"
+#include "coring/stream.h"
 #include "uring.h"
 
-/* A provided buffer ring. */
+/*
+ * Who holds pieces handed out by a ring's streams: one per receive stream,
+ * kept after the stream is freed until its user has put every piece back,
+ * so that a late put never reaches a freed stream.
+ */
+struct holder {
+    cor__stream *st;    /* NULL once the stream is freed   */
+    unsigned held;      /* pieces handed out, not put back */
+    unsigned next_free; /* on the free list                */
+};
+#define NO_HOLDER 0xffffffffu
+
+/*
+ * A provided buffer ring. A buffer goes back to the kernel once the kernel
+ * has moved past it (done) and no piece of it is queued or handed out
+ * (refs). A whole-buffer ring hands out each buffer as one piece; an
+ * incremental one (IOU_PBUF_RING_INC) as many, each where the kernel's
+ * previous receive into that buffer stopped (off).
+ */
 struct cor__bufring {
     struct io_uring_buf_ring *ring; /* shared with the kernel (mmap)        */
     size_t map_len;
     char *mem; /* buffer i at mem + i * size           */
     unsigned count, size, mask;
     uint16_t bgid;
-    uint32_t tail;       /* ring positions filled so far (ours)  */
-    uint16_t *slot;      /* the buffer id at ring position p & mask */
-    uint32_t *pos;       /* the ring position buffer i was put at */
-    cor__stream **owner; /* the stream that handed buffer i out  */
+    bool inc;       /* incremental consumption               */
+    uint32_t tail;  /* ring positions filled so far (ours)  */
+    uint16_t *slot; /* the buffer id at ring position p & mask */
+    uint32_t *pos;  /* the ring position buffer i was put at */
+    uint32_t *off;  /* bytes of buffer i the kernel filled   */
+    uint32_t *refs; /* pieces of buffer i queued or out      */
+    uint8_t *done;  /* the kernel moved past buffer i        */
+    struct holder *holders;
+    unsigned nholders, free_holder;
     cor__stream *parked; /* streams stopped by -ENOBUFS          */
 };
 
-/* A result a stream holds for its next waiter. */
+/* A result a stream holds for its next waiter (a receive: a piece of buffer id at off). */
 struct shot {
     int32_t res;
-    uint32_t bid;
+    uint32_t id, off;
 };
 
 struct cor__stream {
@@ -49,8 +76,8 @@ struct cor__stream {
     bool parked; /* on br->parked                            */
     bool ended;  /* a receive stream saw its end: end_res    */
     int32_t end_res;
-    int32_t lost; /* an accepted connection could not be queued: -ENOMEM for the next waiter */
-    unsigned held; /* buffers handed out and not yet put back  */
+    int32_t lost;    /* an accepted connection could not be queued: -ENOMEM for the next waiter */
+    unsigned holder; /* receive streams: its entry in br->holders */
     cor__io_op *waiter;
     struct shot *q; /* circular queue of results                */
     size_t qhead, qlen, qcap;
@@ -59,21 +86,60 @@ struct cor__stream {
 
 /* ---- buffer rings ----------------------------------------------------------------------- */
 
+/* Registers br's ring with the kernel, incremental if inc. Returns 0 or -errno. */
+static int bufring_register(cor__backend *b, void *ring, unsigned count, uint16_t bgid, bool inc)
+{
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (uint64_t)(uintptr_t)ring;
+    reg.ring_entries = count;
+    reg.bgid = bgid;
+    reg.pad = inc ? IOU_PBUF_RING_INC : 0; /* the kernel's io_uring_buf_reg.flags */
+    return io_uring_register_buf_ring(&b->ring, &reg, 0);
+}
+
+bool cor__uring_bufring_probe_incremental(cor__backend *b)
+{
+    void *ring = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (ring == MAP_FAILED)
+        return false;
+    io_uring_buf_ring_init(ring);
+    bool ok = bufring_register(b, ring, 1, 0xffff, true) == 0;
+    if (ok)
+        io_uring_unregister_buf_ring(&b->ring, 0xffff);
+    munmap(ring, 4096);
+    return ok;
+}
+
+static void bufring_free(cor__bufring *br)
+{
+    free(br->slot);
+    free(br->pos);
+    free(br->off);
+    free(br->refs);
+    free(br->done);
+    free(br->holders);
+    free(br);
+}
+
 int cor__uring_bufring_create(cor__backend *b, cor__bufring **out, void *mem, unsigned count,
-                              unsigned size)
+                              unsigned size, unsigned *flags)
 {
     cor__bufring *br = calloc(1, sizeof *br);
     if (!br)
         return -ENOMEM;
-    br->owner = calloc(count, sizeof *br->owner);
     br->slot = calloc(count, sizeof *br->slot);
     br->pos = calloc(count, sizeof *br->pos);
+    br->off = calloc(count, sizeof *br->off);
+    br->refs = calloc(count, sizeof *br->refs);
+    br->done = calloc(count, sizeof *br->done);
+    br->free_holder = NO_HOLDER;
     br->map_len = (count * sizeof(struct io_uring_buf) + 4095) & ~(size_t)4095;
     /* liburing 2.3 has no io_uring_setup_buf_ring: map the ring, then register it. */
     void *ring =
         mmap(NULL, br->map_len, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     int rc = -ENOMEM;
-    if (!br->owner || !br->slot || !br->pos || ring == MAP_FAILED)
+    if (!br->slot || !br->pos || !br->off || !br->refs || !br->done || ring == MAP_FAILED)
         goto fail;
     br->ring = ring;
     br->mem = mem;
@@ -81,13 +147,9 @@ int cor__uring_bufring_create(cor__backend *b, cor__bufring **out, void *mem, un
     br->size = size;
     br->mask = (unsigned)io_uring_buf_ring_mask(count);
     br->bgid = b->next_bgid++;
+    br->inc = (*flags & COR_BUF_RING_INCREMENTAL) && (b->features & COR_IO_BUF_INCREMENTAL);
     io_uring_buf_ring_init(br->ring);
-    struct io_uring_buf_reg reg;
-    memset(&reg, 0, sizeof reg);
-    reg.ring_addr = (uint64_t)(uintptr_t)ring;
-    reg.ring_entries = count;
-    reg.bgid = br->bgid;
-    rc = io_uring_register_buf_ring(&b->ring, &reg, 0);
+    rc = bufring_register(b, ring, count, br->bgid, br->inc);
     if (rc) {
         if (rc == -EINVAL || rc == -ENOSYS)
             rc = -EOPNOTSUPP; /* a kernel without buffer rings */
@@ -101,28 +163,25 @@ int cor__uring_bufring_create(cor__backend *b, cor__bufring **out, void *mem, un
     }
     br->tail = count;
     io_uring_buf_ring_advance(br->ring, (int)count);
+    *flags = br->inc ? COR_BUF_RING_INCREMENTAL : 0;
     *out = br;
     return 0;
 fail:
     if (ring != MAP_FAILED)
         munmap(ring, br->map_len);
-    free(br->owner);
-    free(br->slot);
-    free(br->pos);
-    free(br);
+    bufring_free(br);
     return rc;
 }
 
 static void stream_arm(cor__stream *st);
 
-void cor__uring_bufring_put(cor__backend *b, cor__bufring *br, unsigned id)
+/* Buffer id goes back to the kernel if the kernel is past it and no piece of it is left. */
+static void buffer_release(cor__bufring *br, unsigned id)
 {
-    (void)b;
-    cor__stream *o = br->owner[id];
-    if (o) {
-        o->held--;
-        br->owner[id] = NULL;
-    }
+    if (br->refs[id] || !br->done[id])
+        return;
+    br->done[id] = 0;
+    br->off[id] = 0;
     io_uring_buf_ring_add(br->ring, br->mem + (size_t)id * br->size, br->size, (unsigned short)id,
                           (int)br->mask, 0);
     br->slot[br->tail & br->mask] = (uint16_t)id;
@@ -140,14 +199,66 @@ void cor__uring_bufring_put(cor__backend *b, cor__bufring *br, unsigned id)
     }
 }
 
+/* A queued piece of buffer id is dropped (its stream closed or broke). */
+static void piece_drop(cor__bufring *br, unsigned id)
+{
+    br->refs[id]--;
+    buffer_release(br, id);
+}
+
+/* Takes a holder entry for stream st: its index, or NO_HOLDER without memory. */
+static unsigned holder_take(cor__bufring *br, cor__stream *st)
+{
+    unsigned h = br->free_holder;
+    if (h == NO_HOLDER) {
+        unsigned n = br->nholders ? br->nholders * 2 : 16;
+        struct holder *t = cor__fault_alloc() ? NULL : realloc(br->holders, n * sizeof *t);
+        if (!t)
+            return NO_HOLDER;
+        for (unsigned i = br->nholders; i < n; i++)
+            t[i] = (struct holder){NULL, 0, i + 1 < n ? i + 1 : NO_HOLDER};
+        br->holders = t;
+        br->free_holder = h = br->nholders;
+        br->nholders = n;
+    }
+    br->free_holder = br->holders[h].next_free;
+    br->holders[h] = (struct holder){st, 0, NO_HOLDER};
+    return h;
+}
+
+/* Holder h is done with once its stream is freed and every piece it holds is back. */
+static void holder_settle(cor__bufring *br, unsigned h)
+{
+    struct holder *e = &br->holders[h];
+    if (e->st || e->held)
+        return;
+    e->next_free = br->free_holder;
+    br->free_holder = h;
+}
+
+int cor__uring_bufring_put(cor__backend *b, cor__bufring *br, unsigned id, unsigned off,
+                           unsigned holder)
+{
+    (void)b;
+    if (id >= br->count || holder >= br->nholders || !br->holders[holder].held ||
+        !br->refs[id] || (br->inc ? off >= br->off[id] : off != 0))
+        return -EINVAL;
+    br->holders[holder].held--;
+    holder_settle(br, holder);
+    br->refs[id]--;
+    buffer_release(br, id);
+    return 0;
+}
+
 void cor__uring_bufring_destroy(cor__backend *b, cor__bufring *br)
 {
+    /* Streams closed but not yet freed (their cancel is on the way) forget the ring. */
+    for (cor__stream *st = b->streams; st; st = st->next)
+        if (st->br == br)
+            st->br = NULL;
     io_uring_unregister_buf_ring(&b->ring, br->bgid);
     munmap(br->ring, br->map_len);
-    free(br->owner);
-    free(br->slot);
-    free(br->pos);
-    free(br);
+    bufring_free(br);
 }
 
 /* ---- streams ---------------------------------------------------------------------------- */
@@ -185,13 +296,13 @@ static void stream_arm(cor__stream *st)
     st->armed = true;
 }
 
-/* Releases what a queued result holds (a descriptor, a buffer). */
+/* Releases what a queued result holds (a descriptor, a piece of a buffer). */
 static void shot_drop(cor__stream *st, struct shot sh)
 {
     if (st->kind == COR__STREAM_ACCEPT && sh.res >= 0)
         close(sh.res);
     else if (st->kind == COR__STREAM_RECV && sh.res > 0)
-        cor__uring_bufring_put(st->b, st->br, sh.bid);
+        piece_drop(st->br, sh.id);
 }
 
 static struct shot shot_pop(cor__stream *st)
@@ -209,11 +320,9 @@ static void stream_free(cor__stream *st)
         shot_drop(st, shot_pop(st));
     if (st->br) {
         unpark(st);
-        for (unsigned i = 0; st->held && i < st->br->count; i++)
-            if (st->br->owner[i] == st) {
-                st->br->owner[i] = NULL;
-                st->held--;
-            }
+        /* What its user still holds stays counted on the holder until put back. */
+        st->br->holders[st->holder].st = NULL;
+        holder_settle(st->br, st->holder);
     }
     if (st->prev)
         st->prev->next = st->next;
@@ -242,22 +351,39 @@ static bool shot_reserve(cor__stream *st, size_t cap)
     return true;
 }
 
-/* Queues a result; false if it could not be queued (an accept stream out of memory). */
-static bool shot_push(cor__stream *st, int32_t res, uint32_t bid)
+/* Queues a result; false if it could not be queued (no memory to grow the queue). */
+static bool shot_push(cor__stream *st, int32_t res, uint32_t id, uint32_t off)
 {
     if (st->qlen == st->qcap && !shot_reserve(st, st->qcap ? st->qcap * 2 : 16))
         return false;
-    st->q[(st->qhead + st->qlen++) % st->qcap] = (struct shot){res, bid};
+    st->q[(st->qhead + st->qlen++) % st->qcap] = (struct shot){res, id, off};
     return true;
 }
 
-/* Completes the waiting op with res (and buffer id bid) from the next run. */
-static void next_finish(cor__backend *b, cor__io_op *op, int32_t res, uint32_t bid)
+/*
+ * Queues a piece, keeping a place for the stream's end: a whole-buffer
+ * ring's pieces (one per buffer) fit the queue sized at open; an
+ * incremental ring's may need it to grow. False if it cannot.
+ */
+static bool piece_push(cor__stream *st, int32_t res, uint32_t id, uint32_t off)
 {
-    op->bk[1] = ((uint64_t)(uint32_t)res << 32) | bid;
+    if (st->qlen + 1 >= st->qcap && !shot_reserve(st, st->qcap * 2))
+        return false;
+    return shot_push(st, res, id, off);
+}
+
+/* Completes the waiting op with res (and piece sh, handed to holder) from the next run. */
+static void next_finish(cor__backend *b, cor__io_op *op, int32_t res, struct shot sh,
+                        unsigned holder)
+{
+    op->bk[1] = ((uint64_t)(uint32_t)res << 32) | sh.id;
+    op->op_flags = sh.off;
+    op->len = holder;
     op->bk_flags |= BK_READY;
     cor__uring_fifo_push(&b->ready, &b->ready_last, op);
 }
+
+static const struct shot NO_PIECE = {0, 0, 0};
 
 long cor__uring_stream_deliver(cor__backend *b, long max)
 {
@@ -284,31 +410,78 @@ static void stream_deliver(cor__stream *st)
     st->waiter = NULL;
     if (!st->qlen) {
         st->lost = 0;
-        next_finish(st->b, op, -ENOMEM, 0);
+        next_finish(st->b, op, -ENOMEM, NO_PIECE, 0);
         return;
     }
     struct shot sh = shot_pop(st);
-    if (st->kind == COR__STREAM_RECV && sh.res > 0) {
-        st->br->owner[sh.bid] = st;
-        st->held++;
-    }
-    next_finish(st->b, op, sh.res, sh.bid);
+    if (st->kind == COR__STREAM_RECV && sh.res > 0)
+        st->br->holders[st->holder].held++;
+    next_finish(st->b, op, sh.res, sh, st->holder);
+}
+
+/* True if a waiter of st must hear -ENOBUFS: the ring is dry and st's user holds pieces. */
+static bool must_put_back(const cor__stream *st)
+{
+    return st->parked && !st->qlen && st->br->holders[st->holder].held;
 }
 
 /*
- * A bundle: res bytes in consecutive ring positions from buffer bid's, each
- * buffer full but the last. Each buffer becomes a result of its own, so a
- * waiter always gets one buffer. (The positions cannot have been refilled:
- * that takes a whole ring's worth of puts, and these buffers are not back.)
+ * An incremental stream's queue could not grow: the stream ends with
+ * -ENOMEM after what is queued, and its request is canceled (what it still
+ * brings is dropped on arrival).
  */
-static void push_bundle(cor__stream *st, int32_t res, uint32_t bid)
+static void stream_break(cor__stream *st)
+{
+    st->ended = true;
+    st->end_res = -ENOMEM;
+    if (st->armed && cor__uring_reserve(st->b, 1) == 0) {
+        struct io_uring_sqe *sqe = cor__uring_sqe(st->b);
+        io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)st | UD_STREAM, 0);
+        io_uring_sqe_set_data64(sqe, UD_IGNORE);
+    }
+}
+
+/*
+ * res bytes landed in ring buffers from buffer bid's ring position on,
+ * starting where the kernel left bid (at 0 unless the ring is incremental):
+ * each buffer filled to its end but the last (a bundle spans several). The
+ * kernel is past every one of them, but the last of an incremental ring if
+ * the completion says BUF_MORE. Each piece becomes a result of its own if
+ * keep (so a waiter always gets one piece), else goes back at once. (The
+ * positions cannot have been refilled: that takes a whole ring's worth of
+ * releases, and these buffers are not back.)
+ */
+static void take_pieces(cor__stream *st, int32_t res, uint32_t bid, uint32_t flags, bool keep)
 {
     cor__bufring *br = st->br;
     uint32_t p = br->pos[bid];
-    for (uint32_t left = (uint32_t)res; left; p++) {
-        uint32_t n = left < br->size ? left : br->size;
-        shot_push(st, (int32_t)n, br->slot[p & br->mask]); /* sized at open: cannot fail */
+    uint32_t left = res > 0 ? (uint32_t)res : 0;
+    if (!left) {
+        /* An empty result: a whole-buffer ring's kernel still took the buffer. */
+        if (!br->inc) {
+            br->done[bid] = 1;
+            buffer_release(br, bid);
+        }
+        return;
+    }
+    for (;;) {
+        uint32_t id = br->slot[p & br->mask], off = br->off[id];
+        uint32_t n = left < br->size - off ? left : br->size - off;
         left -= n;
+        if (br->inc)
+            br->off[id] = off + n;
+        if (left || !(flags & IORING_CQE_F_BUF_MORE))
+            br->done[id] = 1;
+        br->refs[id]++;
+        if (keep && !piece_push(st, (int32_t)n, id, off)) {
+            stream_break(st);
+            keep = false;
+        }
+        if (!keep)
+            piece_drop(br, id);
+        if (!left)
+            return;
+        p++;
     }
 }
 
@@ -316,14 +489,15 @@ void cor__uring_stream_cqe(cor__backend *b, cor__stream *st, int32_t res, uint32
 {
     if (!(flags & IORING_CQE_F_MORE))
         st->armed = false;
-    bool has_buf = st->kind == COR__STREAM_RECV && (flags & IORING_CQE_F_BUFFER);
+    bool has_buf = st->kind == COR__STREAM_RECV && (flags & IORING_CQE_F_BUFFER) && st->br;
     uint32_t bid = has_buf ? flags >> IORING_CQE_BUFFER_SHIFT : 0;
-    if (st->closed) {
+    if (st->closed || (st->kind == COR__STREAM_RECV && st->ended)) {
+        /* Closed, or broken (stream_break): what still comes is dropped. */
         if (st->kind == COR__STREAM_ACCEPT && res >= 0)
             close(res);
-        if (has_buf)
-            cor__uring_bufring_put(b, st->br, bid);
-        if (!st->armed)
+        if (has_buf && st->br)
+            take_pieces(st, res, bid, flags, false);
+        if (st->closed && !st->armed)
             stream_free(st);
         return;
     }
@@ -335,15 +509,22 @@ void cor__uring_stream_cqe(cor__backend *b, cor__stream *st, int32_t res, uint32
             st->parked = true;
             st->park_next = st->br->parked;
             st->br->parked = st;
-            if (st->waiter && !st->qlen && st->held) {
+            if (st->waiter && must_put_back(st)) {
                 cor__io_op *op = st->waiter;
                 st->waiter = NULL;
-                next_finish(b, op, -ENOBUFS, 0);
+                next_finish(b, op, -ENOBUFS, NO_PIECE, 0);
             }
             return;
         }
         if (res == -ECANCELED && !st->armed && b->closing)
             return;
+        if (has_buf && res > 0) {
+            take_pieces(st, res, bid, flags, true);
+            stream_deliver(st);
+            return;
+        }
+        if (has_buf)
+            take_pieces(st, res, bid, flags, false);
         if (res <= 0 && !st->armed) {
             st->ended = true;
             st->end_res = res;
@@ -351,14 +532,9 @@ void cor__uring_stream_cqe(cor__backend *b, cor__stream *st, int32_t res, uint32
     } else if (res == -ECANCELED && !st->armed && b->closing) {
         return;
     }
-    if (has_buf && (uint32_t)res > st->br->size) {
-        push_bundle(st, res, bid);
-        stream_deliver(st);
-        return;
-    }
-    if (!shot_push(st, res, bid)) {
-        /* Only an accept stream can run out of room (a receive stream's queue is sized at
-         * open): the connection is closed, and the next waiter is told. */
+    if (!shot_push(st, res, 0, 0) && st->kind == COR__STREAM_ACCEPT) {
+        /* A receive stream's end fits (piece_push keeps room for it); an accept stream
+         * out of room closes the connection, and the next waiter is told. */
         close(res);
         st->lost = -ENOMEM;
     }
@@ -370,8 +546,10 @@ int cor__uring_stream_open(cor__backend *b, cor__stream **out, int kind, int fd,
     cor__stream *st = cor__fault_alloc() ? NULL : calloc(1, sizeof *st);
     if (!st)
         return -ENOMEM;
-    /* A receive stream queues at most every buffer of its ring and its end. */
-    if (br && !shot_reserve(st, (size_t)br->count + 2)) {
+    /* A receive stream queues at most every buffer of its ring and its end (whole buffers). */
+    if (br && (!shot_reserve(st, (size_t)br->count + 2) ||
+               (st->holder = holder_take(br, st)) == NO_HOLDER)) {
+        free(st->q);
         free(st);
         return -ENOMEM;
     }
@@ -394,7 +572,7 @@ void cor__uring_stream_close(cor__backend *b, cor__stream *st)
     if (st->waiter) {
         cor__io_op *op = st->waiter;
         st->waiter = NULL;
-        next_finish(b, op, -ECANCELED, 0);
+        next_finish(b, op, -ECANCELED, NO_PIECE, 0);
     }
     if (!st->armed) {
         stream_free(st);
@@ -426,12 +604,12 @@ int cor__uring_stream_next(cor__backend *b, cor__io_op *op)
     }
     if (st->ended) {
         st->waiter = NULL;
-        next_finish(b, op, st->end_res, 0);
+        next_finish(b, op, st->end_res, NO_PIECE, 0);
         return 0;
     }
-    if (st->parked && st->held) {
+    if (st->br && must_put_back(st)) {
         st->waiter = NULL;
-        next_finish(b, op, -ENOBUFS, 0);
+        next_finish(b, op, -ENOBUFS, NO_PIECE, 0);
         return 0;
     }
     stream_arm(st);
@@ -444,7 +622,7 @@ void cor__uring_stream_cancel(cor__backend *b, cor__io_op *op)
         return; /* its result is on the way (its stream may be gone already) */
     cor__stream *st = op->u.next.stream;
     st->waiter = NULL;
-    next_finish(b, op, -ECANCELED, 0);
+    next_finish(b, op, -ECANCELED, NO_PIECE, 0);
 }
 
 void cor__uring_streams_cancel(cor__backend *b)

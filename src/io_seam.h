@@ -34,9 +34,9 @@
  *    an op that already completed is a bug; twice is harmless.
  *  - cancel_all(): as cancel for every op in flight (teardown).
  *  - The backend may use op->bk, op->bk_pending and op->bk_flags freely
- *    between submit and completion (a STREAM_NEXT hands its buffer id back
- *    in op->bk[1], see stream_open), and touches nothing else (but see
- *    op->fixed).
+ *    between submit and completion (a STREAM_NEXT hands its piece back in
+ *    op->bk[1], op->op_flags and op->len, see stream_open), and touches
+ *    nothing else (but see op->fixed).
  *  - op->fixed: op->fd is an index into the registered file table (see
  *    files_register; the front end sets it only for opcodes whose table row
  *    allows it, and only on a backend that provides files_register). An
@@ -253,8 +253,10 @@ struct cor__io_op {
     } u;
     /*
      * Backend-private while the op is in flight. A STREAM_NEXT result > 0
-     * of a receive stream comes back with its buffer id in the low 32 bits
-     * of bk[1]. The front end uses them for ops that never reach a backend.
+     * of a receive stream comes back with its piece: the buffer id in the
+     * low 32 bits of bk[1], its offset in the buffer in op_flags and who
+     * holds it in len (see stream_open). The front end uses bk for ops
+     * that never reach a backend.
      */
     uint64_t bk[2];
     /* Front end. */
@@ -339,15 +341,21 @@ typedef struct cor__backend_ops {
      *
      * bufring_create: registers count buffers of size bytes each, buffer i
      *   at mem + i * size (the front end owns mem and frees it after
-     *   bufring_destroy). count is a power of two <= 32768. Returns 0 or -errno.
-     * bufring_put: buffer id is free again (the user returned it).
+     *   bufring_destroy). count is a power of two <= 32768. *flags: the
+     *   COR_BUF_RING_* flags asked for; on return, those in force. Returns
+     *   0 or -errno.
+     * bufring_put: the piece of buffer id at offset off, handed to holder,
+     *   is free again (the user returned it). Returns 0, or -EINVAL if no
+     *   such piece is out (nothing changes then).
      * bufring_destroy: unregisters; no stream uses it any more.
      * stream_open: starts a multishot stream of kind COR__STREAM_* on fd
      *   (br: the buffer ring of a receive stream). Results queue in the
      *   stream until COR__IO_STREAM_NEXT ops take them, in order. A receive
-     *   result > 0 comes with the buffer: the backend stores its id in the
-     *   low 32 bits of op->bk[1] before completing the op (a plain value:
-     *   the front end knows where buffer i is). A receive stream that runs out of buffers (-ENOBUFS from the
+     *   result > 0 comes with a piece of a buffer (a whole buffer unless
+     *   the ring is incremental): the backend stores its id in the low 32
+     *   bits of op->bk[1], its offset in op->op_flags and its holder (a
+     *   value bufring_put takes back) in op->len before completing the op
+     *   (plain values: the front end knows where buffer i is). A receive stream that runs out of buffers (-ENOBUFS from the
      *   kernel) parks and resumes by itself once any buffer is put back; a
      *   waiter sees -ENOBUFS only when the stream is parked, nothing is
      *   queued and buffers this stream handed out are still held (its user
@@ -361,8 +369,9 @@ typedef struct cor__backend_ops {
      *   backend frees s once the kernel is done with it.
      */
     int (*bufring_create)(cor__backend *b, cor__bufring **out, void *mem, unsigned count,
-                          unsigned size);
-    void (*bufring_put)(cor__backend *b, cor__bufring *br, unsigned id);
+                          unsigned size, unsigned *flags);
+    int (*bufring_put)(cor__backend *b, cor__bufring *br, unsigned id, unsigned off,
+                       unsigned holder);
     void (*bufring_destroy)(cor__backend *b, cor__bufring *br);
     int (*stream_open)(cor__backend *b, cor__stream **out, int kind, int fd, cor__bufring *br);
     void (*stream_close)(cor__backend *b, cor__stream *s);

@@ -17,6 +17,7 @@ struct cor_buf_ring {
     cor__bufring *br;
     char *mem;
     unsigned count, size;
+    unsigned flags;   /* COR_BUF_RING_* in force                  */
     unsigned streams; /* receive streams using it, not yet closed */
 };
 
@@ -45,8 +46,14 @@ struct cor_stream {
 
 int cor_buf_ring_create(cor_buf_ring **out, cor_io_context *io, unsigned count, unsigned size)
 {
+    return cor_buf_ring_create_flags(out, io, count, size, 0);
+}
+
+int cor_buf_ring_create_flags(cor_buf_ring **out, cor_io_context *io, unsigned count,
+                              unsigned size, unsigned flags)
+{
     if (!out || !io || count == 0 || count > 32768 || (count & (count - 1)) || size == 0 ||
-        size > (1u << 20))
+        size > (1u << 20) || (flags & ~(unsigned)COR_BUF_RING_INCREMENTAL))
         return -EINVAL;
     if (!io->be_ops->bufring_create)
         return -EOPNOTSUPP;
@@ -61,12 +68,13 @@ int cor_buf_ring_create(cor_buf_ring **out, cor_io_context *io, unsigned count, 
     r->mem = cor_file_alloc_aligned((size_t)count * size, 4096);
     if (!r->mem)
         goto fail;
-    rc = io->be_ops->bufring_create(io->be, &r->br, r->mem, count, size);
+    rc = io->be_ops->bufring_create(io->be, &r->br, r->mem, count, size, &flags);
     if (rc)
         goto fail;
     r->io = io;
     r->count = count;
     r->size = size;
+    r->flags = flags;
     HANDLE_LINK(&io->rings, r);
     *out = r;
     goto out;
@@ -78,17 +86,26 @@ out:
     return rc;
 }
 
+unsigned cor_buf_ring_flags(const cor_buf_ring *r)
+{
+    return r ? r->flags : 0;
+}
+
 int cor_buf_ring_put(cor_buf_ring *r, const cor_buf *b)
 {
-    if (!r || !b || b->id >= r->count || b->data != r->mem + (size_t)b->id * r->size)
+    if (!r || !b || b->id >= r->count)
+        return -EINVAL;
+    const char *start = r->mem + (size_t)b->id * r->size;
+    if ((const char *)b->data < start || (const char *)b->data >= start + r->size)
         return -EINVAL;
     bool held;
     int rc = cor__io_owner_enter(r->io, &held);
     if (rc)
         return rc;
-    r->io->be_ops->bufring_put(r->io->be, r->br, b->id);
+    rc = r->io->be_ops->bufring_put(r->io->be, r->br, b->id,
+                                    (unsigned)((const char *)b->data - start), b->holder_);
     cor__io_owner_leave(r->io, held);
-    return 0;
+    return rc;
 }
 
 int cor_buf_ring_destroy(cor_buf_ring *r)
@@ -171,7 +188,8 @@ int cor__stream_next_result(cor__io_op *op, int res)
         if (res > 0) {
             const cor_buf_ring *r = op->u.next.ring;
             out->id = (uint32_t)op->bk[1];
-            out->data = r->mem + (size_t)out->id * r->size;
+            out->data = r->mem + (size_t)out->id * r->size + op->op_flags;
+            out->holder_ = op->len;
         }
         return res;
     }

@@ -104,7 +104,7 @@ IO_TEST(io_context, null_arguments_are_refused)
 /* Bits that only report what was found, never requested. */
 #define FOUND_ONLY                                                                            \
     (COR_IO_MSG_RING | COR_IO_FALLBACK | COR_IO_RING_FD_REGISTERED | COR_IO_SEND_ZC |          \
-     COR_IO_RECV_BUNDLE)
+     COR_IO_RECV_BUNDLE | COR_IO_BUF_INCREMENTAL)
 
 /* Ring flags are io_uring's: epoll reports none (epoll_has_no_ring_flags below). */
 Test(io_context, default_flags_and_the_query)

@@ -7,6 +7,7 @@
  * accept and receive streams with a provided buffer ring run dry.
  */
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -959,29 +960,52 @@ static bool kernel_at_least(int major, int minor)
     return ma > major || (ma == major && mi >= minor);
 }
 
-static cor_buf_ring *ring_or_skip(cor_io_context *io, int backend, unsigned count, unsigned size)
+/* Writes len copies of digit to fd; true if all went. */
+static bool send_digits(int fd, char digit, int len)
+{
+    char m[16];
+    memset(m, digit, sizeof m);
+    return len <= (int)sizeof m && write(fd, m, (size_t)len) == len;
+}
+
+/* A ring with flags (COR_BUF_RING_*), or the test is skipped where the backend or kernel has none. */
+static cor_buf_ring *ring_or_skip(cor_io_context *io, int backend, unsigned count, unsigned size,
+                                  unsigned flags)
 {
     cor_buf_ring *r = NULL;
-    int rc = cor_buf_ring_create(&r, io, count, size);
+    int rc = cor_buf_ring_create_flags(&r, io, count, size, flags);
     if (rc == -EOPNOTSUPP) {
         cor_io_context_destroy(io);
         cr_skip_test("provided buffer rings are not offered by the %s backend (or this kernel)",
                      io_test_backend_name(backend));
     }
     cr_assert_eq(rc, 0, "%s", cor_strerror(rc));
+    if (kernel_at_least(6, 12))
+        cr_assert(cor_io_context_features(io) & COR_IO_BUF_INCREMENTAL,
+                  "incremental buffer rings on 6.12+");
+    if (cor_buf_ring_flags(r) != flags) {
+        cr_assert_eq(cor_buf_ring_flags(r), 0, "only flags asked for are in force");
+        cr_assert_not(cor_io_context_features(io) & COR_IO_BUF_INCREMENTAL);
+        cor_buf_ring_destroy(r);
+        cor_io_context_destroy(io);
+        cr_skip_test("this kernel consumes provided buffers whole (incremental rings: 6.12+)");
+    }
     return r;
 }
 
-IO_TEST(net, multishot_recv_buffer_ring_runs_dry_and_recovers)
+/*
+ * 16 connections each write 64 KiB in 997-byte writes into a ring of 8
+ * buffers of 256 bytes, whose readers hold each buffer across a yield: the
+ * ring runs dry, the streams park and resume, and every byte arrives in
+ * order. On 6.10+ one completion fills several buffers (a bundle), which the
+ * stream hands out one at a time; on an incremental ring, in pieces.
+ */
+static void readers_through_a_ring(int backend, unsigned flags)
 {
     enum { CONNS = 16, BUFS = 8, BUFSZ = 256 };
     const long total = 64 * 1024;
     cor_io_context *io = io_test_create(backend, NULL);
-    cor_buf_ring *ring = ring_or_skip(io, backend, BUFS, BUFSZ);
-    cr_assert_eq(cor_buf_ring_create(&(cor_buf_ring *){NULL}, io, 3, 64), -EINVAL,
-                 "count must be a power of two");
-    /* 997-byte writes into 256-byte buffers: on 6.10+ one completion fills several (a bundle),
-     * which the stream hands out one buffer at a time, in order. */
+    cor_buf_ring *ring = ring_or_skip(io, backend, BUFS, BUFSZ, flags);
     if (kernel_at_least(6, 10))
         cr_assert(cor_io_context_features(io) & COR_IO_RECV_BUNDLE, "bundles on 6.10+");
     cor_sockaddr a;
@@ -1002,34 +1026,48 @@ IO_TEST(net, multishot_recv_buffer_ring_runs_dry_and_recovers)
     cor_io_context_destroy(io);
 }
 
-/* A reader that keeps both buffers of a two-buffer ring sees -ENOBUFS, puts them back, and goes on.
+IO_TEST(net, multishot_recv_buffer_ring_runs_dry_and_recovers)
+{
+    readers_through_a_ring(backend, 0);
+}
+
+IO_TEST(net, multishot_recv_incremental_ring_runs_dry_and_recovers)
+{
+    readers_through_a_ring(backend, COR_BUF_RING_INCREMENTAL);
+}
+
+/*
+ * A reader that keeps both buffers of a two-buffer ring sees -ENOBUFS, puts
+ * them back, and goes on. Each message is len bytes of one digit: len fills
+ * a buffer of an incremental ring, so that the kernel moves on to the next.
  */
 struct hoarder {
     COR_PROMISE(int);
     cor_io_context *io;
     cor_buf_ring *ring;
     cor_stream *s;
-    int fd, n, r, sv1;
+    int fd, n, r, sv1, len;
     cor_buf b[3];
 };
-COR_DEFINE_STATIC(hoarder, (cor_io_context * io, cor_buf_ring *ring, int fd, int sv1), {
+COR_DEFINE_STATIC(hoarder, (cor_io_context * io, cor_buf_ring *ring, int fd, int sv1, int len), {
     self->io = io;
     self->ring = ring;
     self->fd = fd;
     self->sv1 = sv1;
+    self->len = len;
 })
 {
     COR_BEGIN();
     if (cor_recv_stream_open(&self->s, self->io, self->fd, self->ring))
         COR_RETURN(-EIO);
     self->r = -EPROTO;
-    if (write(self->sv1, "1", 1) != 1)
+    if (!send_digits(self->sv1, '1', self->len))
         goto out;
     COR_AWAIT(self->n, COR_DEADLINE_AFTER(cor_stream_next(self->s, &self->b[0]), 5000 * MS));
-    if (self->n != 1 || write(self->sv1, "2", 1) != 1)
+    if (self->n != self->len || !send_digits(self->sv1, '2', self->len))
         goto out;
     COR_AWAIT(self->n, COR_DEADLINE_AFTER(cor_stream_next(self->s, &self->b[1]), 5000 * MS));
-    if (self->n != 1 || write(self->sv1, "3", 1) != 1)
+    if (self->n != self->len || !send_digits(self->sv1, '3', self->len))
         goto out;
     /* No buffer left for "3": the stream parks; we hold both, so we are told. */
     COR_AWAIT(self->n, COR_DEADLINE_AFTER(cor_stream_next(self->s, &self->b[2]), 5000 * MS));
@@ -1038,7 +1076,7 @@ COR_DEFINE_STATIC(hoarder, (cor_io_context * io, cor_buf_ring *ring, int fd, int
     cor_buf_ring_put(self->ring, &self->b[0]);
     cor_buf_ring_put(self->ring, &self->b[1]);
     COR_AWAIT(self->n, COR_DEADLINE_AFTER(cor_stream_next(self->s, &self->b[2]), 5000 * MS));
-    if (self->n != 1 || ((char *)self->b[2].data)[0] != '3')
+    if (self->n != self->len || ((char *)self->b[2].data)[0] != '3')
         goto out;
     cor_buf_ring_put(self->ring, &self->b[2]);
     self->r = 1;
@@ -1047,21 +1085,257 @@ out:
     COR_RETURN(self->r);
 }
 
-IO_TEST(net, multishot_recv_enobufs_when_the_reader_holds_every_buffer)
+static void hoard_every_buffer(int backend, unsigned flags, unsigned size, int len)
 {
     cor_io_context *io = io_test_create(backend, NULL);
-    cor_buf_ring *ring = ring_or_skip(io, backend, 2, 64);
+    cor_buf_ring *ring = ring_or_skip(io, backend, 2, size, flags);
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
     int r;
     cor_io_metrics m0, m1;
     cr_assert_eq(cor_io_context_metrics(io, &m0), 0);
-    launch(io, COR_FRAME(hoarder(io, ring, sv[0], sv[1])), &r, no_stop());
+    launch(io, COR_FRAME(hoarder(io, ring, sv[0], sv[1], len)), &r, no_stop());
     cr_assert_geq(cor_io_context_run(io), 0);
     cr_assert_eq(r, 1, "%s", cor_strerror(r));
     cr_assert_eq(cor_io_context_metrics(io, &m1), 0);
     cr_assert_geq(m1.buffer_waits, m0.buffer_waits + 1, "the stop for lack of buffers is counted");
     cor_buf_ring_destroy(ring);
+    close(sv[0]);
+    close(sv[1]);
+    cor_io_context_destroy(io);
+}
+
+IO_TEST(net, multishot_recv_enobufs_when_the_reader_holds_every_buffer)
+{
+    hoard_every_buffer(backend, 0, 64, 1);
+}
+
+IO_TEST(net, multishot_recv_enobufs_when_the_reader_holds_every_piece)
+{
+    hoard_every_buffer(backend, COR_BUF_RING_INCREMENTAL, 4, 4);
+}
+
+/* Takes the next result of a receive stream into *buf (5 s deadline). */
+struct piece_taker {
+    COR_PROMISE(int);
+    cor_stream *s;
+    cor_buf *buf;
+    int n;
+};
+COR_DEFINE_STATIC(piece_taker, (cor_stream * s, cor_buf *buf), {
+    self->s = s;
+    self->buf = buf;
+})
+{
+    COR_BEGIN();
+    COR_AWAIT(self->n, COR_DEADLINE_AFTER(cor_stream_next(self->s, self->buf), 5000 * MS));
+    COR_RETURN(self->n);
+}
+
+/* Writes msg to fd, then takes the stream's next result: its byte count. */
+static int take_after(cor_io_context *io, cor_stream *s, int fd, const char *msg, cor_buf *b)
+{
+    size_t len = strlen(msg);
+    if (len)
+        cr_assert_eq(write(fd, msg, len), (ssize_t)len);
+    int n = INT_MIN;
+    launch(io, COR_FRAME(piece_taker(s, b)), &n, no_stop());
+    cr_assert_geq(cor_io_context_run(io), 0);
+    return n;
+}
+
+/*
+ * An incremental ring hands out pieces: two small messages land one after
+ * the other in the same buffer; a buffer is filled to its end before the
+ * kernel moves on; a buffer goes back once the kernel is past it and its
+ * pieces are put back (a second put of its last piece is refused), and a
+ * message bigger than what is left of a buffer arrives in two pieces.
+ */
+IO_TEST(net, incremental_ring_pieces_share_a_buffer)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    cor_buf_ring *ring = ring_or_skip(io, backend, 2, 64, COR_BUF_RING_INCREMENTAL);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    cor_stream *s;
+    cr_assert_eq(cor_recv_stream_open(&s, io, sv[0], ring), 0);
+    cor_buf a, b, c, d, e;
+    cr_assert_eq(take_after(io, s, sv[1], "ab", &a), 2);
+    cr_assert_eq(memcmp(a.data, "ab", 2), 0);
+    cr_assert_eq(take_after(io, s, sv[1], "cd", &b), 2);
+    cr_assert_eq(b.id, a.id, "the second message goes on in the same buffer");
+    cr_assert_eq((char *)b.data, (char *)a.data + 2);
+    cr_assert_eq(memcmp(b.data, "cd", 2), 0);
+    cr_assert_eq(cor_buf_ring_put(ring, &b), 0, "pieces go back in any order");
+    cr_assert_eq(cor_buf_ring_put(ring, &a), 0);
+    char fill[61];
+    memset(fill, 'f', 60);
+    fill[60] = '\0';
+    cr_assert_eq(take_after(io, s, sv[1], fill, &c), 60, "the rest of the buffer");
+    cr_assert_eq(c.id, a.id);
+    cr_assert_eq((char *)c.data, (char *)a.data + 4);
+    cr_assert_eq(cor_buf_ring_put(ring, &c), 0, "the buffer is full: it goes back to the kernel");
+    cr_assert_eq(cor_buf_ring_put(ring, &c), -EINVAL, "no piece of it is out any more");
+    /* The kernel went on to the other buffer; 100 bytes need what is left of it and more. */
+    char big[101];
+    for (int i = 0; i < 100; i++)
+        big[i] = (char)('A' + i % 26);
+    big[100] = '\0';
+    int n1 = take_after(io, s, sv[1], big, &d);
+    cr_assert_eq(n1, 64, "the whole of the other buffer: %d", n1);
+    cr_assert_neq(d.id, a.id);
+    cr_assert_eq(memcmp(d.data, big, 64), 0);
+    int n2 = take_after(io, s, sv[1], "", &e);
+    cr_assert_eq(n2, 36, "the rest in the buffer put back before: %d", n2);
+    cr_assert_eq(e.id, a.id);
+    cr_assert_eq(memcmp(e.data, big + 64, 36), 0);
+    cr_assert_eq(cor_buf_ring_put(ring, &d), 0);
+    cr_assert_eq(cor_buf_ring_put(ring, &e), 0);
+    cr_assert_eq(cor_stream_close(s), 0);
+    cr_assert_geq(cor_io_context_run(io), 0);
+    cr_assert_eq(cor_buf_ring_destroy(ring), 0);
+    close(sv[0]);
+    close(sv[1]);
+    cor_io_context_destroy(io);
+}
+
+/* Sleeps ns. */
+struct nap {
+    COR_PROMISE(int);
+    int64_t ns;
+    int r;
+};
+COR_DEFINE_STATIC(nap, (int64_t ns), { self->ns = ns; })
+{
+    COR_BEGIN();
+    COR_AWAIT(self->r, cor_sleep_for(self->ns));
+    COR_RETURN(self->r);
+}
+
+/*
+ * An incremental stream whose results pile up (nobody takes them) needs a
+ * longer queue; when it cannot have one, the stream ends with -ENOMEM after
+ * what it queued, and every piece goes back: a new stream on the ring then
+ * fills all of it.
+ */
+IO_TEST(net, incremental_stream_without_memory_for_its_queue_ends)
+{
+    enum { BUFS = 4, SIZE = 64 };
+    cor_io_context *io = io_test_create(backend, NULL);
+    cor_buf_ring *ring = ring_or_skip(io, backend, BUFS, SIZE, COR_BUF_RING_INCREMENTAL);
+    cor_fault f = {.kind = COR_FAULT_ALLOC, .nth = 1};
+    int rc = cor_io_context_inject_fault(io, &f);
+    if (rc == -EOPNOTSUPP) {
+        cor_buf_ring_destroy(ring);
+        cor_io_context_destroy(io);
+        cr_skip_test("a build without fault injection");
+    }
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(cor_io_context_clear_fault(io), 0);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    cor_stream *s;
+    cr_assert_eq(cor_recv_stream_open(&s, io, sv[0], ring), 0);
+    /* The queue holds BUFS + 2 results; the growth is the next allocation, and it fails. */
+    cr_assert_eq(cor_io_context_inject_fault(io, &f), 0);
+    for (int i = 0; i < 3 * BUFS && cor_io_context_fault_hits(io) == 0; i++) {
+        char c = (char)('a' + i);
+        cr_assert_eq(write(sv[1], &c, 1), 1);
+        int slept = 1;
+        launch(io, COR_FRAME(nap(2 * MS)), &slept, no_stop());
+        cr_assert_geq(cor_io_context_run(io), 0); /* the receive completes meanwhile */
+        cr_assert_eq(slept, 0);
+    }
+    cr_assert_eq(cor_io_context_fault_hits(io), 1, "the queue could not grow");
+    cr_assert_eq(cor_io_context_clear_fault(io), 0);
+    int got = 0, n;
+    cor_buf b;
+    while ((n = take_after(io, s, sv[1], "", &b)) > 0) {
+        for (int i = 0; i < n; i++)
+            cr_assert_eq(((char *)b.data)[i], (char)('a' + got + i));
+        got += n;
+        cr_assert_eq(cor_buf_ring_put(ring, &b), 0);
+    }
+    cr_assert_eq(n, -ENOMEM, "then the stream ends: %s", cor_strerror(n));
+    cr_assert_geq(got, BUFS, "what was queued came first, in order");
+    cr_assert_eq(take_after(io, s, sv[1], "", &b), -ENOMEM, "and stays ended");
+    cr_assert_eq(cor_stream_close(s), 0);
+    cr_assert_geq(cor_io_context_run(io), 0);
+    /* Every piece went back. A new stream takes single bytes until one ends a buffer (the
+     * ring's memory is page-aligned: buffers start at multiples of SIZE); then the whole
+     * ring's worth arrives at once while every piece is held, which needs every buffer
+     * (one still counted as out would never come back: -ENOBUFS). */
+    char drain[64];
+    while (read(sv[0], drain, sizeof drain) > 0)
+        ;
+    cr_assert_eq(cor_recv_stream_open(&s, io, sv[0], ring), 0);
+    for (int i = 0;; i++) {
+        cr_assert_lt(i, SIZE, "a buffer ends within %d bytes", SIZE);
+        n = take_after(io, s, sv[1], "y", &b);
+        cr_assert_eq(n, 1, "%s", cor_strerror(n));
+        cr_assert_eq(cor_buf_ring_put(ring, &b), 0);
+        if (((uintptr_t)b.data + 1) % SIZE == 0)
+            break;
+    }
+    char all[BUFS * SIZE];
+    memset(all, 'z', sizeof all);
+    cr_assert_eq(write(sv[1], all, sizeof all), (ssize_t)sizeof all);
+    cor_buf held[BUFS * SIZE];
+    int total = 0, k = 0;
+    for (; total < (int)sizeof all; total += n, k++) {
+        n = take_after(io, s, sv[1], "", &held[k]);
+        cr_assert_gt(n, 0, "after %d bytes: %s", total, cor_strerror(n));
+    }
+    for (int i = 0; i < k; i++)
+        cr_assert_eq(cor_buf_ring_put(ring, &held[i]), 0);
+    cr_assert_eq(cor_stream_close(s), 0);
+    cr_assert_geq(cor_io_context_run(io), 0);
+    cr_assert_eq(cor_buf_ring_destroy(ring), 0);
+    close(sv[0]);
+    close(sv[1]);
+    cor_io_context_destroy(io);
+}
+
+/* Bad arguments of the ring calls; a whole buffer put back twice is refused the second time. */
+IO_TEST(net, buffer_ring_arguments_and_double_put)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    cor_buf_ring *ring = ring_or_skip(io, backend, 2, 64, 0);
+    cr_assert_eq(cor_buf_ring_create(&(cor_buf_ring *){NULL}, io, 3, 64), -EINVAL,
+                 "count must be a power of two");
+    cr_assert_eq(cor_buf_ring_create_flags(&(cor_buf_ring *){NULL}, io, 2, 64, 1u << 7), -EINVAL,
+                 "unknown flags");
+    cr_assert_eq(cor_buf_ring_flags(NULL), 0);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    cor_stream *s;
+    cr_assert_eq(cor_recv_stream_open(&s, io, sv[0], ring), 0);
+    cor_buf a;
+    cr_assert_eq(take_after(io, s, sv[1], "xyz", &a), 3);
+    cor_buf bad = a;
+    bad.data = (char *)a.data + 64;
+    cr_assert_eq(cor_buf_ring_put(ring, &bad), -EINVAL, "not where buffer id is");
+    bad = a;
+    bad.id = 2;
+    cr_assert_eq(cor_buf_ring_put(ring, &bad), -EINVAL, "no buffer 2");
+    bad = a;
+    bad.data = (char *)a.data + 1;
+    cr_assert_eq(cor_buf_ring_put(ring, &bad), -EINVAL, "not the start of a whole buffer");
+    bad = a;
+    bad.holder_ = 12345;
+    cr_assert_eq(cor_buf_ring_put(ring, &bad), -EINVAL, "handed to nobody");
+    cr_assert_eq(cor_buf_ring_put(ring, &a), 0);
+    cr_assert_eq(cor_buf_ring_put(ring, &a), -EINVAL, "put back already");
+    /* Both buffers still work: two more messages, each in a buffer of its own. */
+    cor_buf b, c;
+    cr_assert_eq(take_after(io, s, sv[1], "1", &b), 1);
+    cr_assert_eq(take_after(io, s, sv[1], "2", &c), 1);
+    cr_assert_neq(b.id, c.id);
+    cr_assert_eq(cor_buf_ring_put(ring, &b), 0);
+    cr_assert_eq(cor_buf_ring_put(ring, &c), 0);
+    cr_assert_eq(cor_stream_close(s), 0);
+    cr_assert_geq(cor_io_context_run(io), 0);
+    cr_assert_eq(cor_buf_ring_destroy(ring), 0);
     close(sv[0]);
     close(sv[1]);
     cor_io_context_destroy(io);

@@ -29,11 +29,32 @@ COR_BEGIN_DECLS
  */
 typedef struct cor_buf_ring cor_buf_ring;
 
-/* A buffer handed to a coroutine by a receive stream. Return it with cor_buf_ring_put. */
+/*
+ * A buffer handed to a coroutine by a receive stream, or a piece of one (a
+ * ring consumed incrementally). Return it with cor_buf_ring_put, as it was
+ * received: every piece separately.
+ */
 typedef struct cor_buf {
-    void *data;  /* the bytes (valid until put back)             */
-    unsigned id; /* the buffer's index in its ring               */
+    void *data;       /* the bytes (valid until put back)                 */
+    unsigned id;      /* the index in its ring of the buffer they are in  */
+    unsigned holder_; /* internal: who it was handed to                   */
 } cor_buf;
+
+/* Flags of cor_buf_ring_create_flags (and cor_buf_ring_flags). */
+enum {
+    /*
+     * Incremental consumption (kernel 6.12+, COR_IO_BUF_INCREMENTAL in
+     * cor_io_context_features): a receive takes only the bytes it fills from
+     * the ring's current buffer, and the next receive, of any stream on the
+     * ring, goes on in the same buffer. A stream then hands out pieces: data
+     * points into buffer id at the piece's offset, and a buffer goes back to
+     * the kernel once the kernel has moved past it and every piece of it is
+     * put back. Small messages from many connections then share buffers
+     * instead of taking one each. A receive may end at a buffer's end
+     * (the rest of the message is the stream's next result).
+     */
+    COR_BUF_RING_INCREMENTAL = 1u << 0
+};
 
 /*
  * Creates a ring of count buffers (a power of two, 1..32768) of size bytes
@@ -46,9 +67,21 @@ COR_API int cor_buf_ring_create(cor_buf_ring **out, cor_io_context *io, unsigned
                                 unsigned size);
 
 /*
- * Gives buffer b back to ring r so the kernel may fill it again. Returns 0;
- * -EINVAL for NULL arguments or a buffer that is not r's; -EPERM off the
- * driving thread (the buffer is then still the caller's).
+ * As cor_buf_ring_create, with COR_BUF_RING_* flags. A flag the kernel
+ * cannot honour is left out (the ring works without it); cor_buf_ring_flags
+ * says what is in force. Unknown flags: -EINVAL.
+ */
+COR_API int cor_buf_ring_create_flags(cor_buf_ring **out, cor_io_context *io, unsigned count,
+                                      unsigned size, unsigned flags);
+
+/* The COR_BUF_RING_* flags in force on r (0 for NULL). Any thread. */
+COR_API unsigned cor_buf_ring_flags(const cor_buf_ring *r);
+
+/*
+ * Gives buffer b (or piece b) back to ring r so the kernel may fill it
+ * again. Returns 0; -EINVAL for NULL arguments, a buffer that is not r's or
+ * one that is not out (given back already); -EPERM off the driving thread
+ * (the buffer is then still the caller's).
  */
 COR_API int cor_buf_ring_put(cor_buf_ring *r, const cor_buf *b);
 
@@ -82,8 +115,11 @@ COR_API int cor_recv_stream_open(cor_stream **out, cor_io_context *io, int fd, c
  * awaiting coroutine owns it) or -errno; a connection that arrives for a
  * waiter already asked to stop is closed (the result is then -ECANCELED, or
  * -ETIME at a deadline). Receive stream: the byte count with *buf set to
- * the buffer that holds them (give it back with cor_buf_ring_put), 0 once
- * the peer ended the stream, or -errno. When the ring runs dry the stream
+ * the buffer (or piece) that holds them (give it back with
+ * cor_buf_ring_put), 0 once the peer ended the stream, or -errno (on an
+ * incremental ring, -ENOMEM once results arrived faster than they were
+ * taken and there was no memory to queue them: the stream has ended). When
+ * the ring runs dry the stream
  * pauses and resumes by itself as soon as any buffer is put back; -ENOBUFS
  * is the answer only if the ring is dry and buffers from this stream are
  * still held (put them back, await again). One waiter per stream at a time
