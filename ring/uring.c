@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 
@@ -403,7 +404,91 @@ static unsigned to_features(unsigned setup)
         f |= COR_IO_TASKRUN_FLAG;
     if (setup & IORING_SETUP_SQPOLL)
         f |= COR_IO_SQPOLL;
+    if (setup & IORING_SETUP_NO_SQARRAY)
+        f |= COR_IO_NO_SQARRAY;
     return f;
+}
+
+/*
+ * A ring without an SQ index array (IORING_SETUP_NO_SQARRAY, 6.6+): the
+ * kernel takes SQEs in ring order, sparing a load and a store per SQE.
+ * liburing 2.3 does not know the flag and would fill an array at offset 0
+ * of the SQ ring (over its head and tail), so coring sets such a ring up
+ * itself: the setup call, the three mappings, and struct io_uring filled as
+ * liburing fills it, so that every liburing call (queue_exit included)
+ * works on it. sq.array points at memory of our own that the kernel never
+ * reads. Returns 0 or -errno (-EINVAL: a kernel without the flag).
+ */
+static int queue_init_no_sqarray(cor__backend *b, unsigned entries, struct io_uring_params *p)
+{
+    struct io_uring *r = &b->ring;
+    int fd = (int)syscall(__NR_io_uring_setup, entries, p);
+    if (fd < 0)
+        return -errno;
+    memset(r, 0, sizeof *r);
+    size_t cq_sz = p->cq_off.cqes + p->cq_entries * sizeof(struct io_uring_cqe);
+    size_t sq_sz = p->sq_off.array ? p->sq_off.array + p->sq_entries * sizeof(unsigned) : cq_sz;
+    if (p->features & IORING_FEAT_SINGLE_MMAP)
+        sq_sz = cq_sz = sq_sz > cq_sz ? sq_sz : cq_sz;
+    int rc = -ENOMEM;
+    b->sq_array = calloc(p->sq_entries, sizeof *b->sq_array);
+    void *sq = mmap(NULL, sq_sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
+                    IORING_OFF_SQ_RING);
+    void *cq = sq;
+    if (!(p->features & IORING_FEAT_SINGLE_MMAP) && sq != MAP_FAILED)
+        cq = mmap(NULL, cq_sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
+                  IORING_OFF_CQ_RING);
+    void *sqes = mmap(NULL, p->sq_entries * sizeof(struct io_uring_sqe), PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
+    if (!b->sq_array || sq == MAP_FAILED || cq == MAP_FAILED || sqes == MAP_FAILED) {
+        if (sqes != MAP_FAILED)
+            munmap(sqes, p->sq_entries * sizeof(struct io_uring_sqe));
+        if (cq != MAP_FAILED && cq != sq)
+            munmap(cq, cq_sz);
+        if (sq != MAP_FAILED)
+            munmap(sq, sq_sz);
+        free(b->sq_array);
+        b->sq_array = NULL;
+        close(fd);
+        return rc;
+    }
+    char *s = sq, *c = cq;
+    r->sq.khead = (unsigned *)(s + p->sq_off.head);
+    r->sq.ktail = (unsigned *)(s + p->sq_off.tail);
+    r->sq.kring_mask = (unsigned *)(s + p->sq_off.ring_mask);
+    r->sq.kring_entries = (unsigned *)(s + p->sq_off.ring_entries);
+    r->sq.kflags = (unsigned *)(s + p->sq_off.flags);
+    r->sq.kdropped = (unsigned *)(s + p->sq_off.dropped);
+    r->sq.array = b->sq_array;
+    r->sq.sqes = sqes;
+    r->sq.ring_sz = sq_sz;
+    r->sq.ring_ptr = sq;
+    r->sq.ring_mask = *r->sq.kring_mask;
+    r->sq.ring_entries = *r->sq.kring_entries;
+    r->cq.khead = (unsigned *)(c + p->cq_off.head);
+    r->cq.ktail = (unsigned *)(c + p->cq_off.tail);
+    r->cq.kring_mask = (unsigned *)(c + p->cq_off.ring_mask);
+    r->cq.kring_entries = (unsigned *)(c + p->cq_off.ring_entries);
+    r->cq.koverflow = (unsigned *)(c + p->cq_off.overflow);
+    r->cq.cqes = (struct io_uring_cqe *)(c + p->cq_off.cqes);
+    if (p->cq_off.flags)
+        r->cq.kflags = (unsigned *)(c + p->cq_off.flags);
+    r->cq.ring_sz = cq_sz;
+    r->cq.ring_ptr = cq;
+    r->cq.ring_mask = *r->cq.kring_mask;
+    r->cq.ring_entries = *r->cq.kring_entries;
+    r->flags = p->flags;
+    r->ring_fd = r->enter_ring_fd = fd;
+    r->features = p->features;
+    return 0;
+}
+
+/* Unmaps and closes the ring (either setup's), and frees what a NO_SQARRAY ring had of ours. */
+static void ring_exit(cor__backend *b)
+{
+    io_uring_queue_exit(&b->ring);
+    free(b->sq_array);
+    b->sq_array = NULL;
 }
 
 /*
@@ -425,8 +510,10 @@ static int setup_ring(cor__backend *b, const cor__backend_config *cfg)
     if ((cfg->flags & COR_IO_TASKRUN_FLAG) &&
         (want & (IORING_SETUP_COOP_TASKRUN | IORING_SETUP_DEFER_TASKRUN)))
         want |= IORING_SETUP_TASKRUN_FLAG;
-    static const unsigned drop_order[] = {IORING_SETUP_TASKRUN_FLAG, IORING_SETUP_DEFER_TASKRUN,
-                                          IORING_SETUP_SINGLE_ISSUER, IORING_SETUP_COOP_TASKRUN};
+    want |= IORING_SETUP_NO_SQARRAY; /* always asked for: invisible but for the features */
+    static const unsigned drop_order[] = {IORING_SETUP_NO_SQARRAY, IORING_SETUP_TASKRUN_FLAG,
+                                          IORING_SETUP_DEFER_TASKRUN, IORING_SETUP_SINGLE_ISSUER,
+                                          IORING_SETUP_COOP_TASKRUN};
     size_t drop = 0;
     for (;;) {
         struct io_uring_params p;
@@ -439,7 +526,9 @@ static int setup_ring(cor__backend *b, const cor__backend_config *cfg)
             p.flags |= IORING_SETUP_R_DISABLED;
         if (want & IORING_SETUP_SQPOLL)
             p.sq_thread_idle = cfg->sqpoll_idle_ms ? cfg->sqpoll_idle_ms : 1000;
-        int r = io_uring_queue_init_params(cfg->sq_entries, &b->ring, &p);
+        int r = want & IORING_SETUP_NO_SQARRAY
+                    ? queue_init_no_sqarray(b, cfg->sq_entries, &p)
+                    : io_uring_queue_init_params(cfg->sq_entries, &b->ring, &p);
         if (r == 0) {
             b->disabled = (p.flags & IORING_SETUP_R_DISABLED) != 0;
             b->features = to_features(want);
@@ -447,7 +536,7 @@ static int setup_ring(cor__backend *b, const cor__backend_config *cfg)
             if (b->bundles)
                 b->features |= COR_IO_RECV_BUNDLE;
             if (!(p.features & IORING_FEAT_NODROP) || !(p.features & IORING_FEAT_EXT_ARG)) {
-                io_uring_queue_exit(&b->ring);
+                ring_exit(b);
                 snprintf(cfg->why, cfg->why_len,
                          "the kernel's io_uring lacks IORING_FEAT_NODROP or EXT_ARG (5.11+)");
                 return -ENOSYS; /* a kernel that can drop completions is not supported */
@@ -595,7 +684,7 @@ static int uring_create(cor__backend **out, const cor__backend_config *cfg)
     *out = b;
     return 0;
 fail_probe:
-    io_uring_queue_exit(&b->ring);
+    ring_exit(b);
 fail_ring:
     close(b->efd);
 fail_efd:
@@ -655,7 +744,7 @@ static void uring_destroy(cor__backend *b)
 {
     forget_ring_fd(b);
     /* The kernel is done with every stream once the ring is gone. */
-    io_uring_queue_exit(&b->ring);
+    ring_exit(b);
     cor__uring_streams_free(b);
     close(b->efd);
     free(b);

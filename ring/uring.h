@@ -43,6 +43,10 @@ enum {
 #ifndef IORING_RECVSEND_BUNDLE
 #define IORING_RECVSEND_BUNDLE (1U << 4)
 #endif
+/* Newer than liburing 2.3 (kernel 6.6+): an SQ without its index array (uring.c maps it). */
+#ifndef IORING_SETUP_NO_SQARRAY
+#define IORING_SETUP_NO_SQARRAY (1U << 16)
+#endif
 /* Newer than liburing 2.3 (kernel 6.12+): incrementally consumed buffer rings, probed at setup. */
 #ifndef IOU_PBUF_RING_INC
 #define IOU_PBUF_RING_INC 2 /* io_uring_buf_reg.flags (liburing 2.3 calls that field pad) */
@@ -62,6 +66,7 @@ struct cor__backend {
     bool no_msg_ring;   /* the kernel lacks IORING_OP_MSG_RING         */
     unsigned send_zc_min; /* sends of at least this many bytes go SEND_ZC (0: none) */
     bool bundles;         /* multishot receives take bundles (IORING_FEAT_RECVSEND_BUNDLE) */
+    unsigned *sq_array;   /* NO_SQARRAY: where liburing's sq.array points (the kernel reads none) */
     /* The driving thread registered the ring fd: who, and the ring's fields before. */
     bool fd_registered;
     pthread_t fd_thread;

@@ -950,16 +950,6 @@ COR_DEFINE_STATIC(reader_server,
     COR_RETURN(self->i);
 }
 
-/* True if the running kernel is at least major.minor. */
-static bool kernel_at_least(int major, int minor)
-{
-    struct utsname u;
-    int ma = 0, mi = 0;
-    if (uname(&u) || sscanf(u.release, "%d.%d", &ma, &mi) != 2)
-        return false;
-    return ma > major || (ma == major && mi >= minor);
-}
-
 /* Writes len copies of digit to fd; true if all went. */
 static bool send_digits(int fd, char digit, int len)
 {

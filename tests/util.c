@@ -1,4 +1,6 @@
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/utsname.h>
 #include <criterion/criterion.h>
 
 #include "util.h"
@@ -112,4 +114,14 @@ void manual_thread_stop(manual_thread *t)
     ex.ops->on_work_finished(ex.obj);
     cr_assert_eq(pthread_join(t->thread, NULL), 0);
     cor_manual_destroy(t->m);
+}
+
+/* True if the running kernel is at least major.minor. */
+bool kernel_at_least(int major, int minor)
+{
+    struct utsname u;
+    int ma = 0, mi = 0;
+    if (uname(&u) || sscanf(u.release, "%d.%d", &ma, &mi) != 2)
+        return false;
+    return ma > major || (ma == major && mi >= minor);
 }

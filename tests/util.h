@@ -5,6 +5,9 @@
 #include <pthread.h>
 #include <coring/coring.h>
 
+/* True if the running kernel is at least major.minor. */
+bool kernel_at_least(int major, int minor);
+
 /* A memory resource that counts and can be made to fail after a budget of allocations. */
 typedef struct counting_resource {
     cor_memory_resource base;

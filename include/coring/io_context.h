@@ -86,6 +86,7 @@ enum {
     COR_IO_SEND_ZC = 1u << 8, /* features only: sends of send_zc_threshold bytes or more go SEND_ZC */
     COR_IO_RECV_BUNDLE = 1u << 9, /* features only: a multishot receive fills several buffers at once */
     COR_IO_BUF_INCREMENTAL = 1u << 10, /* features only: buffer rings may be consumed in pieces (stream.h) */
+    COR_IO_NO_SQARRAY = 1u << 11, /* features only: the SQ has no index array (6.6+): SQEs go in ring order */
     /* Option bits (not ring flags). */
     COR_IO_NO_DEFAULT_FLAGS = 1u << 16, /* request only the ring flags named here       */
     COR_IO_WAKE_EVENTFD = 1u << 17      /* never wake this context by MSG_RING (eventfd only) */
