@@ -3,6 +3,8 @@
  *
  *  strand.dispatch_uncontended  dispatch of a bare handle through a strand over the inline
  *                               executor, against a plain dispatch on the inline executor.
+ *  strand.dispatch_io_context   the same from a handle running on an io_context, through a
+ *                               strand over that io_context, against a plain dispatch on it.
  *  strand.post_2threads         two threads posting through one strand over a 1-worker pool,
  *                               against the same two threads posting to the pool directly.
  *  pool.post_external           one thread posting batches to a 2-worker pool, waiting for each
@@ -61,6 +63,33 @@ static void dispatch_loop(void *arg, long iters)
     struct disp_ctx *d = arg;
     for (long i = 0; i < iters; i++)
         cor_executor_dispatch(d->ex, &d->b.hdr);
+}
+
+/*
+ * The same loop run by a handle on an io_context's thread: a dispatch there
+ * through a strand over that io_context, against a plain dispatch on it.
+ */
+struct io_disp_ctx {
+    cor_frame runner; /* posted to io; runs the loop */
+    struct disp_ctx d;
+    cor_io_context *io;
+    long iters;
+};
+
+static cor_handle io_disp_run(cor_frame *f)
+{
+    struct io_disp_ctx *c = (struct io_disp_ctx *)f;
+    dispatch_loop(&c->d, c->iters);
+    return COR_NOOP;
+}
+
+static void io_dispatch_loop(void *arg, long iters)
+{
+    struct io_disp_ctx *c = arg;
+    c->iters = iters;
+    c->runner = (cor_frame){.resume = io_disp_run};
+    cor_executor_post(cor_io_context_executor(c->io), &c->runner);
+    cor_io_context_run(c->io);
 }
 
 /* ---- two threads posting: through a strand, or straight to the pool ---- */
@@ -462,6 +491,31 @@ int main(int argc, char **argv)
         bench_result r = bench_measure("strand.dispatch_uncontended", dispatch_loop, &through, n);
         bench_report(&r, &base, NULL);
         cor_strand_destroy(&s);
+    }
+
+    if (bench_enabled("strand.dispatch_io_context")) {
+        cor_io_context *io = NULL;
+        if (cor_io_context_create(&io, NULL) != 0) {
+            fprintf(stderr, "bench_strand: no io_context on this kernel, "
+                            "strand.dispatch_io_context skipped\n");
+        } else {
+            static struct io_disp_ctx plain, through;
+            static cor_strand s;
+            cor_strand_init(&s, cor_io_context_executor(io));
+            plain.io = through.io = io;
+            plain.d.ex = cor_io_context_executor(io);
+            plain.d.b = (struct bare){{.resume = bare_resume}, &plain.d.count};
+            through.d.ex = cor_strand_executor(&s);
+            through.d.b = (struct bare){{.resume = bare_resume}, &through.d.count};
+            bench_result base =
+                bench_measure("baseline.dispatch_io_context", io_dispatch_loop, &plain, n);
+            bench_report(&base, NULL, NULL);
+            bench_result r =
+                bench_measure("strand.dispatch_io_context", io_dispatch_loop, &through, n);
+            bench_report(&r, &base, NULL);
+            cor_strand_destroy(&s);
+            cor_io_context_destroy(io);
+        }
     }
 
     if (bench_enabled("strand.post_2threads")) {

@@ -3,6 +3,7 @@
  * from inside runs inline, strands over the thread pool and the manual
  * executor, executor identity through nested hops, teardown and bad input.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <criterion/criterion.h>
@@ -564,6 +565,170 @@ Test(strand, over_an_io_context)
     cr_assert_eq(sh.outside, 0, "every resumption went through the strand on the io thread");
     cr_assert_eq(cor_strand_destroy(&s), 0);
     cor_io_context_destroy(io);
+}
+
+/*
+ * A strand over an io_context, used from a coroutine running on it (not in
+ * the strand): a dispatch into the idle strand runs the handle before the
+ * dispatch returns, inside the strand; what that handle dispatches to the
+ * io_context waits until it is done; once a handle is posted (the strand
+ * busy), a dispatch queues behind it.
+ */
+struct stamp_frame {
+    cor_frame hdr;
+    cor_strand *s;
+    cor_executor io_ex;
+    int *clock, at;
+    bool inside;
+    struct stamp_frame *then; /* dispatched to io_ex from inside this one */
+    int then_seen;            /* then->at when this one finished       */
+};
+
+static cor_handle stamp_resume(cor_frame *h)
+{
+    struct stamp_frame *f = (struct stamp_frame *)h;
+    f->at = ++*f->clock;
+    f->inside = cor_strand_running_in_this_thread(f->s);
+    if (f->then)
+        cor_executor_dispatch(f->io_ex, &f->then->hdr);
+    f->then_seen = f->then ? f->then->at : 0;
+    return COR_NOOP;
+}
+
+struct io_side {
+    COR_PROMISE(int);
+    cor_strand *s;
+    struct stamp_frame *a, *b, *d;
+};
+COR_DEFINE_STATIC(io_side, (cor_strand * s, struct stamp_frame *a, struct stamp_frame *b,
+                            struct stamp_frame *d),
+                  {
+                      self->s = s;
+                      self->a = a;
+                      self->b = b;
+                      self->d = d;
+                  })
+{
+    COR_BEGIN();
+    cor_executor sx = cor_strand_executor(self->s);
+    if (cor_executor_dispatch(sx, &self->a->hdr))
+        COR_FAIL(-EFAULT);
+    int a_ran = self->a->at != 0; /* 1: the idle strand ran it at once */
+    if (cor_executor_post(sx, &self->b->hdr) || cor_executor_dispatch(sx, &self->d->hdr))
+        COR_FAIL(-EFAULT);
+    int d_ran = self->d->at != 0; /* 0: the strand is busy with b, d queues behind it */
+    COR_RETURN(a_ran * 10 + d_ran);
+}
+
+Test(strand, io_context_dispatch_on_its_thread_runs_at_once_and_keeps_order)
+{
+    cor_io_context *io = make_io_or_skip();
+    cor_strand s;
+    cr_assert_eq(cor_strand_init(&s, cor_io_context_executor(io)), 0);
+    int clock = 0;
+    cor_executor io_ex = cor_io_context_executor(io);
+    struct stamp_frame e = {{.resume = stamp_resume}, &s, io_ex, &clock, 0, false, NULL, 0};
+    struct stamp_frame a = {{.resume = stamp_resume}, &s, io_ex, &clock, 0, false, &e, 0};
+    struct stamp_frame b = {{.resume = stamp_resume}, &s, io_ex, &clock, 0, false, NULL, 0};
+    struct stamp_frame d = {{.resume = stamp_resume}, &s, io_ex, &clock, 0, false, NULL, 0};
+    struct outcome oc = {0};
+    cor_launch_options o = {.on_result = rec_result, .on_error = rec_error, .user = &oc};
+    cr_assert_eq(COR_RUN_ASYNC(io_ex, &o, io_side(&s, &a, &b, &d)), 0);
+    cr_assert_gt(cor_io_context_run(io), 0);
+    cr_assert_eq(oc.errors, 0);
+    cr_assert_eq(oc.result, 10, "a ran before its dispatch returned, d did not");
+    cr_assert(a.inside && b.inside && d.inside, "each ran inside the strand");
+    cr_assert_not(e.inside, "what a dispatched to the io_context ran outside the strand");
+    cr_assert_eq(a.then_seen, 0, "and only after a was done");
+    cr_assert_lt(a.at, b.at);
+    cr_assert_lt(b.at, d.at, "d queued behind the posted b");
+    cr_assert_gt(e.at, a.at);
+    cr_assert_eq(cor_strand_destroy(&s), 0);
+    cor_io_context_destroy(io);
+}
+
+/* Posts n handles into a strand from another thread while the io_context's own coroutines use it. */
+struct bare_inc {
+    cor_frame hdr;
+    struct shared *sh;
+    cor_io_context *io;
+};
+
+struct poster_arg {
+    cor_strand *s;
+    struct shared *sh;
+    int n;
+    struct bare_inc *frames;
+};
+
+static cor_handle bare_inc_resume(cor_frame *h)
+{
+    struct bare_inc *f = (struct bare_inc *)h;
+    struct shared *sh = f->sh;
+    if (sh->in_strand)
+        sh->overlaps++;
+    sh->in_strand = 1;
+    if (!cor_strand_running_in_this_thread(sh->strand) || cor_io_context_current() != f->io)
+        sh->outside++;
+    sh->counter++;
+    sh->in_strand = 0;
+    return COR_NOOP;
+}
+
+static void *post_from_thread(void *p)
+{
+    struct poster_arg *a = p;
+    for (int i = 0; i < a->n; i++) {
+        cor_executor_post(cor_strand_executor(a->s), &a->frames[i].hdr);
+        if (i % 64 == 0)
+            usleep(100);
+    }
+    return NULL;
+}
+
+/*
+ * Coroutines of the io_context go through the strand (each completion is a
+ * dispatch on the io thread, which takes the uncounted path whenever the
+ * strand is idle) while another thread posts into it: nothing overlaps,
+ * everything runs on the io thread inside the strand, nothing is lost.
+ */
+Test(strand, io_context_dispatches_and_posts_from_another_thread)
+{
+    enum { POSTS = 2000, PER = 500 };
+    cor_io_context *io = make_io_or_skip();
+    cor_strand s;
+    cr_assert_eq(cor_strand_init(&s, cor_io_context_executor(io)), 0);
+    struct shared sh = {.strand = &s};
+    struct bare_inc *frames = calloc(POSTS, sizeof *frames);
+    cr_assert_not_null(frames);
+    for (int i = 0; i < POSTS; i++)
+        frames[i] = (struct bare_inc){{.resume = bare_inc_resume}, &sh, io};
+    struct outcome oc = {0};
+    cor_launch_options o = {.on_result = rec_result, .on_error = rec_error, .user = &oc};
+    for (int i = 0; i < COUNTERS; i++)
+        cr_assert_eq(COR_RUN_ASYNC(cor_strand_executor(&s), &o, io_incrementer(&sh, io, PER)), 0);
+    struct poster_arg pa = {&s, &sh, POSTS, frames};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, post_from_thread, &pa), 0);
+    /* Run until the poster is done and everything ran (at most 30 s). */
+    bool joined = false;
+    for (int i = 0; i < 6000 && !(joined && sh.counter == COUNTERS * PER + POSTS); i++) {
+        cor_io_context_run_for(io, 5 * 1000 * 1000);
+        if (!joined && pthread_tryjoin_np(t, NULL) == 0)
+            joined = true;
+        if (!joined || sh.counter != COUNTERS * PER + POSTS)
+            usleep(100);
+    }
+    if (!joined)
+        pthread_join(t, NULL);
+    cr_assert_eq(oc.errors, 0);
+    cr_assert_eq(oc.results, COUNTERS);
+    cr_assert_eq(sh.counter, COUNTERS * PER + POSTS, "every increment ran");
+    cr_assert_eq(sh.overlaps, 0);
+    cr_assert_eq(sh.outside, 0, "all of it on the io thread, inside the strand");
+    cr_assert_eq(cor_strand_destroy(&s), 0);
+    cor_io_context_destroy(io);
+    free(frames);
 }
 
 /* ---- teardown: destroying the inner executor destroys what the strand queued ---- */
