@@ -1134,6 +1134,34 @@ static int take_after(cor_io_context *io, cor_stream *s, int fd, const char *msg
     return n;
 }
 
+/* A receive stream through a ring on one end of a socket pair, on a fresh io_context. */
+struct piped {
+    cor_io_context *io;
+    cor_buf_ring *ring;
+    cor_stream *s;
+    int sv[2]; /* the stream reads sv[0]; the test writes sv[1] */
+};
+
+static void piped_open(struct piped *p, int backend, unsigned count, unsigned size,
+                       unsigned flags)
+{
+    p->io = io_test_create(backend, NULL);
+    p->ring = ring_or_skip(p->io, backend, count, size, flags);
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, p->sv), 0);
+    cr_assert_eq(cor_recv_stream_open(&p->s, p->io, p->sv[0], p->ring), 0);
+}
+
+/* Closes the stream, lets its cancel complete, and frees the rest. */
+static void piped_close(struct piped *p)
+{
+    cr_assert_eq(cor_stream_close(p->s), 0);
+    cr_assert_geq(cor_io_context_run(p->io), 0);
+    cr_assert_eq(cor_buf_ring_destroy(p->ring), 0);
+    close(p->sv[0]);
+    close(p->sv[1]);
+    cor_io_context_destroy(p->io);
+}
+
 /*
  * An incremental ring hands out pieces: two small messages land one after
  * the other in the same buffer; a buffer is filled to its end before the
@@ -1143,12 +1171,12 @@ static int take_after(cor_io_context *io, cor_stream *s, int fd, const char *msg
  */
 IO_TEST(net, incremental_ring_pieces_share_a_buffer)
 {
-    cor_io_context *io = io_test_create(backend, NULL);
-    cor_buf_ring *ring = ring_or_skip(io, backend, 2, 64, COR_BUF_RING_INCREMENTAL);
-    int sv[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-    cor_stream *s;
-    cr_assert_eq(cor_recv_stream_open(&s, io, sv[0], ring), 0);
+    struct piped p;
+    piped_open(&p, backend, 2, 64, COR_BUF_RING_INCREMENTAL);
+    cor_io_context *io = p.io;
+    cor_buf_ring *ring = p.ring;
+    cor_stream *s = p.s;
+    int *sv = p.sv;
     cor_buf a, b, c, d, e;
     cr_assert_eq(take_after(io, s, sv[1], "ab", &a), 2);
     cr_assert_eq(memcmp(a.data, "ab", 2), 0);
@@ -1181,12 +1209,7 @@ IO_TEST(net, incremental_ring_pieces_share_a_buffer)
     cr_assert_eq(memcmp(e.data, big + 64, 36), 0);
     cr_assert_eq(cor_buf_ring_put(ring, &d), 0);
     cr_assert_eq(cor_buf_ring_put(ring, &e), 0);
-    cr_assert_eq(cor_stream_close(s), 0);
-    cr_assert_geq(cor_io_context_run(io), 0);
-    cr_assert_eq(cor_buf_ring_destroy(ring), 0);
-    close(sv[0]);
-    close(sv[1]);
-    cor_io_context_destroy(io);
+    piped_close(&p);
 }
 
 /* Sleeps ns. */
@@ -1211,23 +1234,19 @@ COR_DEFINE_STATIC(nap, (int64_t ns), { self->ns = ns; })
 IO_TEST(net, incremental_stream_without_memory_for_its_queue_ends)
 {
     enum { BUFS = 4, SIZE = 64 };
-    cor_io_context *io = io_test_create(backend, NULL);
-    cor_buf_ring *ring = ring_or_skip(io, backend, BUFS, SIZE, COR_BUF_RING_INCREMENTAL);
+    struct piped p;
+    piped_open(&p, backend, BUFS, SIZE, COR_BUF_RING_INCREMENTAL);
+    cor_io_context *io = p.io;
+    cor_buf_ring *ring = p.ring;
+    int *sv = p.sv;
+    /* The queue holds BUFS + 2 results; the growth is the next allocation, and it fails. */
     cor_fault f = {.kind = COR_FAULT_ALLOC, .nth = 1};
     int rc = cor_io_context_inject_fault(io, &f);
     if (rc == -EOPNOTSUPP) {
-        cor_buf_ring_destroy(ring);
-        cor_io_context_destroy(io);
+        piped_close(&p);
         cr_skip_test("a build without fault injection");
     }
     cr_assert_eq(rc, 0);
-    cr_assert_eq(cor_io_context_clear_fault(io), 0);
-    int sv[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-    cor_stream *s;
-    cr_assert_eq(cor_recv_stream_open(&s, io, sv[0], ring), 0);
-    /* The queue holds BUFS + 2 results; the growth is the next allocation, and it fails. */
-    cr_assert_eq(cor_io_context_inject_fault(io, &f), 0);
     for (int i = 0; i < 3 * BUFS && cor_io_context_fault_hits(io) == 0; i++) {
         char c = (char)('a' + i);
         cr_assert_eq(write(sv[1], &c, 1), 1);
@@ -1240,7 +1259,7 @@ IO_TEST(net, incremental_stream_without_memory_for_its_queue_ends)
     cr_assert_eq(cor_io_context_clear_fault(io), 0);
     int got = 0, n;
     cor_buf b;
-    while ((n = take_after(io, s, sv[1], "", &b)) > 0) {
+    while ((n = take_after(io, p.s, sv[1], "", &b)) > 0) {
         for (int i = 0; i < n; i++)
             cr_assert_eq(((char *)b.data)[i], (char)('a' + got + i));
         got += n;
@@ -1248,8 +1267,8 @@ IO_TEST(net, incremental_stream_without_memory_for_its_queue_ends)
     }
     cr_assert_eq(n, -ENOMEM, "then the stream ends: %s", cor_strerror(n));
     cr_assert_geq(got, BUFS, "what was queued came first, in order");
-    cr_assert_eq(take_after(io, s, sv[1], "", &b), -ENOMEM, "and stays ended");
-    cr_assert_eq(cor_stream_close(s), 0);
+    cr_assert_eq(take_after(io, p.s, sv[1], "", &b), -ENOMEM, "and stays ended");
+    cr_assert_eq(cor_stream_close(p.s), 0);
     cr_assert_geq(cor_io_context_run(io), 0);
     /* Every piece went back. A new stream takes single bytes until one ends a buffer (the
      * ring's memory is page-aligned: buffers start at multiples of SIZE); then the whole
@@ -1258,10 +1277,10 @@ IO_TEST(net, incremental_stream_without_memory_for_its_queue_ends)
     char drain[64];
     while (read(sv[0], drain, sizeof drain) > 0)
         ;
-    cr_assert_eq(cor_recv_stream_open(&s, io, sv[0], ring), 0);
+    cr_assert_eq(cor_recv_stream_open(&p.s, io, sv[0], ring), 0);
     for (int i = 0;; i++) {
         cr_assert_lt(i, SIZE, "a buffer ends within %d bytes", SIZE);
-        n = take_after(io, s, sv[1], "y", &b);
+        n = take_after(io, p.s, sv[1], "y", &b);
         cr_assert_eq(n, 1, "%s", cor_strerror(n));
         cr_assert_eq(cor_buf_ring_put(ring, &b), 0);
         if (((uintptr_t)b.data + 1) % SIZE == 0)
@@ -1273,33 +1292,28 @@ IO_TEST(net, incremental_stream_without_memory_for_its_queue_ends)
     cor_buf held[BUFS * SIZE];
     int total = 0, k = 0;
     for (; total < (int)sizeof all; total += n, k++) {
-        n = take_after(io, s, sv[1], "", &held[k]);
+        n = take_after(io, p.s, sv[1], "", &held[k]);
         cr_assert_gt(n, 0, "after %d bytes: %s", total, cor_strerror(n));
     }
     for (int i = 0; i < k; i++)
         cr_assert_eq(cor_buf_ring_put(ring, &held[i]), 0);
-    cr_assert_eq(cor_stream_close(s), 0);
-    cr_assert_geq(cor_io_context_run(io), 0);
-    cr_assert_eq(cor_buf_ring_destroy(ring), 0);
-    close(sv[0]);
-    close(sv[1]);
-    cor_io_context_destroy(io);
+    piped_close(&p);
 }
 
 /* Bad arguments of the ring calls; a whole buffer put back twice is refused the second time. */
 IO_TEST(net, buffer_ring_arguments_and_double_put)
 {
-    cor_io_context *io = io_test_create(backend, NULL);
-    cor_buf_ring *ring = ring_or_skip(io, backend, 2, 64, 0);
+    struct piped p;
+    piped_open(&p, backend, 2, 64, 0);
+    cor_io_context *io = p.io;
+    cor_buf_ring *ring = p.ring;
+    cor_stream *s = p.s;
+    int *sv = p.sv;
     cr_assert_eq(cor_buf_ring_create(&(cor_buf_ring *){NULL}, io, 3, 64), -EINVAL,
                  "count must be a power of two");
     cr_assert_eq(cor_buf_ring_create_flags(&(cor_buf_ring *){NULL}, io, 2, 64, 1u << 7), -EINVAL,
                  "unknown flags");
     cr_assert_eq(cor_buf_ring_flags(NULL), 0);
-    int sv[2];
-    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-    cor_stream *s;
-    cr_assert_eq(cor_recv_stream_open(&s, io, sv[0], ring), 0);
     cor_buf a;
     cr_assert_eq(take_after(io, s, sv[1], "xyz", &a), 3);
     cor_buf bad = a;
@@ -1323,12 +1337,7 @@ IO_TEST(net, buffer_ring_arguments_and_double_put)
     cr_assert_neq(b.id, c.id);
     cr_assert_eq(cor_buf_ring_put(ring, &b), 0);
     cr_assert_eq(cor_buf_ring_put(ring, &c), 0);
-    cr_assert_eq(cor_stream_close(s), 0);
-    cr_assert_geq(cor_io_context_run(io), 0);
-    cr_assert_eq(cor_buf_ring_destroy(ring), 0);
-    close(sv[0]);
-    close(sv[1]);
-    cor_io_context_destroy(io);
+    piped_close(&p);
 }
 
 /* ---- zero-copy sends ---- */
