@@ -80,8 +80,9 @@ COR_API unsigned cor_buf_ring_flags(const cor_buf_ring *r);
 /*
  * Gives buffer b (or piece b) back to ring r so the kernel may fill it
  * again. Returns 0; -EINVAL for NULL arguments, a buffer that is not r's or
- * one that is not out (given back already); -EPERM off the driving thread
- * (the buffer is then still the caller's).
+ * one that is not out (given back already: on an incremental ring this is
+ * seen only once no piece of that buffer is out); -EPERM off the driving
+ * thread (the buffer is then still the caller's).
  */
 COR_API int cor_buf_ring_put(cor_buf_ring *r, const cor_buf *b);
 
