@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 
+#include "coring/config.h"
 #include "coring/io_context.h"
 #include "uring.h"
 
@@ -357,6 +358,8 @@ static int enter(cor__backend *b, int64_t timeout_ns)
     return rc;
 }
 
+static int grow_cq(cor__backend *b);
+
 static long uring_run(cor__backend *b, int64_t timeout_ns, long max)
 {
     struct io_uring *r = &b->ring;
@@ -371,9 +374,11 @@ static long uring_run(cor__backend *b, int64_t timeout_ns, long max)
         timeout_ns = 0;
     int rc = enter(b, timeout_ns);
     /* Completions the CQ had no room for wait in the kernel's overflow list;
-     * peeking flushes them as the CQ drains. */
-    if (io_uring_cq_has_overflow(r))
+     * peeking flushes them as the CQ drains, and the CQ grows where it can. */
+    if (io_uring_cq_has_overflow(r)) {
         cor__stat_add(b->stats.overflows, 1);
+        b->grow_wanted = b->cq_grow;
+    }
     while (n < max) {
         struct io_uring_cqe *cqe;
         if (io_uring_peek_cqe(r, &cqe) || !cqe)
@@ -384,6 +389,11 @@ static long uring_run(cor__backend *b, int64_t timeout_ns, long max)
         /* Consume before delivering: the handler may re-enter. */
         io_uring_cqe_seen(r, cqe);
         n += on_cqe(b, ud, res, flags);
+    }
+    if (b->grow_wanted) {
+        int g = grow_cq(b); /* no CQE is in use here */
+        if (g)
+            return g;
     }
     /* Deliver what was there even if entering the kernel failed. */
     return n ? n : rc;
@@ -410,47 +420,34 @@ static unsigned to_features(unsigned setup)
 }
 
 /*
- * A ring without an SQ index array (IORING_SETUP_NO_SQARRAY, 6.6+): the
- * kernel takes SQEs in ring order, sparing a load and a store per SQE.
- * liburing 2.3 does not know the flag and would fill an array at offset 0
- * of the SQ ring (over its head and tail), so coring sets such a ring up
- * itself: the setup call, the three mappings, and struct io_uring filled as
- * liburing fills it, so that every liburing call (queue_exit included)
- * works on it. sq.array points at memory of our own that the kernel never
- * reads. Returns 0 or -errno (-EINVAL: a kernel without the flag).
+ * Maps the rings of fd as p describes them into *r, filling it as liburing
+ * fills a ring it set up (sq.array: sq_array, memory of ours the kernel does
+ * not read). Returns 0 or -ENOMEM (nothing is left mapped then).
  */
-static int queue_init_no_sqarray(cor__backend *b, unsigned entries, struct io_uring_params *p)
+static int map_rings(struct io_uring *r, int fd, const struct io_uring_params *p,
+                     unsigned *sq_array)
 {
-    struct io_uring *r = &b->ring;
-    int fd = (int)syscall(__NR_io_uring_setup, entries, p);
-    if (fd < 0)
-        return -errno;
-    memset(r, 0, sizeof *r);
     size_t cq_sz = p->cq_off.cqes + p->cq_entries * sizeof(struct io_uring_cqe);
     size_t sq_sz = p->sq_off.array ? p->sq_off.array + p->sq_entries * sizeof(unsigned) : cq_sz;
     if (p->features & IORING_FEAT_SINGLE_MMAP)
         sq_sz = cq_sz = sq_sz > cq_sz ? sq_sz : cq_sz;
-    int rc = -ENOMEM;
-    b->sq_array = calloc(p->sq_entries, sizeof *b->sq_array);
+    size_t sqes_sz = p->sq_entries * sizeof(struct io_uring_sqe);
     void *sq = mmap(NULL, sq_sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
                     IORING_OFF_SQ_RING);
     void *cq = sq;
     if (!(p->features & IORING_FEAT_SINGLE_MMAP) && sq != MAP_FAILED)
         cq = mmap(NULL, cq_sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
                   IORING_OFF_CQ_RING);
-    void *sqes = mmap(NULL, p->sq_entries * sizeof(struct io_uring_sqe), PROT_READ | PROT_WRITE,
-                      MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
-    if (!b->sq_array || sq == MAP_FAILED || cq == MAP_FAILED || sqes == MAP_FAILED) {
+    void *sqes = mmap(NULL, sqes_sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
+                      IORING_OFF_SQES);
+    if (sq == MAP_FAILED || cq == MAP_FAILED || sqes == MAP_FAILED) {
         if (sqes != MAP_FAILED)
-            munmap(sqes, p->sq_entries * sizeof(struct io_uring_sqe));
+            munmap(sqes, sqes_sz);
         if (cq != MAP_FAILED && cq != sq)
             munmap(cq, cq_sz);
         if (sq != MAP_FAILED)
             munmap(sq, sq_sz);
-        free(b->sq_array);
-        b->sq_array = NULL;
-        close(fd);
-        return rc;
+        return -ENOMEM;
     }
     char *s = sq, *c = cq;
     r->sq.khead = (unsigned *)(s + p->sq_off.head);
@@ -459,7 +456,7 @@ static int queue_init_no_sqarray(cor__backend *b, unsigned entries, struct io_ur
     r->sq.kring_entries = (unsigned *)(s + p->sq_off.ring_entries);
     r->sq.kflags = (unsigned *)(s + p->sq_off.flags);
     r->sq.kdropped = (unsigned *)(s + p->sq_off.dropped);
-    r->sq.array = b->sq_array;
+    r->sq.array = sq_array;
     r->sq.sqes = sqes;
     r->sq.ring_sz = sq_sz;
     r->sq.ring_ptr = sq;
@@ -471,15 +468,109 @@ static int queue_init_no_sqarray(cor__backend *b, unsigned entries, struct io_ur
     r->cq.kring_entries = (unsigned *)(c + p->cq_off.ring_entries);
     r->cq.koverflow = (unsigned *)(c + p->cq_off.overflow);
     r->cq.cqes = (struct io_uring_cqe *)(c + p->cq_off.cqes);
-    if (p->cq_off.flags)
-        r->cq.kflags = (unsigned *)(c + p->cq_off.flags);
+    r->cq.kflags = p->cq_off.flags ? (unsigned *)(c + p->cq_off.flags) : NULL;
     r->cq.ring_sz = cq_sz;
     r->cq.ring_ptr = cq;
     r->cq.ring_mask = *r->cq.kring_mask;
     r->cq.ring_entries = *r->cq.kring_entries;
+    return 0;
+}
+
+/* Unmaps what map_rings mapped (as io_uring_queue_exit does). */
+static void unmap_rings(struct io_uring *r)
+{
+    munmap(r->sq.sqes, r->sq.ring_entries * sizeof(struct io_uring_sqe));
+    if (r->cq.ring_ptr && r->cq.ring_ptr != r->sq.ring_ptr)
+        munmap(r->cq.ring_ptr, r->cq.ring_sz);
+    munmap(r->sq.ring_ptr, r->sq.ring_sz);
+}
+
+/*
+ * A ring without an SQ index array (IORING_SETUP_NO_SQARRAY, 6.6+): the
+ * kernel takes SQEs in ring order, sparing a load and a store per SQE.
+ * liburing 2.3 does not know the flag and would fill an array at offset 0
+ * of the SQ ring (over its head and tail), so coring sets such a ring up
+ * itself: the setup call and map_rings, so that every liburing call
+ * (queue_exit included) works on it. Returns 0 or -errno (-EINVAL: a
+ * kernel without the flag).
+ */
+static int queue_init_no_sqarray(cor__backend *b, unsigned entries, struct io_uring_params *p)
+{
+    struct io_uring *r = &b->ring;
+    int fd = (int)syscall(__NR_io_uring_setup, entries, p);
+    if (fd < 0)
+        return -errno;
+    memset(r, 0, sizeof *r);
+    b->sq_array = calloc(p->sq_entries, sizeof *b->sq_array);
+    if (!b->sq_array || map_rings(r, fd, p, b->sq_array)) {
+        free(b->sq_array);
+        b->sq_array = NULL;
+        close(fd);
+        return -ENOMEM;
+    }
     r->flags = p->flags;
     r->ring_fd = r->enter_ring_fd = fd;
     r->features = p->features;
+    return 0;
+}
+
+/*
+ * Whether the CQ may grow: the ring is coring's own mapping (NO_SQARRAY),
+ * DEFER_TASKRUN (the kernel resizes only those) and the kernel has
+ * IORING_REGISTER_RESIZE_RINGS (6.13+). Asked with an argument in the
+ * never-mapped first page: a kernel that knows the call fails to read it
+ * (-EFAULT), an older one does not know the call (-EINVAL). On the driving
+ * thread.
+ */
+static bool probe_cq_grow(cor__backend *b)
+{
+    if ((b->features & (COR_IO_NO_SQARRAY | COR_IO_DEFER_TASKRUN)) !=
+        (COR_IO_NO_SQARRAY | COR_IO_DEFER_TASKRUN))
+        return false;
+    return syscall(__NR_io_uring_register, b->ring.ring_fd, IORING_REGISTER_RESIZE_RINGS,
+                   (void *)8, 1) < 0 &&
+           errno == EFAULT;
+}
+
+/*
+ * The CQ overflowed: doubles it (up to COR_RING_CQ_MAX) once no completion
+ * waits in the kernel's overflow list any more (the kernel refuses to
+ * resize then; a later run tries again). The kernel copies what the rings
+ * hold into new ones, SQEs from its head to its tail: so the SQEs prepared
+ * since the last submission are made visible first (as liburing's flush
+ * does; the next enter submits them). The new rings are mapped before the
+ * old ones go. Returns 0, or -ENOMEM if the new rings cannot be mapped
+ * (the context cannot go on: its run reports it).
+ */
+static int grow_cq(cor__backend *b)
+{
+    struct io_uring *r = &b->ring;
+    if (io_uring_cq_has_overflow(r))
+        return 0;
+    if (r->sq.sqe_head != r->sq.sqe_tail) {
+        r->sq.sqe_head = r->sq.sqe_tail;
+        __atomic_store_n(r->sq.ktail, r->sq.sqe_tail, __ATOMIC_RELEASE);
+    }
+    b->grow_wanted = false;
+    unsigned cq = r->cq.ring_entries;
+    if (cq >= COR_RING_CQ_MAX)
+        return 0;
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    p.sq_entries = r->sq.ring_entries;
+    p.cq_entries = cq * 2;
+    p.flags = IORING_SETUP_CQSIZE;
+    if (syscall(__NR_io_uring_register, r->ring_fd, IORING_REGISTER_RESIZE_RINGS, &p, 1) < 0)
+        return 0; /* (from another thread at teardown: -EEXIST) the CQ stays as it is */
+    struct io_uring fresh = *r;
+    if (map_rings(&fresh, r->ring_fd, &p, b->sq_array))
+        return -ENOMEM;
+    fresh.sq.sqe_head = r->sq.sqe_head;
+    fresh.sq.sqe_tail = r->sq.sqe_tail;
+    unmap_rings(r);
+    *r = fresh;
+    cor__stat_add(b->stats.cq_grows, 1);
+    __atomic_store_n(&b->stats.cq_entries, r->cq.ring_entries, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -531,6 +622,7 @@ static int setup_ring(cor__backend *b, const cor__backend_config *cfg)
                     : io_uring_queue_init_params(cfg->sq_entries, &b->ring, &p);
         if (r == 0) {
             b->disabled = (p.flags & IORING_SETUP_R_DISABLED) != 0;
+            b->stats.cq_entries = b->ring.cq.ring_entries;
             b->features = to_features(want);
             b->bundles = (p.features & IORING_FEAT_RECVSEND_BUNDLE) != 0;
             if (b->bundles)
@@ -736,6 +828,12 @@ static int uring_bind(cor__backend *b)
         b->disabled = false;
     }
     register_ring_fd(b);
+    if (!b->cq_grow_probed) {
+        b->cq_grow_probed = true;
+        b->cq_grow = probe_cq_grow(b);
+        /* Not in features: other threads read those (uring_features). */
+        __atomic_store_n(&b->cq_grow_found, b->cq_grow, __ATOMIC_RELAXED);
+    }
     arm_eventfd(b);
     return 0;
 }
@@ -770,7 +868,8 @@ static void uring_wake(cor__backend *t, cor__backend *from)
 static unsigned uring_features(cor__backend *b)
 {
     bool reg = __atomic_load_n(&b->fd_registered, __ATOMIC_RELAXED);
-    return b->features | (reg ? COR_IO_RING_FD_REGISTERED : 0);
+    bool grow = __atomic_load_n(&b->cq_grow_found, __ATOMIC_RELAXED);
+    return b->features | (reg ? COR_IO_RING_FD_REGISTERED : 0) | (grow ? COR_IO_CQ_GROW : 0);
 }
 
 static const cor__backend_stats *uring_stats(cor__backend *b)

@@ -47,6 +47,10 @@ enum {
 #ifndef IORING_SETUP_NO_SQARRAY
 #define IORING_SETUP_NO_SQARRAY (1U << 16)
 #endif
+/* Newer than liburing 2.3 (kernel 6.13+): growing the CQ, probed when the driving thread binds. */
+#ifndef IORING_REGISTER_RESIZE_RINGS
+#define IORING_REGISTER_RESIZE_RINGS 33
+#endif
 /* Newer than liburing 2.3 (kernel 6.12+): incrementally consumed buffer rings, probed at setup. */
 #ifndef IOU_PBUF_RING_INC
 #define IOU_PBUF_RING_INC 2 /* io_uring_buf_reg.flags (liburing 2.3 calls that field pad) */
@@ -67,6 +71,10 @@ struct cor__backend {
     unsigned send_zc_min; /* sends of at least this many bytes go SEND_ZC (0: none) */
     bool bundles;         /* multishot receives take bundles (IORING_FEAT_RECVSEND_BUNDLE) */
     unsigned *sq_array;   /* NO_SQARRAY: where liburing's sq.array points (the kernel reads none) */
+    bool cq_grow_probed;  /* bind asked the kernel whether the CQ can grow        */
+    bool cq_grow;         /* it can (COR_IO_CQ_GROW)                            */
+    bool cq_grow_found;   /* the same, for other threads (read atomically)      */
+    bool grow_wanted;     /* the CQ overflowed: grow it at the next safe point  */
     /* The driving thread registered the ring fd: who, and the ring's fields before. */
     bool fd_registered;
     pthread_t fd_thread;

@@ -296,6 +296,8 @@ typedef struct cor__backend_stats {
     uint64_t enters;    /* io_uring_enter / epoll_wait calls                            */
     uint64_t overflows; /* times completions were found waiting in the kernel's overflow list */
     uint64_t buffer_waits; /* multishot receives stopped by an empty buffer ring (-ENOBUFS) */
+    uint64_t cq_entries;   /* gauge: the completion queue's size (io_uring)                  */
+    uint64_t cq_grows;     /* times the completion queue grew after an overflow (io_uring)   */
 } cor__backend_stats;
 
 typedef struct cor__backend_ops {

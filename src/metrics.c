@@ -48,6 +48,8 @@ int cor_io_context_metrics(cor_io_context *io, cor_io_metrics *out)
     out->enters = load(&bs->enters);
     out->cq_overflows = load(&bs->overflows);
     out->buffer_waits = load(&bs->buffer_waits);
+    out->cq_entries = load(&bs->cq_entries);
+    out->cq_grows = load(&bs->cq_grows);
     out->wakeups_sent = load(&io->stats.wakeups_sent);
     out->wakeups_received = load(&io->stats.wakeups_received);
     out->posts_local = load(&io->stats.posts_local);

@@ -104,7 +104,7 @@ IO_TEST(io_context, null_arguments_are_refused)
 /* Bits that only report what was found, never requested. */
 #define FOUND_ONLY                                                                            \
     (COR_IO_MSG_RING | COR_IO_FALLBACK | COR_IO_RING_FD_REGISTERED | COR_IO_SEND_ZC |          \
-     COR_IO_RECV_BUNDLE | COR_IO_BUF_INCREMENTAL | COR_IO_NO_SQARRAY)
+     COR_IO_RECV_BUNDLE | COR_IO_BUF_INCREMENTAL | COR_IO_NO_SQARRAY | COR_IO_CQ_GROW)
 
 /* Ring flags are io_uring's: epoll reports none (epoll_has_no_ring_flags below). */
 Test(io_context, default_flags_and_the_query)
@@ -684,6 +684,54 @@ IO_TEST(io_context, cq_overflow_loses_nothing)
     cr_assert_eq(cor_io_context_run(io), 2 * N, "N starts and N completions");
     for (int i = 0; i < N; i++)
         cr_assert_eq(got[i], 1, "nop %d completed once", i);
+    cor_io_metrics m;
+    cr_assert_eq(cor_io_context_metrics(io, &m), 0);
+    if (backend == COR_IO_BACKEND_URING) {
+        cr_assert_geq(m.cq_overflows, 1, "the tiny CQ overflowed");
+        /* Where the CQ can grow (6.13+ with DEFER_TASKRUN), it doubled at least once. */
+        if (kernel_at_least(6, 13) && (cor_io_context_features(io) & COR_IO_DEFER_TASKRUN))
+            cr_assert(cor_io_context_features(io) & COR_IO_CQ_GROW, "features %#x",
+                      cor_io_context_features(io));
+        if (cor_io_context_features(io) & COR_IO_CQ_GROW) {
+            cr_assert_geq(m.cq_grows, 1);
+            cr_assert_gt(m.cq_entries, 4, "the CQ grew: %llu entries",
+                         (unsigned long long)m.cq_entries);
+        } else {
+            cr_assert_eq(m.cq_grows, 0);
+        }
+    } else {
+        cr_assert_eq(m.cq_entries, 0, "epoll has no CQ");
+    }
+    cor_io_context_destroy(io);
+}
+
+/*
+ * A CQ that grew keeps working: after the storm that made it grow, a
+ * second one completes every nop too, and the CQ ends no bigger than
+ * COR_RING_CQ_MAX whatever the load.
+ */
+IO_TEST(io_context, a_grown_cq_keeps_working)
+{
+    cor_io_context_options o = {.sq_entries = 4, .cq_entries = 4};
+    cor_io_context *io = io_test_create(backend, &o);
+    enum { N = 3000 };
+    static int got[N];
+    static cor_launch_options lo[N];
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++) {
+            got[i] = 0;
+            lo[i] = (cor_launch_options){.on_result = store_int, .user = &got[i]};
+            cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo[i], nops(3)), 0);
+        }
+        cr_assert_gt(cor_io_context_run(io), 0);
+        for (int i = 0; i < N; i++)
+            cr_assert_eq(got[i], 3, "round %d, task %d: every nop completed", round, i);
+    }
+    cor_io_metrics m;
+    cr_assert_eq(cor_io_context_metrics(io, &m), 0);
+    cr_assert_leq(m.cq_entries, COR_RING_CQ_MAX);
+    if (cor_io_context_features(io) & COR_IO_CQ_GROW)
+        cr_assert_geq(m.cq_grows, 1);
     cor_io_context_destroy(io);
 }
 

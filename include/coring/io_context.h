@@ -87,6 +87,7 @@ enum {
     COR_IO_RECV_BUNDLE = 1u << 9, /* features only: a multishot receive fills several buffers at once */
     COR_IO_BUF_INCREMENTAL = 1u << 10, /* features only: buffer rings may be consumed in pieces (stream.h) */
     COR_IO_NO_SQARRAY = 1u << 11, /* features only: the SQ has no index array (6.6+): SQEs go in ring order */
+    COR_IO_CQ_GROW = 1u << 12, /* features only: the CQ doubles after an overflow (6.13+), up to COR_RING_CQ_MAX */
     /* Option bits (not ring flags). */
     COR_IO_NO_DEFAULT_FLAGS = 1u << 16, /* request only the ring flags named here       */
     COR_IO_WAKE_EVENTFD = 1u << 17      /* never wake this context by MSG_RING (eventfd only) */

@@ -46,7 +46,9 @@ typedef struct cor_io_metrics {
     uint64_t buffer_waits; /* multishot receives stopped because their buffer ring was empty
                               (-ENOBUFS; they go on when a buffer comes back): if it grows in
                               steady state, give the ring more buffers                        */
-    uint64_t reserved[15]; /* zero                                                            */
+    uint64_t cq_entries; /* gauge: io_uring's completion queue size (0 on epoll)           */
+    uint64_t cq_grows;   /* times that queue doubled after an overflow (COR_IO_CQ_GROW)      */
+    uint64_t reserved[13]; /* zero                                                            */
 } cor_io_metrics;
 
 /*
