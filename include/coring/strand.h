@@ -61,7 +61,7 @@ typedef struct cor_strand {
     uint64_t pending; /* handles queued or running; nonzero: a drainer is scheduled */
     cor_frame *first; /* the handle that made the strand busy, for the drainer */
     cor_frame runner; /* runs `fast` in the strand: an uncounted dispatch (strand.c) */
-    cor_frame *fast;
+    cor_frame *fast;  /* that dispatch's handle, until the runner runs it       */
     uint32_t qlock;   /* held by the drainer's pops and by a dump's walk of the queue */
     union {
         unsigned char bytes[sizeof(cor_frame) + 9 * sizeof(void *)];
