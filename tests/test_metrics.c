@@ -84,18 +84,6 @@ IO_TEST(metrics, operations_and_batching)
     close(sv[1]);
 }
 
-struct sleeper {
-    COR_PROMISE(int);
-    long ms;
-    int r;
-};
-COR_DEFINE_STATIC(sleeper, (long ms), { self->ms = ms; })
-{
-    COR_BEGIN();
-    COR_AWAIT(self->r, cor_sleep_for(self->ms * MS));
-    COR_RETURN(self->r);
-}
-
 struct timer_probe {
     cor_io_context *io;
     uint64_t seen;
@@ -120,7 +108,7 @@ IO_TEST(metrics, timers_and_local_posts)
 {
     cor_io_context *io = io_test_create(backend, NULL);
     for (int i = 0; i < 3; i++)
-        cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), NULL, sleeper(30)), 0);
+        cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), NULL, nap(30 * MS)), 0);
     cr_assert_eq(cor_io_context_poll(io), 3);
     struct timer_probe p = {.io = io};
     struct probe_frame pf = {.hdr = {.resume = probe_resume}, .p = &p};
@@ -355,7 +343,7 @@ IO_TEST(metrics, quiet_loop_is_no_stall)
     cor_io_context *io = io_test_create(backend, NULL);
     cr_assert_eq(cor_io_context_set_stall_threshold(io, 500 * MS), 0);
     /* A long sleep is a wait in the kernel, not a busy loop. */
-    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), NULL, sleeper(600)), 0);
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), NULL, nap(600 * MS)), 0);
     cr_assert_geq(cor_io_context_run(io), 0);
     cor_io_metrics m = snap(io);
     cr_assert_eq(m.stalls, 0);

@@ -1212,19 +1212,6 @@ IO_TEST(net, incremental_ring_pieces_share_a_buffer)
     piped_close(&p);
 }
 
-/* Sleeps ns. */
-struct nap {
-    COR_PROMISE(int);
-    int64_t ns;
-    int r;
-};
-COR_DEFINE_STATIC(nap, (int64_t ns), { self->ns = ns; })
-{
-    COR_BEGIN();
-    COR_AWAIT(self->r, cor_sleep_for(self->ns));
-    COR_RETURN(self->r);
-}
-
 /*
  * An incremental stream whose results pile up (nobody takes them) needs a
  * longer queue; when it cannot have one, the stream ends with -ENOMEM after

@@ -125,3 +125,10 @@ bool kernel_at_least(int major, int minor)
         return false;
     return ma > major || (ma == major && mi >= minor);
 }
+
+COR_DEFINE(nap, (int64_t ns), { self->ns = ns; })
+{
+    COR_BEGIN();
+    COR_AWAIT(self->r, cor_sleep_for(self->ns));
+    COR_RETURN(self->r);
+}

@@ -8,6 +8,14 @@
 /* True if the running kernel is at least major.minor. */
 bool kernel_at_least(int major, int minor);
 
+/* A task that sleeps ns (cor_sleep_for) and returns the sleep's result. */
+struct nap {
+    COR_PROMISE(int);
+    int64_t ns;
+    int r;
+};
+COR_DECLARE(nap, (int64_t ns));
+
 /* A memory resource that counts and can be made to fail after a budget of allocations. */
 typedef struct counting_resource {
     cor_memory_resource base;
