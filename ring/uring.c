@@ -377,7 +377,7 @@ static long uring_run(cor__backend *b, int64_t timeout_ns, long max)
      * peeking flushes them as the CQ drains, and the CQ grows where it can. */
     if (io_uring_cq_has_overflow(r)) {
         cor__stat_add(b->stats.overflows, 1);
-        b->grow_wanted = b->cq_grow;
+        b->grow_wanted = __atomic_load_n(&b->cq_grow, __ATOMIC_RELAXED);
     }
     while (n < max) {
         struct io_uring_cqe *cqe;
@@ -830,9 +830,8 @@ static int uring_bind(cor__backend *b)
     register_ring_fd(b);
     if (!b->cq_grow_probed) {
         b->cq_grow_probed = true;
-        b->cq_grow = probe_cq_grow(b);
         /* Not in features: other threads read those (uring_features). */
-        __atomic_store_n(&b->cq_grow_found, b->cq_grow, __ATOMIC_RELAXED);
+        __atomic_store_n(&b->cq_grow, probe_cq_grow(b), __ATOMIC_RELAXED);
     }
     arm_eventfd(b);
     return 0;
@@ -868,7 +867,7 @@ static void uring_wake(cor__backend *t, cor__backend *from)
 static unsigned uring_features(cor__backend *b)
 {
     bool reg = __atomic_load_n(&b->fd_registered, __ATOMIC_RELAXED);
-    bool grow = __atomic_load_n(&b->cq_grow_found, __ATOMIC_RELAXED);
+    bool grow = __atomic_load_n(&b->cq_grow, __ATOMIC_RELAXED);
     return b->features | (reg ? COR_IO_RING_FD_REGISTERED : 0) | (grow ? COR_IO_CQ_GROW : 0);
 }
 

@@ -72,8 +72,7 @@ struct cor__backend {
     bool bundles;         /* multishot receives take bundles (IORING_FEAT_RECVSEND_BUNDLE) */
     unsigned *sq_array;   /* NO_SQARRAY: where liburing's sq.array points (the kernel reads none) */
     bool cq_grow_probed;  /* bind asked the kernel whether the CQ can grow        */
-    bool cq_grow;         /* it can (COR_IO_CQ_GROW)                            */
-    bool cq_grow_found;   /* the same, for other threads (read atomically)      */
+    bool cq_grow;         /* it can (COR_IO_CQ_GROW; other threads read it atomically) */
     bool grow_wanted;     /* the CQ overflowed: grow it at the next safe point  */
     /* The driving thread registered the ring fd: who, and the ring's fields before. */
     bool fd_registered;

@@ -495,7 +495,7 @@ void cor__uring_stream_cqe(cor__backend *b, cor__stream *st, int32_t res, uint32
         /* Closed, or broken (stream_break): what still comes is dropped. */
         if (st->kind == COR__STREAM_ACCEPT && res >= 0)
             close(res);
-        if (has_buf && st->br)
+        if (has_buf)
             take_pieces(st, res, bid, flags, false);
         if (st->closed && !st->armed)
             stream_free(st);

@@ -38,8 +38,29 @@ _Static_assert(_Alignof(cor__mpsc) <= _Alignof(void *), "cor_strand.queue alignm
 struct running {
     const cor_strand *s;
     const struct running *outer;
+    const void *prev; /* cor__tls.running before */
 };
 static __thread const struct running *running_chain;
+
+/*
+ * The thread runs strand s from here (link lives on the caller's stack) until
+ * strand_leave: not its inner executor, so the inner executor's dispatch (and
+ * every other's) queues instead of running inline. So a coroutine that run()
+ * sent into the strand resumes its caller on the caller's executor after the
+ * strand's handle, never nested inside it holding the strand.
+ */
+static void strand_enter(cor_strand *s, struct running *link)
+{
+    *link = (struct running){s, running_chain, cor__tls.running};
+    cor__tls.running = s;
+    running_chain = link;
+}
+
+static void strand_leave(const struct running *link)
+{
+    running_chain = link->outer;
+    cor__tls.running = link->prev;
+}
 
 static cor__mpsc *queue_of(cor_strand *s)
 {
@@ -82,17 +103,8 @@ static cor_handle drain(cor_frame *f)
 {
     cor_strand *s = cor__container_of(f, cor_strand, drainer);
     cor__mpsc *q = queue_of(s);
-    /*
-     * While the drainer runs, the thread runs the strand, not the inner
-     * executor: the inner executor's dispatch (and every other's) then
-     * queues instead of running inline. So a coroutine that run() sent into
-     * the strand resumes its caller on the caller's executor after the
-     * drainer, never nested inside it holding the strand.
-     */
-    const void *prev = cor__tls.running;
-    cor__tls.running = s;
-    struct running link = {s, running_chain};
-    running_chain = &link;
+    struct running link;
+    strand_enter(s, &link);
     uint64_t n = 0;
     cor_frame *h = s->first;
     if (h) {
@@ -104,8 +116,7 @@ static cor_handle drain(cor_frame *f)
         n++;
         cor_resume(h);
     }
-    running_chain = link.outer;
-    cor__tls.running = prev;
+    strand_leave(&link);
     cor_executor inner = s->inner;
     /*
      * Acquire-release: the handles' writes happen before the next drainer,
@@ -152,13 +163,10 @@ static cor_handle run_fast(cor_frame *f)
     cor_strand *s = cor__container_of(f, cor_strand, runner);
     cor_frame *h = s->fast;
     s->fast = NULL;
-    const void *prev = cor__tls.running;
-    cor__tls.running = s;
-    struct running link = {s, running_chain};
-    running_chain = &link;
+    struct running link;
+    strand_enter(s, &link);
     cor_resume(h);
-    running_chain = link.outer;
-    cor__tls.running = prev;
+    strand_leave(&link);
     return COR_NOOP;
 }
 
