@@ -28,7 +28,7 @@
 #include <jemalloc/jemalloc.h>
 #endif
 
-__thread struct cor__pool cor__pool;
+COR_THREAD_LOCAL struct cor__pool cor__pool;
 
 enum { POOL_UNINIT = 0, POOL_LIVE, POOL_DEAD };
 
@@ -42,7 +42,7 @@ struct pool_state {
     bool has_arena;
 };
 
-static __thread struct pool_state ps;
+static COR_THREAD_LOCAL struct pool_state ps;
 
 static void *pool_allocate(cor_memory_resource *mr, size_t size, size_t align)
 {

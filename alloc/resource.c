@@ -7,7 +7,7 @@
 #include "coring/alloc.h"
 #include "alloc_internal.h"
 
-__thread struct cor__alloc_counts cor__alloc_stats;
+COR_THREAD_LOCAL struct cor__alloc_counts cor__alloc_stats;
 
 static bool is_pow2(size_t x)
 {

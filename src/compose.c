@@ -246,7 +246,7 @@ static cor_handle join_start(cor_frame *jf);
  * plain field that the start subtracts once at its end, instead of by an
  * atomic decrement each.
  */
-static __thread struct cor__join *starting_join;
+static COR_THREAD_LOCAL struct cor__join *starting_join;
 
 struct cor__join *cor__join_new(int kind, size_t n, void (*discard)(int, void *))
 {

@@ -7,7 +7,7 @@
 #include "coring/task.h"
 #include "internal.h"
 
-__thread struct cor__tls cor__tls;
+COR_THREAD_LOCAL struct cor__tls cor__tls;
 
 /*
  * The per-thread trampoline: resume functions return the next handle instead
@@ -190,7 +190,7 @@ static void inline_work(const void *obj)
 {
 }
 
-static const cor_executor_ops inline_ops = {
+const cor_executor_ops cor__inline_executor_ops = {
     .dispatch = inline_dispatch,
     .post = inline_post,
     .context = inline_context,
@@ -202,5 +202,5 @@ static const char inline_obj;
 
 cor_executor cor_inline_executor(void)
 {
-    return (cor_executor){&inline_obj, &inline_ops};
+    return (cor_executor){&inline_obj, &cor__inline_executor_ops};
 }

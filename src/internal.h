@@ -16,6 +16,9 @@
 /* The struct that contains member `m` at address p. */
 #define cor__container_of(p, type, m) ((type *)((char *)(p)-offsetof(type, m)))
 
+/* The inline executor's operations (frame.c): its dispatch always runs the handle inline. */
+extern const struct cor_executor_ops cor__inline_executor_ops;
+
 #define COR__LIKELY(x) __builtin_expect(!!(x), 1)
 #define COR__UNLIKELY(x) __builtin_expect(!!(x), 0)
 

@@ -23,7 +23,7 @@
 #include "internal.h"
 #include "io_internal.h"
 
-__thread cor_io_context *cor__io_running;
+COR_THREAD_LOCAL cor_io_context *cor__io_running;
 uint32_t cor__fork_gen;
 
 /* ---- queues ------------------------------------------------------------------------- */

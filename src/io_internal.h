@@ -132,7 +132,7 @@ struct cor_io_context {
 };
 
 /* The io_context whose run loop is on this thread's stack, or NULL. */
-extern __thread cor_io_context *cor__io_running;
+extern COR_THREAD_LOCAL cor_io_context *cor__io_running;
 
 /* ---- io_context.c ---- */
 

@@ -14,7 +14,33 @@
  * handle counted before it has run (the count was 0), so FIFO order per
  * posting thread holds. Over an io_context, a dispatch from the thread
  * running it needs no atomic at all while the strand is idle (strand_dispatch).
+ *
+ * Biased ownership (over executors that run a dispatch inline, any thread):
+ * while the count holds BIAS and nothing else, the strand is idle and its
+ * owner thread may run a handle with no atomic: it stores owner_in = 1, then
+ * reads the count; it goes ahead if the count is still just BIAS, and after
+ * the handle stores owner_in = 0, then reads the count again. Anyone else
+ * counts its handle in (the count is no longer just BIAS: the handle is
+ * queued, never in `first`) and then ends the bias: a thread other than the
+ * owner calls membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) first, then reads
+ * owner_in. The system call runs a full barrier on every thread of the
+ * process that is running, so of the owner's store-then-read and the other
+ * thread's count-then-read at least one sees the other's write (Dekker's
+ * argument, with the owner's fence paid by the system call): if owner_in
+ * reads 1, the owner's next read of the count sees the handle and the owner
+ * ends the bias; if it reads 0, the owner is out and stays out. Whoever
+ * clears BIAS (fetch_and, so one of them) schedules the drainer for the
+ * counted handles, and the strand is an ordinary one again. Only a drainer
+ * on the owner's thread biases it again (count n -> BIAS, a CAS), after a
+ * streak of drains started by the owner's inline dispatches; owner is set
+ * once, so a thread that read it stale never thinks itself the owner of a
+ * strand biased to another.
  */
+#include <linux/membarrier.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include "coring/dump.h"
 #include "coring/strand.h"
 #include "internal.h"
@@ -34,13 +60,38 @@ _Static_assert(_Alignof(cor__mpsc) <= _Alignof(void *), "cor_strand.queue alignm
 #define STRAND_BATCH 64
 #endif
 
+/*
+ * Biased ownership: the count's top bit, the streak of owner-started drains
+ * that biases a strand (doubled by each end of a bias; a testing build
+ * biases at once, every time, so the tests cross the hand-over constantly),
+ * and the ends after which a strand stays unbiased.
+ */
+#define BIAS (UINT64_C(1) << 63)
+#if defined(__SANITIZE_THREAD__)
+#define STRAND_BIAS 0
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define STRAND_BIAS 0
+#endif
+#endif
+#ifndef STRAND_BIAS
+#define STRAND_BIAS 1
+#endif
+#if COR_TESTING
+#define BIAS_STREAK 1u
+#define BIAS_MAX_REVOKES UINT32_MAX
+#else
+#define BIAS_STREAK 64u
+#define BIAS_MAX_REVOKES 8u
+#endif
+
 /* The drainers on this thread's stack, innermost first (a strand over a strand nests them). */
 struct running {
     const cor_strand *s;
     const struct running *outer;
     const void *prev; /* cor__tls.running before */
 };
-static __thread const struct running *running_chain;
+static COR_THREAD_LOCAL const struct running *running_chain;
 
 /*
  * The thread runs strand s from here (link lives on the caller's stack) until
@@ -67,21 +118,194 @@ static cor__mpsc *queue_of(cor_strand *s)
     return (cor__mpsc *)(void *)s->queue.bytes;
 }
 
-/*
- * Counts h in. Returns true if the strand was idle: h is then in `first` and
- * the caller must schedule the drainer. Otherwise h is queued. Counting
- * before pushing keeps the count at or above the number of handles the
- * drainer can reach, so its decrement never underflows; a handle counted but
- * not yet linked only makes the drainer post itself once more.
- */
-static bool enqueue(cor_strand *s, cor_handle h)
+extern const cor_executor_ops cor__io_executor_ops;
+
+/* A dispatch to the inner executor from here would run the handle inline. */
+static bool runs_inline(const cor_strand *s)
 {
-    if (__atomic_fetch_add(&s->pending, 1, __ATOMIC_ACQ_REL) == 0) {
+    return s->inner.ops == &cor__inline_executor_ops || cor__tls.running == s->inner.obj;
+}
+
+#if STRAND_BIAS
+/* A token for the calling thread (the address of its own thread-local byte). */
+static COR_THREAD_LOCAL char self_token;
+
+static uintptr_t self(void)
+{
+    return (uintptr_t)&self_token;
+}
+
+static bool membarrier_ready;
+static pthread_once_t membarrier_once = PTHREAD_ONCE_INIT;
+
+static void membarrier_register(void)
+{
+    long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    membarrier_ready = cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+                       syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+
+/* This process may call membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED). */
+static bool can_bias(void)
+{
+    pthread_once(&membarrier_once, membarrier_register);
+    return membarrier_ready;
+}
+
+/*
+ * A full barrier on every running thread of the process. Registered (a
+ * strand is biased only after can_bias), so the call cannot fail.
+ */
+static void barrier_everywhere(void)
+{
+    long r = syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+    assert(r == 0);
+    (void)r;
+}
+
+/* Drains in a row the owner must start before its strand is biased (again). */
+static uint32_t streak_needed(const cor_strand *s)
+{
+    return COR_TESTING ? BIAS_STREAK : BIAS_STREAK << s->revokes;
+}
+
+/*
+ * The drainer, holding the strand with n handles counted (all run), on a
+ * thread that dispatched to the idle strand to start it: counts the streak
+ * and, once it is long enough, biases the strand to this thread (true: the
+ * strand is idle and biased; false: the caller gives the count back).
+ */
+static bool bias(cor_strand *s, uint64_t n)
+{
+    uintptr_t me = self();
+    uintptr_t owner = __atomic_load_n(&s->owner, __ATOMIC_RELAXED);
+    if (s->hint != me || (owner && owner != me) || s->revokes >= BIAS_MAX_REVOKES ||
+        s->inner.ops == &cor__io_executor_ops) {
+        s->streak = 0;
+        return false;
+    }
+    if (++s->streak < streak_needed(s))
+        return false;
+    s->streak = 0;
+    if (!can_bias()) {
+        s->revokes = BIAS_MAX_REVOKES;
+        return false;
+    }
+    if (!owner)
+        __atomic_store_n(&s->owner, me, __ATOMIC_RELAXED);
+    return __atomic_compare_exchange_n(&s->pending, &n, BIAS, false, __ATOMIC_ACQ_REL,
+                                       __ATOMIC_RELAXED);
+}
+
+/*
+ * Ends the bias after this thread counted a handle in (the count is no
+ * longer just BIAS), from outside the strand. If the owner runs a handle of
+ * s, its exit ends it; else whoever clears BIAS first schedules the drainer
+ * for the handles counted meanwhile (dispatching: through the inner
+ * executor's dispatch, whose handle is returned).
+ */
+static cor_handle end_bias(cor_strand *s, bool dispatching)
+{
+    if (__atomic_load_n(&s->owner, __ATOMIC_RELAXED) == self()) {
+        if (__atomic_load_n(&s->owner_in, __ATOMIC_RELAXED))
+            return COR_NOOP;
+    } else {
+        barrier_everywhere();
+        if (__atomic_load_n(&s->owner_in, __ATOMIC_ACQUIRE))
+            return COR_NOOP;
+    }
+    if (!(__atomic_fetch_and(&s->pending, ~BIAS, __ATOMIC_ACQ_REL) & BIAS))
+        return COR_NOOP;
+    /* This thread holds the strand now, for the handles counted meanwhile. */
+    s->revokes++;
+    s->streak = 0;
+    s->hint = 0;
+    if (dispatching)
+        return s->inner.ops->dispatch(s->inner.obj, &s->drainer);
+    s->inner.ops->post(s->inner.obj, &s->drainer);
+    return COR_NOOP;
+}
+
+/*
+ * The owner's dispatch to its idle biased strand, from where the inner
+ * executor would run it inline: claims it with a plain store (owner_in,
+ * then the count is read again). True: h is in `fast`, for the runner.
+ */
+static bool enter_biased(cor_strand *s, cor_handle h)
+{
+    if (__atomic_load_n(&s->owner, __ATOMIC_RELAXED) != self() ||
+        __atomic_load_n(&s->owner_in, __ATOMIC_RELAXED) || !runs_inline(s))
+        return false;
+    __atomic_store_n(&s->owner_in, 1, __ATOMIC_RELAXED);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&s->pending, __ATOMIC_ACQUIRE) != BIAS) {
+        __atomic_store_n(&s->owner_in, 0, __ATOMIC_RELEASE);
+        return false;
+    }
+    s->fast = h;
+    return true;
+}
+
+/*
+ * The owner is done with the handle it ran biased: owner_in = 0, then the
+ * count is read again; a handle counted in meanwhile ends the bias.
+ */
+static cor_handle leave_biased(cor_strand *s, bool dispatching)
+{
+    __atomic_store_n(&s->owner_in, 0, __ATOMIC_RELEASE);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&s->pending, __ATOMIC_ACQUIRE) != BIAS)
+        return end_bias(s, dispatching);
+    return COR_NOOP;
+}
+#else
+static bool bias(cor_strand *s, uint64_t n)
+{
+    return false;
+}
+
+static cor_handle end_bias(cor_strand *s, bool dispatching)
+{
+    assert(!"a strand is never biased in this build");
+    return COR_NOOP;
+}
+
+static bool enter_biased(cor_strand *s, cor_handle h)
+{
+    return false;
+}
+
+static cor_handle leave_biased(cor_strand *s, bool dispatching)
+{
+    return COR_NOOP;
+}
+
+static uintptr_t self(void)
+{
+    return 0;
+}
+#endif
+
+enum { QUEUED, IDLE, QUEUED_BIASED };
+
+/*
+ * Counts h in. Returns IDLE if the strand was idle: h is then in `first`
+ * and the caller must schedule the drainer. Otherwise h is queued; if the
+ * strand was biased (QUEUED_BIASED) the caller must end the bias (unbias).
+ * Counting before pushing keeps the count at or above the number of
+ * handles the drainer can reach, so its decrement never underflows; a
+ * handle counted but not yet linked only makes the drainer post itself
+ * once more.
+ */
+static int enqueue(cor_strand *s, cor_handle h)
+{
+    uint64_t old = __atomic_fetch_add(&s->pending, 1, __ATOMIC_ACQ_REL);
+    if (old == 0) {
         s->first = h;
-        return true;
+        return IDLE;
     }
     cor__mpsc_push(queue_of(s), h);
-    return false;
+    return old & BIAS ? QUEUED_BIASED : QUEUED;
 }
 
 /*
@@ -103,30 +327,47 @@ static cor_handle drain(cor_frame *f)
 {
     cor_strand *s = cor__container_of(f, cor_strand, drainer);
     cor__mpsc *q = queue_of(s);
-    struct running link;
-    strand_enter(s, &link);
-    uint64_t n = 0;
-    cor_frame *h = s->first;
-    if (h) {
-        s->first = NULL;
-        n++;
-        cor_resume(h);
+    for (;;) {
+        struct running link;
+        strand_enter(s, &link);
+        uint64_t n = 0;
+        cor_frame *h = s->first;
+        if (h) {
+            s->first = NULL;
+            n++;
+            cor_resume(h);
+        }
+        while (n < STRAND_BATCH && pop(s, q, &h)) {
+            n++;
+            cor_resume(h);
+        }
+        strand_leave(&link);
+        cor_executor inner = s->inner;
+        if (bias(s, n))
+            return COR_NOOP;
+        /*
+         * Acquire-release: the handles' writes happen before the next
+         * drainer, on whichever thread, sees the count. Once the count
+         * reaches 0 another thread may schedule (and run) this drainer
+         * again: touch nothing of s after it.
+         */
+        if (__atomic_sub_fetch(&s->pending, n, __ATOMIC_ACQ_REL) == 0)
+            return COR_NOOP;
+        /*
+         * More is counted. Executors with other work take turns: the
+         * drainer goes to the back of the queue. The inline executor has
+         * none, and its post would run the drainer nested in this one, a
+         * level deeper for every batch: the loop goes on here instead
+         * (yielding the CPU while a producer that counted its handle has
+         * not linked it yet).
+         */
+        if (inner.ops != &cor__inline_executor_ops) {
+            inner.ops->post(inner.obj, f);
+            return COR_NOOP;
+        }
+        if (n == 0)
+            sched_yield();
     }
-    while (n < STRAND_BATCH && pop(s, q, &h)) {
-        n++;
-        cor_resume(h);
-    }
-    strand_leave(&link);
-    cor_executor inner = s->inner;
-    /*
-     * Acquire-release: the handles' writes happen before the next drainer,
-     * on whichever thread, sees the count. Once the count reaches 0 another
-     * thread may schedule (and run) this drainer again: touch nothing of s
-     * after it.
-     */
-    if (__atomic_sub_fetch(&s->pending, n, __ATOMIC_ACQ_REL) != 0)
-        inner.ops->post(inner.obj, f);
-    return COR_NOOP;
 }
 
 /*
@@ -155,8 +396,6 @@ bool cor__is_strand_drainer(const cor_frame *f)
     return f->resume == drain;
 }
 
-extern const cor_executor_ops cor__io_executor_ops;
-
 /* Runs the handle an uncounted dispatch left in `fast`, in the strand (running: s). */
 static cor_handle run_fast(cor_frame *f)
 {
@@ -170,6 +409,14 @@ static cor_handle run_fast(cor_frame *f)
     return COR_NOOP;
 }
 
+/* The same for the owner of a biased strand, which then lets go of it. */
+static cor_handle run_biased(cor_frame *f)
+{
+    cor_strand *s = cor__container_of(f, cor_strand, runner);
+    run_fast(f);
+    return leave_biased(s, true);
+}
+
 /* The runner is discarded instead of resumed: so is its handle. */
 static void runner_destroyed(cor_frame *f)
 {
@@ -178,11 +425,28 @@ static void runner_destroyed(cor_frame *f)
     s->fast = NULL;
     if (h)
         cor_frame_destroy(h);
+    if (f->resume == run_biased && h)
+        leave_biased(s, false);
 }
 
-static cor_handle strand_dispatch(const void *obj, cor_handle h)
+/* A dispatch that counts h in (out of line: the fast paths stay small). */
+__attribute__((noinline)) static cor_handle dispatch_counted(cor_strand *s, cor_handle h)
 {
-    cor_strand *s = (cor_strand *)obj;
+    switch (enqueue(s, h)) {
+    case QUEUED:
+        return COR_NOOP;
+    case QUEUED_BIASED:
+        return end_bias(s, true);
+    }
+    /* A drain this starts on this thread counts towards biasing the strand to it. */
+    s->hint = runs_inline(s) ? self() : 0;
+    /* The inner executor may run the drainer right here (it returns it). */
+    return s->inner.ops->dispatch(s->inner.obj, &s->drainer);
+}
+
+/* Every dispatch but the owner's to its biased strand (out of line, for the same reason). */
+__attribute__((noinline)) static cor_handle dispatch_unbiased(cor_strand *s, cor_handle h)
+{
     if (cor__tls.running == s)
         return h;
     /*
@@ -202,17 +466,29 @@ static cor_handle strand_dispatch(const void *obj, cor_handle h)
         s->fast = h;
         return &s->runner;
     }
-    if (!enqueue(s, h))
-        return COR_NOOP;
-    /* The inner executor may run the drainer right here (it returns it). */
-    return s->inner.ops->dispatch(s->inner.obj, &s->drainer);
+    return dispatch_counted(s, h);
+}
+
+static cor_handle strand_dispatch(const void *obj, cor_handle h)
+{
+    cor_strand *s = (cor_strand *)obj;
+    if (enter_biased(s, h))
+        return &s->runner;
+    return dispatch_unbiased(s, h);
 }
 
 static void strand_post(const void *obj, cor_handle h)
 {
     cor_strand *s = (cor_strand *)obj;
-    if (enqueue(s, h))
+    switch (enqueue(s, h)) {
+    case IDLE:
+        s->hint = 0;
         s->inner.ops->post(s->inner.obj, &s->drainer);
+        break;
+    case QUEUED_BIASED:
+        end_bias(s, false);
+        break;
+    }
 }
 
 static cor_execution_context *strand_context(const void *obj)
@@ -248,10 +524,16 @@ int cor_strand_init(cor_strand *s, cor_executor inner)
     cor__frame_init(&s->drainer, drain, NULL, sizeof s->drainer, _Alignof(cor_frame),
                     COR_FRAME_IN_SLOT | COR_FRAME_STARTED, 0, 0);
     s->drainer.on_destroy = drainer_destroyed;
-    cor__frame_init(&s->runner, run_fast, NULL, sizeof s->runner, _Alignof(cor_frame),
-                    COR_FRAME_IN_SLOT | COR_FRAME_STARTED, 0, 0);
+    bool io = inner.ops == &cor__io_executor_ops;
+    cor__frame_init(&s->runner, io ? run_fast : run_biased, NULL, sizeof s->runner,
+                    _Alignof(cor_frame), COR_FRAME_IN_SLOT | COR_FRAME_STARTED, 0, 0);
     s->runner.on_destroy = runner_destroyed;
     s->fast = NULL;
+    s->owner = 0;
+    s->hint = 0;
+    s->owner_in = 0;
+    s->streak = 0;
+    s->revokes = 0;
     s->inner = inner;
     s->pending = 0;
     s->first = NULL;
@@ -264,7 +546,8 @@ int cor_strand_destroy(cor_strand *s)
 {
     if (!s)
         return -EINVAL;
-    if (__atomic_load_n(&s->pending, __ATOMIC_ACQUIRE) != 0)
+    if ((__atomic_load_n(&s->pending, __ATOMIC_ACQUIRE) & ~BIAS) != 0 ||
+        __atomic_load_n(&s->owner_in, __ATOMIC_ACQUIRE))
         return -EBUSY;
     s->inner = COR_EXECUTOR_NULL;
     return 0;
@@ -295,8 +578,9 @@ int cor_strand_dump(cor_strand *s, FILE *out)
         return -EINVAL;
     cor__spin_lock(&s->qlock);
     cor__mpsc *q = queue_of(s);
-    fprintf(out, "strand: %llu handles queued or running\n",
-            (unsigned long long)__atomic_load_n(&s->pending, __ATOMIC_ACQUIRE));
+    uint64_t pending = __atomic_load_n(&s->pending, __ATOMIC_ACQUIRE);
+    fprintf(out, "strand: %llu handles queued or running%s\n",
+            (unsigned long long)(pending & ~BIAS), pending & BIAS ? " (biased)" : "");
     unsigned i = 0;
     for (const cor_frame *h = q->tail; h; h = __atomic_load_n(&h->next, __ATOMIC_ACQUIRE)) {
         if (h == &q->stub)

@@ -49,7 +49,7 @@ struct cor_thread_pool {
 };
 
 /* The pool whose worker this thread is, if any. */
-static __thread const cor_thread_pool *worker_of;
+static COR_THREAD_LOCAL const cor_thread_pool *worker_of;
 
 /* Adds d to the queue's length (under lock; a spinner reads it without). */
 static void count_queued(cor_thread_pool *p, int d)

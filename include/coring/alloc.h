@@ -185,8 +185,8 @@ struct cor__alloc_counts {
     uint64_t failures, heap_calls, pool_misses, arena_calls; /* as in cor_alloc_stats  */
 };
 
-COR_API extern __thread struct cor__pool cor__pool;
-COR_API extern __thread struct cor__alloc_counts cor__alloc_stats;
+COR_API extern COR_THREAD_LOCAL struct cor__pool cor__pool;
+COR_API extern COR_THREAD_LOCAL struct cor__alloc_counts cor__alloc_stats;
 COR_API extern cor_memory_resource cor__pool_resource;
 COR_API void *cor__mr_allocate(cor_memory_resource *mr, size_t size, size_t align);
 COR_API void cor__mr_deallocate(cor_memory_resource *mr, void *p, size_t size, size_t align);

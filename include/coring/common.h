@@ -19,6 +19,15 @@
 #define COR_API
 #endif
 
+/*
+ * The library's thread-local variables use the initial-exec model: from the
+ * shared library too, an access is one %fs-relative load, not a call to
+ * __tls_get_addr. A program that loads libcoring.so with dlopen() after it
+ * started needs that much static TLS to spare (the library has under 1 KiB;
+ * glibc keeps room for such libraries).
+ */
+#define COR_THREAD_LOCAL __thread __attribute__((tls_model("initial-exec")))
+
 #ifdef __cplusplus
 #define COR_BEGIN_DECLS extern "C" {
 #define COR_END_DECLS }

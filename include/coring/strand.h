@@ -11,6 +11,23 @@
  * dispatch from code already running inside the strand resumes the handle
  * inline.
  *
+ * Biased ownership. An uncontended dispatch costs two atomic read-modify-write
+ * operations (the strand turns busy, then idle again). A strand over an
+ * executor that runs dispatched handles inline (the inline executor, a thread
+ * pool's worker, a manual executor's runner, another strand) that one thread
+ * keeps dispatching to while it is idle (64 such dispatches in a row) becomes
+ * biased towards that thread: its next dispatches there take no atomic at
+ * all. Another thread (or a post, or a dispatch the strand cannot run at
+ * once) ends the bias; another thread pays for it with one membarrier(2)
+ * system call, a few microseconds, once. Each end doubles the streak needed
+ * to bias it again; after 8 a strand stays unbiased. A strand is only ever
+ * biased towards the first thread it was biased to. Nothing changes in what
+ * runs when, or where: exclusion and FIFO order per posting thread hold as
+ * before. Kernels without MEMBARRIER_CMD_PRIVATE_EXPEDITED (4.14+) and
+ * ThreadSanitizer builds (which cannot see the system call's ordering) never
+ * bias. A strand over an io_context needs none of this: dispatched to from
+ * the io_context's own thread while idle, it takes no atomic anyway.
+ *
  * Hops into and out of a strand. COR_AWAIT(r, COR_RUN(child(), .ex = strand))
  * runs child inside the strand; when child completes, the strand is
  * released before its caller goes on: the caller is resumed on its own
@@ -62,6 +79,12 @@ typedef struct cor_strand {
     cor_frame *first; /* the handle that made the strand busy, for the drainer */
     cor_frame runner; /* runs `fast` in the strand: an uncounted dispatch (strand.c) */
     cor_frame *fast;  /* that dispatch's handle, until the runner runs it       */
+    /* Biased ownership (strand.c): one thread may run an idle strand without atomics. */
+    uintptr_t owner;   /* that thread (set once), or 0                                */
+    uintptr_t hint;    /* the thread whose inline dispatch made the strand busy last  */
+    uint32_t owner_in; /* 1 while the owner runs a handle of the strand without atomics */
+    uint32_t streak;   /* drains in a row started by the owner's inline dispatches      */
+    uint32_t revokes;  /* how often the bias ended; the next one needs a longer streak  */
     uint32_t qlock;   /* held by the drainer's pops and by a dump's walk of the queue */
     union {
         unsigned char bytes[sizeof(cor_frame) + 9 * sizeof(void *)];

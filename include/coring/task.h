@@ -294,7 +294,7 @@ struct cor__tls {
     void *slot;                 /* await slot a leaf op may take, or NULL       */
     const void *running;        /* executor object whose run loop is on the stack */
 };
-COR_API extern __thread struct cor__tls cor__tls;
+COR_API extern COR_THREAD_LOCAL struct cor__tls cor__tls;
 
 typedef struct cor__window {
     cor_memory_resource *alloc;
