@@ -404,7 +404,8 @@ static cor_handle run_fast(cor_frame *f)
     s->fast = NULL;
     struct running link;
     strand_enter(s, &link);
-    cor_resume(h);
+    while (h) /* cor_resume, inline: the uncounted dispatch's path */
+        h = h->resume(h);
     strand_leave(&link);
     return COR_NOOP;
 }
