@@ -85,32 +85,32 @@ _Static_assert(_Alignof(cor__mpsc) <= _Alignof(void *), "cor_strand.queue alignm
 #define BIAS_MAX_REVOKES 8u
 #endif
 
-/* The drainers on this thread's stack, innermost first (a strand over a strand nests them). */
-struct running {
-    const cor_strand *s;
-    const struct running *outer;
-    const void *prev; /* cor__tls.running before */
-};
-static COR_THREAD_LOCAL const struct running *running_chain;
+/*
+ * The strands this thread runs, innermost first (a strand over a strand nests
+ * them), linked through their `outer` fields: a strand is run by one thread
+ * at a time, and entered once.
+ */
+static COR_THREAD_LOCAL const cor_strand *running_chain;
 
 /*
- * The thread runs strand s from here (link lives on the caller's stack) until
- * strand_leave: not its inner executor, so the inner executor's dispatch (and
- * every other's) queues instead of running inline. So a coroutine that run()
- * sent into the strand resumes its caller on the caller's executor after the
- * strand's handle, never nested inside it holding the strand.
+ * The thread runs strand s from here until strand_leave: not its inner
+ * executor, so the inner executor's dispatch (and every other's) queues
+ * instead of running inline. So a coroutine that run() sent into the strand
+ * resumes its caller on the caller's executor after the strand's handle,
+ * never nested inside it holding the strand.
  */
-static void strand_enter(cor_strand *s, struct running *link)
+static void strand_enter(cor_strand *s)
 {
-    *link = (struct running){s, running_chain, cor__tls.running};
+    s->outer = running_chain;
+    s->prev_running = cor__tls.running;
     cor__tls.running = s;
-    running_chain = link;
+    running_chain = s;
 }
 
-static void strand_leave(const struct running *link)
+static void strand_leave(const cor_strand *s)
 {
-    running_chain = link->outer;
-    cor__tls.running = link->prev;
+    running_chain = s->outer;
+    cor__tls.running = s->prev_running;
 }
 
 static cor__mpsc *queue_of(cor_strand *s)
@@ -328,8 +328,7 @@ static cor_handle drain(cor_frame *f)
     cor_strand *s = cor__container_of(f, cor_strand, drainer);
     cor__mpsc *q = queue_of(s);
     for (;;) {
-        struct running link;
-        strand_enter(s, &link);
+        strand_enter(s);
         uint64_t n = 0;
         cor_frame *h = s->first;
         if (h) {
@@ -341,7 +340,7 @@ static cor_handle drain(cor_frame *f)
             n++;
             cor_resume(h);
         }
-        strand_leave(&link);
+        strand_leave(s);
         cor_executor inner = s->inner;
         if (bias(s, n))
             return COR_NOOP;
@@ -402,11 +401,10 @@ static cor_handle run_fast(cor_frame *f)
     cor_strand *s = cor__container_of(f, cor_strand, runner);
     cor_frame *h = s->fast;
     s->fast = NULL;
-    struct running link;
-    strand_enter(s, &link);
+    strand_enter(s);
     while (h) /* cor_resume, inline: the uncounted dispatch's path */
         h = h->resume(h);
-    strand_leave(&link);
+    strand_leave(s);
     return COR_NOOP;
 }
 
@@ -565,8 +563,8 @@ bool cor_strand_running_in_this_thread(const cor_strand *s)
 {
     if (!s)
         return false;
-    for (const struct running *r = running_chain; r; r = r->outer)
-        if (r->s == s)
+    for (const cor_strand *r = running_chain; r; r = r->outer)
+        if (r == s)
             return true;
     return false;
 }

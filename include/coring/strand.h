@@ -73,19 +73,29 @@ COR_BEGIN_DECLS
  * executor; queue holds the library's MPSC queue.
  */
 typedef struct cor_strand {
+    /* The side of the thread running the strand (the drainer, or a dispatch that needs no count). */
     cor_frame drainer;
-    cor_executor inner;
-    uint64_t pending; /* handles queued or running; nonzero: a drainer is scheduled */
-    cor_frame *first; /* the handle that made the strand busy, for the drainer */
     cor_frame runner; /* runs `fast` in the strand: an uncounted dispatch (strand.c) */
+    cor_executor inner;
+    cor_frame *first; /* the handle that made the strand busy, for the drainer */
     cor_frame *fast;  /* that dispatch's handle, until the runner runs it       */
+    const struct cor_strand *outer; /* while it runs: the strand the thread ran before */
+    const void *prev_running;       /* and the executor it ran                          */
     /* Biased ownership (strand.c): one thread may run an idle strand without atomics. */
     uintptr_t owner;   /* that thread (set once), or 0                                */
     uintptr_t hint;    /* the thread whose inline dispatch made the strand busy last  */
     uint32_t owner_in; /* 1 while the owner runs a handle of the strand without atomics */
     uint32_t streak;   /* drains in a row started by the owner's inline dispatches      */
     uint32_t revokes;  /* how often the bias ended; the next one needs a longer streak  */
-    uint32_t qlock;   /* held by the drainer's pops and by a dump's walk of the queue */
+    uint32_t qlock;    /* held by the drainer's pops and by a dump's walk of the queue */
+    /*
+     * The producers' side: the count and the queue's producing end share a
+     * cache line that nothing above can share (56 bytes between, whatever
+     * the strand's alignment), so producers and the drainer do not take
+     * turns on one line for fields only one side writes.
+     */
+    unsigned char apart[56];
+    uint64_t pending; /* handles queued or running; nonzero: a drainer is scheduled */
     union {
         unsigned char bytes[sizeof(cor_frame) + 9 * sizeof(void *)];
         void *align;
