@@ -23,8 +23,11 @@
  * The library's thread-local variables use the initial-exec model: from the
  * shared library too, an access is one %fs-relative load, not a call to
  * __tls_get_addr. A program that loads libcoring.so with dlopen() after it
- * started needs that much static TLS to spare (the library has under 1 KiB;
- * glibc keeps room for such libraries).
+ * started needs that much static TLS to spare (the library has under 1 KiB,
+ * which glibc's spare room holds). jemalloc, which the library links, uses
+ * the same model with more: dlopen() of libcoring.so fails with "cannot
+ * allocate memory in static TLS block" unless jemalloc is loaded at start
+ * (linked, or LD_PRELOAD).
  */
 #define COR_THREAD_LOCAL __thread __attribute__((tls_model("initial-exec")))
 
