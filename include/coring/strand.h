@@ -111,8 +111,9 @@ COR_API int cor_strand_init(cor_strand *s, cor_executor inner);
 
 /*
  * Ends the life of an idle strand. Returns 0; -EBUSY if handles are still
- * queued on it or its drainer is running (s is then unchanged and still
- * usable); -EINVAL for NULL. After a 0 return s may be freed or initialized
+ * queued on it, its drainer is running, or (biased) its owner thread runs
+ * one of its handles (s is then unchanged and still usable); -EINVAL for
+ * NULL. After a 0 return s may be freed or initialized
  * again. Any thread; nothing may post to s concurrently. The last handle's
  * completion (a launch's result handler, a parent resumed elsewhere) happens
  * inside the drainer, just before the strand turns idle: destroy a strand
