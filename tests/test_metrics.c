@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <criterion/criterion.h>
 
@@ -131,6 +132,7 @@ struct poster_args {
     cor_io_context *io;
     struct probe_frame *f;
     int n;
+    pid_t owner; /* the thread running io (post_later waits until it sleeps) */
 };
 
 /* Posts from inside run: a coroutine that yields (cor_yield posts its frame) n times. */
@@ -208,10 +210,33 @@ IO_TEST(metrics, read_from_another_thread_while_running)
 
 /* ---- wake-ups ---- */
 
+/* Whether thread tid of this process sleeps in the kernel now (state S in /proc). */
+static bool thread_sleeps(pid_t tid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *st = strrchr(buf, ')'); /* the state follows the command name */
+    return st && st[1] == ' ' && st[2] == 'S';
+}
+
+/*
+ * Posts once the owner is asleep in the kernel: 20 ms, then until /proc says
+ * so (at most 5 s more; a slow or loaded machine may take the owner longer
+ * than 20 ms to get there), then 5 ms more.
+ */
 static void *post_later(void *arg)
 {
     struct poster_args *a = arg;
     usleep(20000);
+    for (int i = 0; i < 5000 && !thread_sleeps(a->owner); i++)
+        usleep(1000);
+    usleep(5000);
     cor_executor_post(cor_io_context_executor(a->io), &a->f->hdr);
     return NULL;
 }
@@ -226,7 +251,7 @@ IO_TEST(metrics, wakeups_sent_and_received)
 {
     cor_io_context *io = io_test_create(backend, NULL);
     struct probe_frame f = {.hdr = {.resume = noop_resume}};
-    struct poster_args a = {.io = io, .f = &f};
+    struct poster_args a = {.io = io, .f = &f, .owner = (pid_t)syscall(SYS_gettid)};
     /* A work guard keeps run blocking until the post arrives. */
     cor_executor ex = cor_io_context_executor(io);
     ex.ops->on_work_started(ex.obj);
