@@ -16,25 +16,30 @@
  * running it needs no atomic at all while the strand is idle (strand_dispatch).
  *
  * Biased ownership (over executors that run a dispatch inline, any thread):
- * while the count holds BIAS and nothing else, the strand is idle and its
- * owner thread may run a handle with no atomic: it stores owner_in = 1, then
- * reads the count; it goes ahead if the count is still just BIAS, and after
- * the handle stores owner_in = 0, then reads the count again. Anyone else
- * counts its handle in (the count is no longer just BIAS: the handle is
- * queued, never in `first`) and then ends the bias: a thread other than the
- * owner calls membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) first, then reads
- * owner_in. The system call runs a full barrier on every thread of the
- * process that is running, so of the owner's store-then-read and the other
- * thread's count-then-read at least one sees the other's write (Dekker's
- * argument, with the owner's fence paid by the system call): if owner_in
- * reads 1, the owner's next read of the count sees the handle and the owner
- * ends the bias; if it reads 0, the owner is out and stays out. Whoever
- * clears BIAS (fetch_and, so one of them) schedules the drainer for the
- * counted handles, and the strand is an ordinary one again. Only a drainer
- * on the owner's thread biases it again (count n -> BIAS, a CAS), after a
- * streak of drains started by the owner's inline dispatches; owner is set
- * once, so a thread that read it stale never thinks itself the owner of a
- * strand biased to another.
+ * while the count holds BIAS (and the bias's epoch) and no handle, the
+ * strand is idle and its owner thread may run a handle with no atomic: it
+ * stores owner_in = 1, then reads the count; it goes ahead if the count
+ * still holds no handle, and after the handle stores owner_in = 0, then
+ * reads the count again. Anyone else counts its handle in (the handle is
+ * queued, never in `first`); the first to count into a bias (and the owner,
+ * always) then ends it: a thread other than the owner calls
+ * membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) first, then reads owner_in.
+ * The system call runs a full barrier on every thread of the process that
+ * is running, so of the owner's store-then-read and the other thread's
+ * count-then-read at least one sees the other's write (Dekker's argument,
+ * with the owner's fence paid by the system call): if owner_in reads 1, the
+ * owner's next read of the count sees the handle and the owner ends the
+ * bias; if it reads 0, the owner is out and stays out. Whoever clears BIAS
+ * (a CAS, so one of them) schedules the drainer for the counted handles, and
+ * the strand is an ordinary one again. The CAS expects the epoch the thread
+ * counted in: a membarrier call can take milliseconds, and by then the owner
+ * may have ended that bias, drained the handle and biased the strand again;
+ * ending the new bias on the old reading would schedule a drainer for nothing
+ * beside the owner's own run. Only a drainer on the owner's thread biases the
+ * strand again (count n -> BIAS and the next epoch, a CAS), after a streak of
+ * drains started by the owner's inline dispatches; owner is set once, so a
+ * thread that read it stale never thinks itself the owner of a strand biased
+ * to another.
  */
 #include <linux/membarrier.h>
 #include <pthread.h>
@@ -63,10 +68,20 @@ _Static_assert(_Alignof(cor__mpsc) <= _Alignof(void *), "cor_strand.queue alignm
 /*
  * Biased ownership: the count's top bit, the streak of owner-started drains
  * that biases a strand (doubled by each end of a bias; a testing build
- * biases at once, every time, so the tests cross the hand-over constantly),
- * and the ends after which a strand stays unbiased.
+ * biases at once, so the tests cross the hand-over constantly), and the ends
+ * after which a strand stays unbiased (each costs another thread one
+ * membarrier call: 2-50 us here, milliseconds when the owner's CPU is
+ * descheduled on a busy virtual machine).
  */
 #define BIAS (UINT64_C(1) << 63)
+/*
+ * A biased count also carries the bias's epoch (15 bits under BIAS; the
+ * handles counted are the low 48 bits), so a thread that counted a handle in
+ * one bias never ends a later one: by then its handle ran.
+ */
+#define EPOCH_SHIFT 48
+#define EPOCH_MASK (UINT64_C(0x7fff) << EPOCH_SHIFT)
+#define COUNT_MASK ((UINT64_C(1) << EPOCH_SHIFT) - 1)
 #if defined(__SANITIZE_THREAD__)
 #define STRAND_BIAS 0
 #elif defined(__has_feature)
@@ -79,7 +94,7 @@ _Static_assert(_Alignof(cor__mpsc) <= _Alignof(void *), "cor_strand.queue alignm
 #endif
 #if COR_TESTING
 #define BIAS_STREAK 1u
-#define BIAS_MAX_REVOKES UINT32_MAX
+#define BIAS_MAX_REVOKES 256u
 #else
 #define BIAS_STREAK 64u
 #define BIAS_MAX_REVOKES 8u
@@ -124,6 +139,12 @@ extern const cor_executor_ops cor__io_executor_ops;
 static bool runs_inline(const cor_strand *s)
 {
     return s->inner.ops == &cor__inline_executor_ops || cor__tls.running == s->inner.obj;
+}
+
+/* A biased strand with nothing counted: its owner may run a handle without atomics. */
+static bool biased_idle(uint64_t pending)
+{
+    return (pending & (BIAS | COUNT_MASK)) == BIAS;
 }
 
 #if STRAND_BIAS
@@ -193,18 +214,35 @@ static bool bias(cor_strand *s, uint64_t n)
     }
     if (!owner)
         __atomic_store_n(&s->owner, me, __ATOMIC_RELAXED);
-    return __atomic_compare_exchange_n(&s->pending, &n, BIAS, false, __ATOMIC_ACQ_REL,
+    s->epoch++;
+    uint64_t biased = BIAS | (((uint64_t)s->epoch << EPOCH_SHIFT) & EPOCH_MASK);
+    return __atomic_compare_exchange_n(&s->pending, &n, biased, false, __ATOMIC_ACQ_REL,
                                        __ATOMIC_RELAXED);
 }
 
 /*
- * Ends the bias after this thread counted a handle in (the count is no
- * longer just BIAS), from outside the strand. If the owner runs a handle of
- * s, its exit ends it; else whoever clears BIAS first schedules the drainer
- * for the handles counted meanwhile (dispatching: through the inner
- * executor's dispatch, whose handle is returned).
+ * Clears BIAS if the count still holds the bias `seen` was read in (same
+ * epoch) with handles counted: true for the one thread that does, which then
+ * holds the strand for those handles.
  */
-static cor_handle end_bias(cor_strand *s, bool dispatching)
+static bool unbias(cor_strand *s, uint64_t seen)
+{
+    uint64_t p = __atomic_load_n(&s->pending, __ATOMIC_ACQUIRE);
+    while ((p & BIAS) && (p & EPOCH_MASK) == (seen & EPOCH_MASK) && (p & COUNT_MASK))
+        if (__atomic_compare_exchange_n(&s->pending, &p, p & COUNT_MASK, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            return true;
+    return false;
+}
+
+/*
+ * Ends the bias in which this thread counted a handle in (`seen`: the count
+ * it read then), from outside the strand. If the owner runs a handle of s,
+ * its exit ends it; else whoever clears BIAS first schedules the drainer for
+ * the handles counted meanwhile (dispatching: through the inner executor's
+ * dispatch, whose handle is returned).
+ */
+static cor_handle end_bias(cor_strand *s, bool dispatching, uint64_t seen)
 {
     if (__atomic_load_n(&s->owner, __ATOMIC_RELAXED) == self()) {
         if (__atomic_load_n(&s->owner_in, __ATOMIC_RELAXED))
@@ -214,7 +252,7 @@ static cor_handle end_bias(cor_strand *s, bool dispatching)
         if (__atomic_load_n(&s->owner_in, __ATOMIC_ACQUIRE))
             return COR_NOOP;
     }
-    if (!(__atomic_fetch_and(&s->pending, ~BIAS, __ATOMIC_ACQ_REL) & BIAS))
+    if (!unbias(s, seen))
         return COR_NOOP;
     /* This thread holds the strand now, for the handles counted meanwhile. */
     s->revokes++;
@@ -238,7 +276,7 @@ static bool enter_biased(cor_strand *s, cor_handle h)
         return false;
     __atomic_store_n(&s->owner_in, 1, __ATOMIC_RELAXED);
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&s->pending, __ATOMIC_ACQUIRE) != BIAS) {
+    if (!biased_idle(__atomic_load_n(&s->pending, __ATOMIC_ACQUIRE))) {
         __atomic_store_n(&s->owner_in, 0, __ATOMIC_RELEASE);
         return false;
     }
@@ -254,8 +292,9 @@ static cor_handle leave_biased(cor_strand *s, bool dispatching)
 {
     __atomic_store_n(&s->owner_in, 0, __ATOMIC_RELEASE);
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&s->pending, __ATOMIC_ACQUIRE) != BIAS)
-        return end_bias(s, dispatching);
+    uint64_t p = __atomic_load_n(&s->pending, __ATOMIC_ACQUIRE);
+    if ((p & BIAS) && !biased_idle(p))
+        return end_bias(s, dispatching, p);
     return COR_NOOP;
 }
 #else
@@ -264,7 +303,7 @@ static bool bias(cor_strand *s, uint64_t n)
     return false;
 }
 
-static cor_handle end_bias(cor_strand *s, bool dispatching)
+static cor_handle end_bias(cor_strand *s, bool dispatching, uint64_t seen)
 {
     assert(!"a strand is never biased in this build");
     return COR_NOOP;
@@ -290,22 +329,35 @@ enum { QUEUED, IDLE, QUEUED_BIASED };
 
 /*
  * Counts h in. Returns IDLE if the strand was idle: h is then in `first`
- * and the caller must schedule the drainer. Otherwise h is queued; if the
- * strand was biased (QUEUED_BIASED) the caller must end the bias (unbias).
+ * and the caller must schedule the drainer. Otherwise h is queued; if it is
+ * the first handle counted into a biased strand (QUEUED_BIASED) the caller
+ * must end the bias (end_bias).
  * Counting before pushing keeps the count at or above the number of
  * handles the drainer can reach, so its decrement never underflows; a
  * handle counted but not yet linked only makes the drainer post itself
  * once more.
  */
-static int enqueue(cor_strand *s, cor_handle h)
+static int enqueue(cor_strand *s, cor_handle h, uint64_t *seen)
 {
     uint64_t old = __atomic_fetch_add(&s->pending, 1, __ATOMIC_ACQ_REL);
+    *seen = old;
     if (old == 0) {
         s->first = h;
         return IDLE;
     }
     cor__mpsc_push(queue_of(s), h);
-    return old & BIAS ? QUEUED_BIASED : QUEUED;
+    /*
+     * Only the first handle counted into a biased strand ends the bias: the
+     * thread that counted it makes sure the bias ends (the owner's exit, or
+     * its own unbias), and the drainer that follows runs every handle
+     * counted by then. So a burst of posts while the owner runs a long
+     * handle costs one membarrier, not one per post. The owner always ends
+     * it: a first counter may have read the owner_in it set for a moment
+     * before it backed off to count its own handle.
+     */
+    if ((old & BIAS) && (biased_idle(old) || __atomic_load_n(&s->owner, __ATOMIC_RELAXED) == self()))
+        return QUEUED_BIASED;
+    return QUEUED;
 }
 
 /*
@@ -431,11 +483,12 @@ static void runner_destroyed(cor_frame *f)
 /* A dispatch that counts h in (out of line: the fast paths stay small). */
 __attribute__((noinline)) static cor_handle dispatch_counted(cor_strand *s, cor_handle h)
 {
-    switch (enqueue(s, h)) {
+    uint64_t seen;
+    switch (enqueue(s, h, &seen)) {
     case QUEUED:
         return COR_NOOP;
     case QUEUED_BIASED:
-        return end_bias(s, true);
+        return end_bias(s, true, seen);
     }
     /* A drain this starts on this thread counts towards biasing the strand to it. */
     s->hint = runs_inline(s) ? self() : 0;
@@ -479,13 +532,14 @@ static cor_handle strand_dispatch(const void *obj, cor_handle h)
 static void strand_post(const void *obj, cor_handle h)
 {
     cor_strand *s = (cor_strand *)obj;
-    switch (enqueue(s, h)) {
+    uint64_t seen;
+    switch (enqueue(s, h, &seen)) {
     case IDLE:
         s->hint = 0;
         s->inner.ops->post(s->inner.obj, &s->drainer);
         break;
     case QUEUED_BIASED:
-        end_bias(s, false);
+        end_bias(s, false, seen);
         break;
     }
 }
@@ -533,6 +587,7 @@ int cor_strand_init(cor_strand *s, cor_executor inner)
     s->owner_in = 0;
     s->streak = 0;
     s->revokes = 0;
+    s->epoch = 0;
     s->inner = inner;
     s->pending = 0;
     s->first = NULL;
@@ -545,7 +600,7 @@ int cor_strand_destroy(cor_strand *s)
 {
     if (!s)
         return -EINVAL;
-    if ((__atomic_load_n(&s->pending, __ATOMIC_ACQUIRE) & ~BIAS) != 0 ||
+    if ((__atomic_load_n(&s->pending, __ATOMIC_ACQUIRE) & COUNT_MASK) != 0 ||
         __atomic_load_n(&s->owner_in, __ATOMIC_ACQUIRE))
         return -EBUSY;
     s->inner = COR_EXECUTOR_NULL;
@@ -579,7 +634,7 @@ int cor_strand_dump(cor_strand *s, FILE *out)
     cor__mpsc *q = queue_of(s);
     uint64_t pending = __atomic_load_n(&s->pending, __ATOMIC_ACQUIRE);
     fprintf(out, "strand: %llu handles queued or running%s\n",
-            (unsigned long long)(pending & ~BIAS), pending & BIAS ? " (biased)" : "");
+            (unsigned long long)(pending & COUNT_MASK), pending & BIAS ? " (biased)" : "");
     unsigned i = 0;
     for (const cor_frame *h = q->tail; h; h = __atomic_load_n(&h->next, __ATOMIC_ACQUIRE)) {
         if (h == &q->stub)

@@ -19,7 +19,8 @@
  * biased towards that thread: its next dispatches there take no atomic at
  * all. Another thread (or a post, or a dispatch the strand cannot run at
  * once) ends the bias; another thread pays for it with one membarrier(2)
- * system call, a few microseconds, once. Each end doubles the streak needed
+ * system call (2-50 us on a 2-vCPU VM, milliseconds when the owner's CPU is
+ * descheduled), once per bias. Each end doubles the streak needed
  * to bias it again; after 8 a strand stays unbiased. A strand is only ever
  * biased towards the first thread it was biased to. Nothing changes in what
  * runs when, or where: exclusion and FIFO order per posting thread hold as
@@ -87,6 +88,7 @@ typedef struct cor_strand {
     uint32_t owner_in; /* 1 while the owner runs a handle of the strand without atomics */
     uint32_t streak;   /* drains in a row started by the owner's inline dispatches      */
     uint32_t revokes;  /* how often the bias ended; the next one needs a longer streak  */
+    uint32_t epoch;    /* how often it was biased (the count carries it while biased)   */
     uint32_t qlock;    /* held by the drainer's pops and by a dump's walk of the queue */
     /*
      * The producers' side: the count and the queue's producing end share a
