@@ -19,6 +19,22 @@
 /* The inline executor's operations (frame.c): its dispatch always runs the handle inline. */
 extern const struct cor_executor_ops cor__inline_executor_ops;
 
+/*
+ * 1 in a ThreadSanitizer build (GCC defines __SANITIZE_THREAD__; Clang 14
+ * only answers __has_feature). Code whose ordering TSan cannot see (a
+ * membarrier-based fence) is left out of such builds.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define COR__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define COR__TSAN 1
+#endif
+#endif
+#ifndef COR__TSAN
+#define COR__TSAN 0
+#endif
+
 #define COR__LIKELY(x) __builtin_expect(!!(x), 1)
 #define COR__UNLIKELY(x) __builtin_expect(!!(x), 0)
 

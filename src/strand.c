@@ -82,16 +82,7 @@ _Static_assert(_Alignof(cor__mpsc) <= _Alignof(void *), "cor_strand.queue alignm
 #define EPOCH_SHIFT 48
 #define EPOCH_MASK (UINT64_C(0x7fff) << EPOCH_SHIFT)
 #define COUNT_MASK ((UINT64_C(1) << EPOCH_SHIFT) - 1)
-#if defined(__SANITIZE_THREAD__)
-#define STRAND_BIAS 0
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define STRAND_BIAS 0
-#endif
-#endif
-#ifndef STRAND_BIAS
-#define STRAND_BIAS 1
-#endif
+#define STRAND_BIAS (!COR__TSAN)
 #if COR_TESTING
 #define BIAS_STREAK 1u
 #define BIAS_MAX_REVOKES 256u

@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <criterion/criterion.h>
 
+#include "internal.h"
 #include "util.h"
 
 /* Increments per visit to the strand: 1, every increment is its own entry (about 2 s under TSan).
@@ -959,20 +960,10 @@ Test(strand, blocking_work_after_a_hop_does_not_hold_the_strand)
 
 /* ---- biased ownership (strand.h): one thread runs an idle strand without atomics ---- */
 
-/* Whether this build biases strands (ThreadSanitizer builds never do). */
+/* Whether this build biases strands (ThreadSanitizer builds never do: strand.c). */
 static bool bias_built(void)
 {
-#if defined(__SANITIZE_THREAD__)
-    return false;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-    return false;
-#else
-    return true;
-#endif
-#else
-    return true;
-#endif
+    return !COR__TSAN;
 }
 
 /* What cor_strand_dump says about s contains `what`. */
