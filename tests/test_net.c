@@ -1213,6 +1213,45 @@ IO_TEST(net, incremental_ring_pieces_share_a_buffer)
 }
 
 /*
+ * Single bytes arrive, one receive each, and nobody takes them until the
+ * stream's queue must grow past what it holds in itself; that allocation
+ * fails. The stream then ends with -ENOMEM after what it queued (in order)
+ * and stays ended. Returns the bytes taken before the end (the stream is
+ * still open), or -1 when the build has no fault injection.
+ */
+static int pile_up_without_memory(struct piped *p, int most)
+{
+    cor_io_context *io = p->io;
+    cor_fault f = {.kind = COR_FAULT_ALLOC, .nth = 1};
+    int rc = cor_io_context_inject_fault(io, &f);
+    if (rc == -EOPNOTSUPP)
+        return -1;
+    cr_assert_eq(rc, 0);
+    for (int i = 0; i < most && cor_io_context_fault_hits(io) == 0; i++) {
+        char c = (char)('a' + i);
+        cr_assert_eq(write(p->sv[1], &c, 1), 1);
+        int slept = 1;
+        launch(io, COR_FRAME(nap(2 * MS)), &slept, no_stop());
+        cr_assert_geq(cor_io_context_run(io), 0); /* the receive completes meanwhile */
+        cr_assert_eq(slept, 0);
+    }
+    cr_assert_eq(cor_io_context_fault_hits(io), 1, "the queue could not grow");
+    cr_assert_eq(cor_io_context_clear_fault(io), 0);
+    int got = 0, n;
+    cor_buf b;
+    while ((n = take_after(io, p->s, p->sv[1], "", &b)) > 0) {
+        for (int i = 0; i < n; i++)
+            cr_assert_eq(((char *)b.data)[i], (char)('a' + got + i));
+        got += n;
+        cr_assert_eq(cor_buf_ring_put(p->ring, &b), 0);
+    }
+    cr_assert_eq(n, -ENOMEM, "then the stream ends: %s", cor_strerror(n));
+    cr_assert_gt(got, 0, "what was queued came first, in order");
+    cr_assert_eq(take_after(io, p->s, p->sv[1], "", &b), -ENOMEM, "and stays ended");
+    return got;
+}
+
+/*
  * An incremental stream whose results pile up (nobody takes them) needs a
  * longer queue; when it cannot have one, the stream ends with -ENOMEM after
  * what it queued, and every piece goes back: a new stream on the ring then
@@ -1226,35 +1265,12 @@ IO_TEST(net, incremental_stream_without_memory_for_its_queue_ends)
     cor_io_context *io = p.io;
     cor_buf_ring *ring = p.ring;
     int *sv = p.sv;
-    /* The queue holds BUFS + 2 results; the growth is the next allocation, and it fails. */
-    cor_fault f = {.kind = COR_FAULT_ALLOC, .nth = 1};
-    int rc = cor_io_context_inject_fault(io, &f);
-    if (rc == -EOPNOTSUPP) {
+    int n;
+    cor_buf b;
+    if (pile_up_without_memory(&p, 3 * BUFS) < 0) {
         piped_close(&p);
         cr_skip_test("a build without fault injection");
     }
-    cr_assert_eq(rc, 0);
-    for (int i = 0; i < 3 * BUFS && cor_io_context_fault_hits(io) == 0; i++) {
-        char c = (char)('a' + i);
-        cr_assert_eq(write(sv[1], &c, 1), 1);
-        int slept = 1;
-        launch(io, COR_FRAME(nap(2 * MS)), &slept, no_stop());
-        cr_assert_geq(cor_io_context_run(io), 0); /* the receive completes meanwhile */
-        cr_assert_eq(slept, 0);
-    }
-    cr_assert_eq(cor_io_context_fault_hits(io), 1, "the queue could not grow");
-    cr_assert_eq(cor_io_context_clear_fault(io), 0);
-    int got = 0, n;
-    cor_buf b;
-    while ((n = take_after(io, p.s, sv[1], "", &b)) > 0) {
-        for (int i = 0; i < n; i++)
-            cr_assert_eq(((char *)b.data)[i], (char)('a' + got + i));
-        got += n;
-        cr_assert_eq(cor_buf_ring_put(ring, &b), 0);
-    }
-    cr_assert_eq(n, -ENOMEM, "then the stream ends: %s", cor_strerror(n));
-    cr_assert_geq(got, BUFS, "what was queued came first, in order");
-    cr_assert_eq(take_after(io, p.s, sv[1], "", &b), -ENOMEM, "and stays ended");
     cr_assert_eq(cor_stream_close(p.s), 0);
     cr_assert_geq(cor_io_context_run(io), 0);
     /* Every piece went back. A new stream takes single bytes until one ends a buffer (the
@@ -1284,6 +1300,45 @@ IO_TEST(net, incremental_stream_without_memory_for_its_queue_ends)
     }
     for (int i = 0; i < k; i++)
         cr_assert_eq(cor_buf_ring_put(ring, &held[i]), 0);
+    piped_close(&p);
+}
+
+/*
+ * The same on a whole-buffer ring (its queue also starts small and grows
+ * when results pile up): -ENOMEM after what was queued, every buffer goes
+ * back, and a new stream on the ring queues a result in every one of them
+ * (its queue grows meanwhile), handed out in order while all are held.
+ */
+IO_TEST(net, whole_buffer_stream_without_memory_for_its_queue_ends)
+{
+    enum { BUFS = 32, SIZE = 64 };
+    struct piped p;
+    piped_open(&p, backend, BUFS, SIZE, 0);
+    if (pile_up_without_memory(&p, BUFS) < 0) {
+        piped_close(&p);
+        cr_skip_test("a build without fault injection");
+    }
+    cr_assert_eq(cor_stream_close(p.s), 0);
+    cr_assert_geq(cor_io_context_run(p.io), 0);
+    char drain[64];
+    while (read(p.sv[0], drain, sizeof drain) > 0)
+        ;
+    cr_assert_eq(cor_recv_stream_open(&p.s, p.io, p.sv[0], p.ring), 0);
+    for (int i = 0; i < BUFS; i++) {
+        char c = (char)('A' + i);
+        cr_assert_eq(write(p.sv[1], &c, 1), 1);
+        int slept = 1;
+        launch(p.io, COR_FRAME(nap(2 * MS)), &slept, no_stop());
+        cr_assert_geq(cor_io_context_run(p.io), 0); /* the receive completes meanwhile */
+    }
+    cor_buf held[BUFS];
+    for (int i = 0; i < BUFS; i++) {
+        int n = take_after(p.io, p.s, p.sv[1], "", &held[i]);
+        cr_assert_eq(n, 1, "buffer %d of %d: %s", i + 1, BUFS, cor_strerror(n));
+        cr_assert_eq(*(char *)held[i].data, (char)('A' + i), "in order");
+    }
+    for (int i = 0; i < BUFS; i++)
+        cr_assert_eq(cor_buf_ring_put(p.ring, &held[i]), 0);
     piped_close(&p);
 }
 

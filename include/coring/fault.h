@@ -30,7 +30,7 @@ enum cor_fault_kind {
     /* A READ, WRITE, RECV or SEND moves at most cor_fault.short_len bytes (others never match). */
     COR_FAULT_SHORT = 2,
     /* An internal allocation of the context fails: a stop-token link, the epoll descriptor
-     * table, an accept stream's queue. The operation that needed it completes with -ENOMEM. */
+     * table, a multishot stream's queue. The operation that needed it completes with -ENOMEM. */
     COR_FAULT_ALLOC = 3
 };
 

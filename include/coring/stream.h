@@ -117,9 +117,9 @@ COR_API int cor_recv_stream_open(cor_stream **out, cor_io_context *io, int fd, c
  * waiter already asked to stop is closed (the result is then -ECANCELED, or
  * -ETIME at a deadline). Receive stream: the byte count with *buf set to
  * the buffer (or piece) that holds them (give it back with
- * cor_buf_ring_put), 0 once the peer ended the stream, or -errno (on an
- * incremental ring, -ENOMEM once results arrived faster than they were
- * taken and there was no memory to queue them: the stream has ended). When
+ * cor_buf_ring_put), 0 once the peer ended the stream, or -errno (-ENOMEM
+ * once results arrived faster than they were taken and there was no memory
+ * to queue them: the stream has ended, after the results it queued). When
  * the ring runs dry the stream
  * pauses and resumes by itself as soon as any buffer is put back; -ENOBUFS
  * is the answer only if the ring is dry and buffers from this stream are
