@@ -519,8 +519,14 @@ static void op_in_flight(cor_io_context *io, cor__io_op *op, const struct cor__i
     cor__stat_add(io->stats.started, 1);
     op->stop = link;
     list_add(link ? &link->ops : &io->plain, op);
-    if ((op->flags & COR__OPF_DEADLINE) && info->wait != COR__IO_WAIT_FRONT)
-        cor__wheel_add(&io->wheel, &op->timer);
+    if ((op->flags & COR__OPF_DEADLINE) && info->wait != COR__IO_WAIT_FRONT) {
+        if (op->flags & COR__OPF_DEADLINE_REL) {
+            op->flags &= (uint8_t)~COR__OPF_DEADLINE_REL;
+            cor__wheel_add_after(&io->wheel, &op->timer);
+        } else {
+            cor__wheel_add(&io->wheel, &op->timer);
+        }
+    }
 }
 
 /*
@@ -536,6 +542,13 @@ static bool deadline_passed(cor__io_op *op)
         op->timer.when = op->timer.when > INT64_MAX - now ? INT64_MAX : now + op->timer.when;
     }
     return op->timer.when <= now;
+}
+
+/* op's deadline is a delay from its start (> 0) that the wheel may place later (add_after). */
+static bool deadline_after(const cor__io_op *op, const struct cor__io_opinfo *info)
+{
+    return (op->flags & COR__OPF_DEADLINE_REL) && op->timer.when > 0 &&
+           info->wait != COR__IO_WAIT_FRONT;
 }
 
 /*
@@ -566,8 +579,10 @@ static __attribute__((noinline)) cor_handle op_start_checked(cor_io_context *io,
             op->flags |= COR__OPF_DEADLINE | COR__OPF_DEADLINE_REL;
         }
         /* A deadline already past: the op is not issued (a regular-file read, once issued,
-         * would run to completion whatever its deadline). */
-        if ((op->flags & COR__OPF_DEADLINE) && deadline_passed(op))
+         * would run to completion whatever its deadline). A delay from now (an idle
+         * timeout, COR_DEADLINE_AFTER) reads no clock: the wheel places it at its next pass
+         * (op_in_flight), and an op that completes before then costs no clock read at all. */
+        if ((op->flags & COR__OPF_DEADLINE) && !deadline_after(op, info) && deadline_passed(op))
             return op_now(op, -ETIME);
     }
     cor__stop_link *link = NULL;
@@ -658,7 +673,7 @@ void cor__io_describe_op(const cor_frame *f, cor__text *t, int64_t now)
         cor__text_put(t, op->fixed ? " registered file %d" : " fd %d", op->fd);
     if (op->opcode == COR__IO_TIMEOUT && !(op->flags & COR__OPF_DEADLINE_FIRST))
         say_when(t, "expires", op->timer.when, now);
-    else if (op->flags & COR__OPF_DEADLINE_REL)
+    else if ((op->flags & COR__OPF_DEADLINE_REL) || cor__wheel_waits_placing(&op->timer))
         cor__text_put(t, ", deadline %.3f s after its start", (double)op->timer.when / 1e9);
     else if (op->flags & COR__OPF_DEADLINE)
         say_when(t, "deadline", op->timer.when, now);

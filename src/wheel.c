@@ -8,10 +8,10 @@
 #define SLOT_MASK (COR__WHEEL_SLOTS - 1)
 #define SHIFT COR__WHEEL_TICK_SHIFT
 
-/* Slot markers beyond the wheel's levels. */
-enum { SLOT_DUE = 0xfffe, SLOT_FIRED = 0xfffd };
+/* Slot markers beyond the wheel's levels (SLOT_AFTER: cor__wheel_waits_placing). */
+enum { SLOT_DUE = 0xfffe, SLOT_FIRED = 0xfffd, SLOT_AFTER = COR__WHEEL_SLOT_AFTER };
 
-_Static_assert(LEVELS * COR__WHEEL_SLOTS < SLOT_FIRED, "slot numbers fit the marker space");
+_Static_assert(LEVELS * COR__WHEEL_SLOTS < SLOT_AFTER, "slot numbers fit the marker space");
 
 static inline unsigned digit(uint64_t tick, unsigned level)
 {
@@ -72,6 +72,9 @@ static void place(cor__wheel *w, cor__tnode *n)
     unsigned l = (unsigned)(63 - __builtin_clzll(t ^ w->elapsed)) / SLOT_BITS;
     unsigned s;
     uint64_t first = t; /* when the wheel must look at n next */
+    if (l >= LEVELS && t - w->elapsed < (uint64_t)1 << (LEVELS * SLOT_BITS) &&
+        digit(t, LEVELS - 1) != digit(w->elapsed, LEVELS - 1))
+        l = LEVELS - 1; /* past a turn of the top level but within one: its slot, a turn ahead */
     if (l < LEVELS) {
         s = digit(t, l);
     } else {
@@ -97,6 +100,14 @@ void cor__wheel_add(cor__wheel *w, cor__tnode *n)
     place(w, n);
 }
 
+void cor__wheel_add_after(cor__wheel *w, cor__tnode *n)
+{
+    n->fired = 0;
+    w->count++;
+    hlist_add(&w->after, n);
+    n->slot = SLOT_AFTER;
+}
+
 void cor__wheel_remove(cor__wheel *w, cor__tnode *n)
 {
     if (n->slot == COR__TNODE_IDLE)
@@ -113,6 +124,8 @@ void cor__wheel_remove(cor__wheel *w, cor__tnode *n)
 
 int64_t cor__wheel_next(const cor__wheel *w)
 {
+    if (w->after)
+        return 0;
     if (!w->count || w->next == UINT64_MAX)
         return INT64_MAX;
     if (w->next >= (uint64_t)INT64_MAX >> SHIFT)
@@ -159,8 +172,23 @@ static cor__tnode *sort_by_when(cor__tnode *head, size_t n)
     return out;
 }
 
+/* The nodes added relative to a time not read yet take now as that time. */
+static void place_after(cor__wheel *w, int64_t now)
+{
+    cor__tnode *x = w->after;
+    w->after = NULL;
+    while (x) {
+        cor__tnode *next = x->next;
+        x->when = x->when > INT64_MAX - now ? INT64_MAX : now + x->when;
+        place(w, x);
+        x = next;
+    }
+}
+
 void cor__wheel_expire(cor__wheel *w, int64_t now)
 {
+    if (w->after)
+        place_after(w, now);
     uint64_t t_now = now > 0 ? (uint64_t)now >> SHIFT : 0;
     /* What fires this time, unsorted, as a singly linked list. */
     cor__tnode *batch = NULL, **tail = &batch;

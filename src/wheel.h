@@ -10,7 +10,8 @@
  * Layout: hierarchical, 7 levels of 64 slots. A tick is 2^10 ns (1.024
  * us); level L's slots span 64^L ticks each, so level 0 covers 65 us,
  * level 3 17 s and level 6 52 days (later expiries wait in the farthest
- * slot and are placed again when it is reached). A node lives at the lowest
+ * slot and are placed again when it is reached; one past a turn of the top
+ * level but less than a turn away waits in its own slot, a turn ahead). A node lives at the lowest
  * level whose slot still separates its expiry tick from the wheel's
  * current tick; when the wheel reaches a slot of level L > 0, those of its
  * nodes that are due fire and the others move down a level (each node moves
@@ -30,6 +31,14 @@
  * node was removed (a deadline whose operation completed): the context then
  * wakes once for nothing, and the slot's nodes move down. Nodes beyond the
  * top level are looked at when their slot starts.
+ *
+ * A node may also be added with a time relative to now (cor__wheel_add_after)
+ * without reading the clock: it waits on a list until the wheel next
+ * expires, which the context does at its next pass (cor__wheel_next is then
+ * 0), and is placed at that pass's time plus its delay. Since that time is
+ * read after the node was added, it never fires early either; it may fire
+ * one pass late. A node removed before that pass (an operation that
+ * completed at once) costs no clock read and never touches a slot.
  */
 #ifndef CORING_SRC_WHEEL_H
 #define CORING_SRC_WHEEL_H
@@ -39,6 +48,7 @@
 #define COR__WHEEL_LEVELS 7
 #define COR__WHEEL_SLOTS 64
 #define COR__WHEEL_TICK_SHIFT 10
+#define COR__WHEEL_SLOT_AFTER 0xfffcu /* cor__tnode.slot of a node waiting to be placed */
 
 typedef struct cor__wheel {
     uint64_t elapsed; /* the current tick: every node in a slot is later       */
@@ -49,6 +59,7 @@ typedef struct cor__wheel {
     /* per occupied slot: no node in it needs the wheel's attention before this tick */
     uint64_t first[COR__WHEEL_LEVELS][COR__WHEEL_SLOTS];
     cor__tnode *due;   /* added with a tick already reached                     */
+    cor__tnode *after; /* added relative to a time not yet read (add_after)     */
     cor__tnode *fired; /* expired, in time order, not yet taken                 */
 } cor__wheel;
 
@@ -58,13 +69,31 @@ void cor__wheel_init(cor__wheel *w, int64_t now);
 /* Adds n (not in the wheel) to expire at n->when. */
 void cor__wheel_add(cor__wheel *w, cor__tnode *n);
 
+/*
+ * Adds n (not in the wheel) to expire n->when ns (> 0) after the time the
+ * wheel reads at its next expiry, no earlier than that much after now.
+ */
+void cor__wheel_add_after(cor__wheel *w, cor__tnode *n);
+
+/* True if n waits to be placed (added with add_after, the wheel has not expired since). */
+static inline bool cor__wheel_waits_placing(const cor__tnode *n)
+{
+    return n->slot == COR__WHEEL_SLOT_AFTER;
+}
+
 /* Removes n, wherever it is in the wheel (a no-op if it is in none). */
 void cor__wheel_remove(cor__wheel *w, cor__tnode *n);
 
-/* The time (ns) by which cor__wheel_expire must run next; INT64_MAX if the wheel is empty. */
+/*
+ * The time (ns) by which cor__wheel_expire must run next; INT64_MAX if the
+ * wheel is empty; 0 while nodes wait to be placed.
+ */
 int64_t cor__wheel_next(const cor__wheel *w);
 
-/* Moves every node whose expiry is at or before now to the fired list, in time order. */
+/*
+ * Places the nodes added relative to now (add_after), then moves every node
+ * whose expiry is at or before now to the fired list, in time order.
+ */
 void cor__wheel_expire(cor__wheel *w, int64_t now);
 
 /* Takes the oldest fired node (marked fired, out of the wheel), or NULL. */

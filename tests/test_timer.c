@@ -996,7 +996,7 @@ static bool wheel_is_empty(const cor__wheel *w)
             if (w->slots[l][s])
                 return false;
     }
-    return w->count == 0 && !w->due && !w->fired && cor__wheel_next(w) == INT64_MAX;
+    return w->count == 0 && !w->due && !w->fired && !w->after && cor__wheel_next(w) == INT64_MAX;
 }
 
 Test(timer, a_million_wheel_nodes_removed_before_firing_leave_it_empty)
@@ -1011,8 +1011,14 @@ Test(timer, a_million_wheel_nodes_removed_before_firing_leave_it_empty)
         /* Every level, a few beyond the top (60 days) and a few already due. */
         int64_t d = i % 1000 == 0 ? 60LL * 24 * 3600 * 1000 * MS : any_delay(50);
         nodes[i].slot = COR__TNODE_IDLE;
-        nodes[i].when = i % 997 == 0 ? BASE - 5 : BASE + 1 + d;
-        cor__wheel_add(&w, &nodes[i]);
+        if (i % 3 == 0) {
+            /* A delay from now, removed before the wheel places it. */
+            nodes[i].when = 1 + d;
+            cor__wheel_add_after(&w, &nodes[i]);
+        } else {
+            nodes[i].when = i % 997 == 0 ? BASE - 5 : BASE + 1 + d;
+            cor__wheel_add(&w, &nodes[i]);
+        }
         order[i] = i;
     }
     cr_assert_eq(w.count, (size_t)N);
@@ -1034,16 +1040,58 @@ Test(timer, a_million_wheel_nodes_removed_before_firing_leave_it_empty)
     cr_assert(wheel_is_empty(&w));
 }
 
+/*
+ * The clock crosses a turn of the top level (2^42 ticks, 52 days of
+ * CLOCK_MONOTONIC) between the wheel's time and a node's: the node waits
+ * in the top level's slot a turn ahead and fires on time, not when that
+ * turn's farthest slot comes (50 days late). Both ways of adding.
+ */
+Test(timer, a_node_past_a_turn_of_the_top_level_fires_on_time)
+{
+    const int64_t turn = (int64_t)1 << (COR__WHEEL_LEVELS * 6 + COR__WHEEL_TICK_SHIFT);
+    for (int after = 0; after < 2; after++) {
+        for (int64_t k = 1; k <= 3; k++) {
+            cor__wheel w;
+            int64_t now = k * turn - 10 * 1024; /* ten ticks before the turn */
+            cor__wheel_init(&w, now);
+            cor__tnode n = {.slot = COR__TNODE_IDLE};
+            int64_t delay = 100 * 1024;
+            if (after) {
+                n.when = delay;
+                cor__wheel_add_after(&w, &n);
+                cor__wheel_expire(&w, now);
+            } else {
+                n.when = now + delay;
+                cor__wheel_add(&w, &n);
+            }
+            cr_assert_eq(n.when, now + delay);
+            cr_assert_leq(cor__wheel_next(&w), tick_time(n.when), "turn %" PRId64 ": woken late",
+                          k);
+            cor__wheel_expire(&w, n.when - 1024);
+            cr_assert_null(cor__wheel_pop_fired(&w), "not early");
+            cor__wheel_expire(&w, tick_time(n.when));
+            cr_assert_eq(cor__wheel_pop_fired(&w), &n, "fires at its time");
+            cr_assert(wheel_is_empty(&w));
+        }
+    }
+}
+
 enum { MODEL_N = 4000 };
+
+/* The earliest expiry each node may have: its time, or (add_after) its delay after its adding. */
+static int64_t model_min[MODEL_N];
 
 /* Checks after an expiry at now: what fired was due, in time order; what is left is not due. */
 static void check_expired(cor__wheel *w, cor__tnode *nodes, bool *held, int64_t now)
 {
     int64_t prev = INT64_MIN;
     cor__tnode *x;
+    for (size_t i = 0; i < MODEL_N; i++)
+        cr_assert(!held[i] || !cor__wheel_waits_placing(&nodes[i]), "node %zu not placed", i);
     while ((x = cor__wheel_pop_fired(w))) {
         size_t i = (size_t)(x - nodes);
         cr_assert(held[i], "node %zu fired twice, or after its removal", i);
+        cr_assert_geq(x->when, model_min[i], "node %zu was placed early", i);
         cr_assert_leq(tick_time(x->when), (now >> 10) << 10, "node %zu fired early", i);
         cr_assert_geq(x->when, prev, "node %zu fired out of time order", i);
         cr_assert(x->fired);
@@ -1062,6 +1110,10 @@ static void check_expired(cor__wheel *w, cor__tnode *nodes, bool *held, int64_t 
                   "the wheel's next time is never later than its earliest node");
 }
 
+/*
+ * A random model of the wheel: nodes added at a time (past, near, far) or
+ * as a delay from now (add_after), removed, and expired at random steps.
+ */
 Test(timer, the_wheel_fires_every_node_once_in_time_order_and_never_early)
 {
     static cor__tnode nodes[MODEL_N];
@@ -1074,11 +1126,20 @@ Test(timer, the_wheel_fires_every_node_once_in_time_order_and_never_early)
     for (int step = 0; step < 200000; step++) {
         size_t i = (size_t)(next_rand() % MODEL_N);
         unsigned what = (unsigned)(next_rand() % 8);
-        if (what < 4 && !held[i]) {
+        if (what == 3 && !held[i]) {
+            /* A delay from now, placed at the next expiry (its time is that expiry's now). */
+            nodes[i].when = 1 + any_delay(44);
+            model_min[i] = now + nodes[i].when;
+            cor__wheel_add_after(&w, &nodes[i]);
+            cr_assert(cor__wheel_waits_placing(&nodes[i]));
+            cr_assert_eq(cor__wheel_next(&w), 0, "the wheel asks to be expired at once");
+            held[i] = true;
+        } else if (what < 3 && !held[i]) {
             /* Up to 2^44 ns (4.9 h) ahead, now and then in the past or far beyond the top. */
             nodes[i].when = what == 0 ? now - any_delay(20) : now + any_delay(44);
             if (what == 1 && next_rand() % 64 == 0)
                 nodes[i].when = now + 60LL * 24 * 3600 * 1000 * MS;
+            model_min[i] = nodes[i].when;
             cor__wheel_add(&w, &nodes[i]);
             held[i] = true;
         } else if (what < 6 && held[i]) {

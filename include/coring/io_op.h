@@ -79,8 +79,11 @@ COR_API int cor_io_op_deadline_at(cor_io_op *op, int64_t abs_ns);
 
 /*
  * As cor_io_op_deadline_at, ns (>= 0) after the op starts, when it is
- * awaited: the start reads the clock once for the deadline, and this call
- * reads none. ns beyond the clock's range is a deadline that never comes.
+ * awaited. Neither this call nor the start reads the clock (but for a sleep
+ * or timer wait, whose start reads it once): the io_context's next pass
+ * measures the ns from the time it reads, so the deadline is never early
+ * and late by at most that pass; an op that completes before then costs
+ * no clock read. ns beyond the clock's range is a deadline that never comes.
  * Returns 0, or -EINVAL for NULL op, an op already started, or ns < 0 (the
  * op then completes with -EINVAL when awaited).
  */
