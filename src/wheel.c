@@ -172,8 +172,7 @@ static cor__tnode *sort_by_when(cor__tnode *head, size_t n)
     return out;
 }
 
-/* The nodes added relative to a time not read yet take now as that time. */
-static void place_after(cor__wheel *w, int64_t now)
+void cor__wheel_place(cor__wheel *w, int64_t now)
 {
     cor__tnode *x = w->after;
     w->after = NULL;
@@ -188,7 +187,7 @@ static void place_after(cor__wheel *w, int64_t now)
 void cor__wheel_expire(cor__wheel *w, int64_t now)
 {
     if (w->after)
-        place_after(w, now);
+        cor__wheel_place(w, now);
     uint64_t t_now = now > 0 ? (uint64_t)now >> SHIFT : 0;
     /* What fires this time, unsorted, as a singly linked list. */
     cor__tnode *batch = NULL, **tail = &batch;

@@ -11,12 +11,12 @@
  * us); level L's slots span 64^L ticks each, so level 0 covers 65 us,
  * level 3 17 s and level 6 52 days (later expiries wait in the farthest
  * slot and are placed again when it is reached; one past a turn of the top
- * level but less than a turn away waits in its own slot, a turn ahead). A node lives at the lowest
- * level whose slot still separates its expiry tick from the wheel's
- * current tick; when the wheel reaches a slot of level L > 0, those of its
- * nodes that are due fire and the others move down a level (each node moves
- * at most 6 times in its life, and a node removed before that -- the usual
- * fate of a deadline -- never moves).
+ * level but less than a turn away waits in its own slot, a turn ahead). A
+ * node lives at the lowest level whose slot still separates its expiry tick
+ * from the wheel's current tick; when the wheel reaches a slot of level
+ * L > 0, those of its nodes that are due fire and the others move down a
+ * level (each node moves at most 6 times in its life, and a node removed
+ * before that -- the usual fate of a deadline -- never moves).
  *
  * A node never fires early: its tick is its expiry rounded up. Expiry
  * delivers the due nodes sorted by expiry time (a stable sort: equal times
@@ -35,9 +35,9 @@
  * A node may also be added with a time relative to now (cor__wheel_add_after)
  * without reading the clock: it waits on a list until the wheel next
  * expires, which the context does at its next pass (cor__wheel_next is then
- * 0), and is placed at that pass's time plus its delay. Since that time is
- * read after the node was added, it never fires early either; it may fire
- * one pass late. A node removed before that pass (an operation that
+ * 0), or until the context's run returns (cor__wheel_place), and is placed
+ * at that time plus its delay. Since that time is read after the node was
+ * added, it never fires early either; it may fire one pass late. A node removed before that pass (an operation that
  * completed at once) costs no clock read and never touches a slot.
  */
 #ifndef CORING_SRC_WHEEL_H
@@ -74,6 +74,9 @@ void cor__wheel_add(cor__wheel *w, cor__tnode *n);
  * wheel reads at its next expiry, no earlier than that much after now.
  */
 void cor__wheel_add_after(cor__wheel *w, cor__tnode *n);
+
+/* Places the nodes added with add_after, taking now as the time they were added. */
+void cor__wheel_place(cor__wheel *w, int64_t now);
 
 /* True if n waits to be placed (added with add_after, the wheel has not expired since). */
 static inline bool cor__wheel_waits_placing(const cor__tnode *n)

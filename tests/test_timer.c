@@ -365,6 +365,61 @@ IO_TEST(timer, deadline_expires_a_long_operation_with_etime)
     cor_io_context_destroy(io);
 }
 
+/* A nop, then a read of fd with a deadline ns after its start (*started set in between). */
+struct nop_then_read {
+    COR_PROMISE(int);
+    int fd;
+    int64_t ns;
+    bool *started;
+    char buf[4];
+    int r;
+};
+COR_DEFINE_STATIC(nop_then_read, (int fd, int64_t ns, bool *started), {
+    self->fd = fd;
+    self->ns = ns;
+    self->started = started;
+})
+{
+    COR_BEGIN();
+    COR_AWAIT(self->r, cor_nop());
+    *self->started = true;
+    COR_AWAIT(self->r, COR_DEADLINE_AFTER(pipe_read(self->fd, self->buf), self->ns));
+    COR_RETURN(self->r);
+}
+
+/*
+ * A deadline given as a delay waits for the run loop's next pass to be
+ * placed, or for the run to return: a read started by the last handler of a
+ * run (the nop's completion) counts from that run's return, not from
+ * whenever the context is run next. 120 ms later its 50 ms have passed: it
+ * fires at once.
+ */
+IO_TEST(timer, a_delay_deadline_counts_from_the_run_that_started_it)
+{
+    cor_io_context *io = make(backend);
+    int p[2];
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    int r = 1;
+    bool started = false;
+    cor_launch_options lo = {.on_result = store_int, .user = &r};
+    COR_RUN_ASYNC(cor_io_context_executor(io), &lo, nop_then_read(p[0], 50 * MS, &started));
+    for (int i = 0; i < 100 && !started; i++)
+        cr_assert_geq(cor_io_context_run_one(io), 0);
+    cr_assert(started);
+    int64_t t0 = cor_clock_now();
+    cr_assert_eq(r, 1, "still waiting");
+    cr_assert(!io->wheel.after, "placed as the run returned");
+    while (cor_clock_now() - t0 < 120 * MS)
+        usleep(10 * 1000);
+    int64_t t1 = cor_clock_now();
+    cor_io_context_run(io);
+    cr_assert_eq(r, -ETIME);
+    cr_assert_lt(cor_clock_now() - t1, 40 * MS, "fired at once, not 50 ms after this run began");
+    close(p[0]);
+    close(p[1]);
+    cor_io_context_destroy(io);
+}
+
 IO_TEST(timer, deadline_on_nop_and_on_sleeps)
 {
     cor_io_context *io = make(backend);
