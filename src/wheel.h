@@ -37,8 +37,9 @@
  * expires, which the context does at its next pass (cor__wheel_next is then
  * 0), or until the context's run returns (cor__wheel_place), and is placed
  * at that time plus its delay. Since that time is read after the node was
- * added, it never fires early either; it may fire one pass late. A node removed before that pass (an operation that
- * completed at once) costs no clock read and never touches a slot.
+ * added, it never fires early either; it may fire one pass late. A node
+ * removed before that pass (an operation that completed at once) costs no
+ * clock read and never touches a slot.
  */
 #ifndef CORING_SRC_WHEEL_H
 #define CORING_SRC_WHEEL_H

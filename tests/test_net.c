@@ -1219,6 +1219,16 @@ IO_TEST(net, incremental_ring_pieces_share_a_buffer)
  * and stays ended. Returns the bytes taken before the end (the stream is
  * still open), or -1 when the build has no fault injection.
  */
+/* Byte c arrives on p's socket and the stream receives it (a nap runs the loop meanwhile). */
+static void arrive(struct piped *p, char c)
+{
+    cr_assert_eq(write(p->sv[1], &c, 1), 1);
+    int slept = 1;
+    launch(p->io, COR_FRAME(nap(2 * MS)), &slept, no_stop());
+    cr_assert_geq(cor_io_context_run(p->io), 0);
+    cr_assert_eq(slept, 0);
+}
+
 static int pile_up_without_memory(struct piped *p, int most)
 {
     cor_io_context *io = p->io;
@@ -1227,14 +1237,8 @@ static int pile_up_without_memory(struct piped *p, int most)
     if (rc == -EOPNOTSUPP)
         return -1;
     cr_assert_eq(rc, 0);
-    for (int i = 0; i < most && cor_io_context_fault_hits(io) == 0; i++) {
-        char c = (char)('a' + i);
-        cr_assert_eq(write(p->sv[1], &c, 1), 1);
-        int slept = 1;
-        launch(io, COR_FRAME(nap(2 * MS)), &slept, no_stop());
-        cr_assert_geq(cor_io_context_run(io), 0); /* the receive completes meanwhile */
-        cr_assert_eq(slept, 0);
-    }
+    for (int i = 0; i < most && cor_io_context_fault_hits(io) == 0; i++)
+        arrive(p, (char)('a' + i));
     cr_assert_eq(cor_io_context_fault_hits(io), 1, "the queue could not grow");
     cr_assert_eq(cor_io_context_clear_fault(io), 0);
     int got = 0, n;
@@ -1324,13 +1328,8 @@ IO_TEST(net, whole_buffer_stream_without_memory_for_its_queue_ends)
     while (read(p.sv[0], drain, sizeof drain) > 0)
         ;
     cr_assert_eq(cor_recv_stream_open(&p.s, p.io, p.sv[0], p.ring), 0);
-    for (int i = 0; i < BUFS; i++) {
-        char c = (char)('A' + i);
-        cr_assert_eq(write(p.sv[1], &c, 1), 1);
-        int slept = 1;
-        launch(p.io, COR_FRAME(nap(2 * MS)), &slept, no_stop());
-        cr_assert_geq(cor_io_context_run(p.io), 0); /* the receive completes meanwhile */
-    }
+    for (int i = 0; i < BUFS; i++)
+        arrive(&p, (char)('A' + i));
     cor_buf held[BUFS];
     for (int i = 0; i < BUFS; i++) {
         int n = take_after(p.io, p.s, p.sv[1], "", &held[i]);
