@@ -366,6 +366,17 @@ static bool pop(cor_strand *s, cor__mpsc *q, cor_frame **h)
     return r == COR__MPSC_ITEM;
 }
 
+/* The drainer's next handle: the one that made the strand busy (`first`), then the queue's. */
+static bool take(cor_strand *s, cor__mpsc *q, cor_frame **h)
+{
+    if (s->first) {
+        *h = s->first;
+        s->first = NULL;
+        return true;
+    }
+    return pop(s, q, h);
+}
+
 static cor_handle drain(cor_frame *f)
 {
     cor_strand *s = cor__container_of(f, cor_strand, drainer);
@@ -373,13 +384,8 @@ static cor_handle drain(cor_frame *f)
     for (;;) {
         strand_enter(s);
         uint64_t n = 0;
-        cor_frame *h = s->first;
-        if (h) {
-            s->first = NULL;
-            n++;
-            cor_resume(h);
-        }
-        while (n < STRAND_BATCH && pop(s, q, &h)) {
+        cor_frame *h;
+        while (n < STRAND_BATCH && take(s, q, &h)) {
             n++;
             cor_resume(h);
         }
@@ -420,13 +426,8 @@ static void drainer_destroyed(cor_frame *f)
 {
     cor_strand *s = cor__container_of(f, cor_strand, drainer);
     uint64_t n = 0;
-    cor_frame *h = s->first;
-    if (h) {
-        s->first = NULL;
-        n++;
-        cor_frame_destroy(h);
-    }
-    while (pop(s, queue_of(s), &h)) {
+    cor_frame *h;
+    while (take(s, queue_of(s), &h)) {
         n++;
         cor_frame_destroy(h);
     }
