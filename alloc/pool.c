@@ -5,6 +5,9 @@
  * intrusive stacks bounded by its cache depth. Allocation pops, free pushes:
  * thread-local, no atomics, no heap call. A miss refills one block from the
  * backing heap and a free that finds its class full returns the block there.
+ * A class that keeps doing both (a free overflows it, then an allocation
+ * misses) caches too little for its working set: its depth doubles, up to
+ * the thread's cache_max.
  *
  * The backing heap is, per thread, a jemalloc arena created for it
  * (arenas.create) used through an explicit tcache (tcache.create) with
@@ -40,7 +43,12 @@ struct pool_state {
     int free_flags;         /* jemalloc flags of frees                 */
     unsigned arena, tcache; /* when mode is COR_ALLOC_ARENA_THREAD     */
     bool has_arena;
+    uint32_t cache_max;     /* the depth a class may grow to           */
+    uint64_t overflowed;    /* classes a free found full since their
+                               last miss: bit c for class c            */
 };
+
+_Static_assert(COR__POOL_CLASSES <= 64, "pool_state.overflowed has a bit per class");
 
 static COR_THREAD_LOCAL struct pool_state ps;
 
@@ -187,6 +195,16 @@ static void set_mode(struct pool_state *p, int mode)
 #endif
 }
 
+/* Every class caches up to d blocks again, and may grow to max (at least d). */
+static void set_depths(uint32_t d, uint32_t max)
+{
+    cor__pool.depth = d;
+    for (unsigned c = 0; c < COR__POOL_CLASSES; c++)
+        cor__pool.bins[c].depth = d;
+    ps.cache_max = max > d ? max : d;
+    ps.overflowed = 0;
+}
+
 static void pool_init(void)
 {
     pthread_once(&key_once, make_key);
@@ -196,7 +214,7 @@ static void pool_init(void)
         return;
     }
     ps.state = POOL_LIVE;
-    cor__pool.depth = COR_ALLOC_CACHE_DEPTH;
+    set_depths(COR_ALLOC_CACHE_DEPTH, COR_ALLOC_CACHE_MAX);
     cor__pool.max_pooled = COR_ALLOC_MAX_POOLED;
     set_mode(&ps, COR_ALLOC_ARENA_MODE);
 }
@@ -232,6 +250,7 @@ static void stats_of(const struct cor__alloc_counts *c, cor_alloc_stats *out)
     out->pool_hits = c->pool_hits + c->inline_hits;
     out->pool_misses = c->pool_misses;
     out->arena_calls = c->arena_calls;
+    out->cache_grows = c->cache_grows;
     out->live_bytes = (int64_t)(c->bytes - c->freed_bytes);
     out->peak_bytes = c->peak_bytes;
 }
@@ -259,6 +278,7 @@ static void pool_exit(void *arg)
     retired.pool_hits += s->pool_hits;
     retired.pool_misses += s->pool_misses;
     retired.arena_calls += s->arena_calls;
+    retired.cache_grows += s->cache_grows;
     retired.live_bytes += s->live_bytes;
     if (s->peak_bytes > retired.peak_bytes)
         retired.peak_bytes = s->peak_bytes;
@@ -266,6 +286,20 @@ static void pool_exit(void *arg)
 }
 
 /* ---- the pool's entry points ------------------------------------------------------------- */
+
+/* Class c is empty: if a free found it full since its last miss, its depth doubles. */
+static void grow(unsigned c)
+{
+    uint64_t bit = UINT64_C(1) << c;
+    if (!(ps.overflowed & bit))
+        return;
+    ps.overflowed &= ~bit;
+    struct cor__pool_bin *b = &cor__pool.bins[c];
+    if (b->depth >= ps.cache_max)
+        return;
+    b->depth = b->depth < ps.cache_max / 2 ? b->depth * 2 : ps.cache_max;
+    cor__alloc_stats.cache_grows++;
+}
 
 void *cor__pool_alloc(size_t size, size_t align)
 {
@@ -280,6 +314,7 @@ void *cor__pool_alloc(size_t size, size_t align)
             cor__alloc_stats.pool_hits++;
             return blk;
         }
+        grow(c);
     }
     if (ps.state == POOL_UNINIT) {
         pool_init();
@@ -297,13 +332,14 @@ void cor__pool_free(void *blk, size_t size, size_t align)
     if (cor__pool_fits(p, size, align)) {
         unsigned c = cor__pool_class(size);
         struct cor__pool_bin *b = &p->bins[c];
-        if (b->count < p->depth) {
+        if (b->count < b->depth) {
             *(void **)blk = b->head;
             b->head = blk;
             b->count++;
             COR__POISON_CACHED(blk, cor__pool_class_size(c));
             return;
         }
+        ps.overflowed |= UINT64_C(1) << c;
     }
     if (ps.state == POOL_UNINIT) {
         pool_init();
@@ -323,7 +359,8 @@ int cor_alloc_configure(const cor_alloc_options *o)
         return -EINVAL;
     if (o->max_pooled && (o->max_pooled < 64 || o->max_pooled > COR__POOL_ABS_MAX))
         return -EINVAL;
-    if (o->cache_depth > 4096)
+    uint32_t depth = o->cache_depth ? o->cache_depth : COR_ALLOC_CACHE_DEPTH;
+    if (o->cache_depth > 4096 || o->cache_max > 4096 || (o->cache_max && o->cache_max < depth))
         return -EINVAL;
     if (o->arena != COR_ALLOC_ARENA_DEFAULT && o->arena != COR_ALLOC_ARENA_THREAD &&
         o->arena != COR_ALLOC_ARENA_SHARED)
@@ -336,7 +373,7 @@ int cor_alloc_configure(const cor_alloc_options *o)
         return -EPERM;
     flush();
     cor__pool.max_pooled = o->max_pooled ? o->max_pooled : COR_ALLOC_MAX_POOLED;
-    cor__pool.depth = o->cache_depth ? o->cache_depth : COR_ALLOC_CACHE_DEPTH;
+    set_depths(depth, o->cache_max ? o->cache_max : COR_ALLOC_CACHE_MAX);
     set_mode(&ps, o->arena ? o->arena : COR_ALLOC_ARENA_MODE);
     return 0;
 }

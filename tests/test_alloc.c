@@ -242,6 +242,82 @@ Test(alloc, cache_is_bounded_and_overflow_goes_to_the_heap)
     cr_assert_eq(cor_alloc_trim(), 0);
 }
 
+/*
+ * One round of a working set: n blocks of 300 bytes live at once, then all
+ * freed (a batch of n connections each awaiting a child frame). Returns the
+ * calls the pool made to its heap in the round.
+ */
+static uint64_t working_set_round(int n)
+{
+    cor_memory_resource *mr = cor_default_resource();
+    void *p[128];
+    cr_assert_leq(n, 128);
+    uint64_t before = stats().arena_calls;
+    for (int i = 0; i < n; i++)
+        cr_assert_not_null(p[i] = cor_mr_allocate(mr, 300, 16));
+    for (int i = 0; i < n; i++)
+        cor_mr_deallocate(mr, p[i], 300, 16);
+    return stats().arena_calls - before;
+}
+
+Test(alloc, a_class_deeper_than_its_cache_grows_to_cache_max)
+{
+    cor_alloc_options o = {.cache_depth = 4, .cache_max = 64};
+    cr_assert_eq(cor_alloc_configure(&o), 0);
+    uint64_t g0 = stats().cache_grows;
+    /* 50 misses and 46 overflow frees; then each round's first miss doubles the depth. */
+    cr_assert_eq(working_set_round(50), 50 + 46);
+    cr_assert_eq(working_set_round(50), (50 - 4) + (50 - 8), "depth 4 -> 8");
+    cr_assert_eq(working_set_round(50), (50 - 8) + (50 - 16), "depth 8 -> 16");
+    cr_assert_eq(working_set_round(50), (50 - 16) + (50 - 32), "depth 16 -> 32");
+    cr_assert_eq(working_set_round(50), 50 - 32, "depth 32 -> 64: every free is cached");
+    cr_assert_eq(stats().cache_grows - g0, 4);
+    for (int round = 0; round < 100; round++)
+        cr_assert_eq(working_set_round(50), 0, "steady state, round %d", round);
+    cr_assert_eq(stats().cached, 50);
+    cr_assert_eq(stats().cache_grows - g0, 4, "a class that fits stops growing");
+
+    /* Past cache_max the class stays at 64 and the rest cycles through the heap. */
+    cr_assert_eq(working_set_round(100), (100 - 50) + (100 - 64));
+    for (int round = 0; round < 5; round++)
+        cr_assert_eq(working_set_round(100), 2 * (100 - 64), "round %d", round);
+    cr_assert_eq(stats().cache_grows - g0, 4);
+    cr_assert_eq(stats().cached, 64);
+}
+
+Test(alloc, trim_keeps_the_depths_and_configure_resets_them)
+{
+    cor_alloc_options o = {.cache_depth = 4, .cache_max = 64};
+    cr_assert_eq(cor_alloc_configure(&o), 0);
+    for (int round = 0; round < 6; round++)
+        working_set_round(40);
+    cr_assert_eq(working_set_round(40), 0);
+
+    cr_assert_eq(cor_alloc_trim(), 40);
+    cr_assert_eq(working_set_round(40), 40, "40 refills, and the class still holds all 40");
+    cr_assert_eq(working_set_round(40), 0);
+
+    cr_assert_eq(cor_alloc_configure(&o), 0);
+    cr_assert_eq(stats().cached, 0);
+    cr_assert_eq(working_set_round(40), 40 + 36, "back at depth 4");
+}
+
+Test(alloc, depths_stay_fixed_when_cache_max_is_cache_depth)
+{
+    cor_alloc_options o = {.cache_depth = 4, .cache_max = 4};
+    cr_assert_eq(cor_alloc_configure(&o), 0);
+    uint64_t g0 = stats().cache_grows;
+    working_set_round(20);
+    for (int round = 0; round < 10; round++)
+        cr_assert_eq(working_set_round(20), 2 * (20 - 4), "round %d", round);
+    cr_assert_eq(stats().cache_grows, g0);
+    /* The build's default: fixed in a testing build, growing in any other. */
+    cr_assert_eq(cor_alloc_configure(&(cor_alloc_options){.cache_depth = 4}), 0);
+    working_set_round(20);
+    working_set_round(20);
+    cr_assert_eq(stats().cache_grows - g0, COR_ALLOC_CACHE_MAX > 4 ? 1 : 0);
+}
+
 /* ---- options ---- */
 
 Test(alloc, options_out_of_range_are_rejected)
@@ -250,7 +326,8 @@ Test(alloc, options_out_of_range_are_rejected)
     cor_alloc_options bad[] = {
         {.max_pooled = 63},    {.max_pooled = COR__POOL_ABS_MAX + 1},
         {.cache_depth = 4097}, {.arena = 3},
-        {.arena = -1},
+        {.arena = -1},         {.cache_max = 4097},
+        {.cache_depth = 8, .cache_max = 4},
     };
     /* Fill the cache so a rejected call can be seen to change nothing. */
     cor_memory_resource *mr = cor_default_resource();
@@ -264,6 +341,8 @@ Test(alloc, options_out_of_range_are_rejected)
     cr_assert_eq(cor_alloc_configure(&edge), 0);
     cr_assert_eq(stats().cached, 0, "configure flushes the cache");
     edge = (cor_alloc_options){.max_pooled = COR__POOL_ABS_MAX, .cache_depth = 1};
+    cr_assert_eq(cor_alloc_configure(&edge), 0);
+    edge = (cor_alloc_options){.cache_depth = 4096, .cache_max = 4096};
     cr_assert_eq(cor_alloc_configure(&edge), 0);
 
     cor_alloc_options thread = {.arena = COR_ALLOC_ARENA_THREAD};

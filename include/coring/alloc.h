@@ -66,7 +66,9 @@ typedef struct cor_alloc_stats {
     int64_t peak_bytes;    /* highest live_bytes seen                          */
     uint64_t cached;       /* blocks in the thread's pool cache now            */
     uint64_t cached_bytes; /* their size                                       */
-    uint64_t reserved[4];
+    uint64_t cache_grows;  /* times a class's cache depth doubled (see
+                              cor_alloc_options.cache_max), cumulative        */
+    uint64_t reserved[3];
 } cor_alloc_stats;
 
 /* Copies the calling thread's statistics into *out. Returns 0, or -EINVAL if out is NULL. */
@@ -95,20 +97,30 @@ enum {
  *  max_pooled:  the largest allocation, in bytes, served from the cache
  *               (COR_ALLOC_MAX_POOLED); 64 to 65536. Larger allocations go
  *               straight to the backing heap.
- *  cache_depth: blocks cached per size class (COR_ALLOC_CACHE_DEPTH); 1 to
- *               4096. A free finding its class full goes to the backing heap.
+ *  cache_depth: blocks each size class caches at first (COR_ALLOC_CACHE_DEPTH);
+ *               1 to 4096. A free finding its class full goes to the backing
+ *               heap.
  *  arena:       COR_ALLOC_ARENA_* (COR_ALLOC_ARENA_MODE).
+ *  cache_max:   the depth a class may grow to (COR_ALLOC_CACHE_MAX, or
+ *               cache_depth if that is larger); cache_depth to 4096. A class
+ *               whose free found it full and whose next allocation then finds
+ *               it empty (its working set is deeper than its cache) doubles
+ *               its depth, up to cache_max: a thread serving a thousand
+ *               connections stops cycling frames through the heap, while a
+ *               class whose frees and allocations do not take turns that way
+ *               keeps its depth. Equal to cache_depth: depths stay fixed.
  */
 typedef struct cor_alloc_options {
     uint32_t max_pooled;
     uint32_t cache_depth;
     int arena;
-    uint32_t reserved[5];
+    uint32_t cache_max;
+    uint32_t reserved[4];
 } cor_alloc_options;
 
 /*
  * Applies o to the calling thread's pool: returns its cached blocks to the
- * backing heap, then uses the new settings. Blocks it already handed out stay
+ * backing heap, then uses the new settings (every class back at cache_depth). Blocks it already handed out stay
  * valid and may be freed on any thread. Returns 0; -EINVAL for a NULL o or a
  * member out of range; -ENOTSUP for an arena mode on a build whose pool
  * refills from malloc (COR_ALLOC_JEMALLOC 0); -EPERM from a thread that is
@@ -118,7 +130,8 @@ COR_API int cor_alloc_configure(const cor_alloc_options *o);
 
 /*
  * Returns every block cached by the calling thread's pool to the backing
- * heap. Returns the number of blocks returned (>= 0). Calling thread only.
+ * heap; the depths the classes grew to stay. Returns the number of blocks
+ * returned (>= 0). Calling thread only.
  */
 COR_API int cor_alloc_trim(void);
 
@@ -155,6 +168,7 @@ static inline size_t cor__pool_class_size(unsigned c)
 struct cor__pool_bin {
     void *head;
     uint32_t count;
+    uint32_t depth; /* the most blocks it holds now (grows, see cache_max) */
 };
 
 /*
@@ -164,7 +178,7 @@ struct cor__pool_bin {
  */
 struct cor__pool {
     uint32_t max_pooled;
-    uint32_t depth;
+    uint32_t depth; /* every class's depth at start (cache_depth) */
     struct cor__pool_bin bins[COR__POOL_CLASSES];
 };
 
@@ -183,6 +197,7 @@ struct cor__alloc_counts {
     uint64_t freed_bytes; /* bytes given back, cumulative                             */
     int64_t peak_bytes;   /* highest bytes - freed_bytes seen                         */
     uint64_t failures, heap_calls, pool_misses, arena_calls; /* as in cor_alloc_stats  */
+    uint64_t cache_grows;                                    /* as in cor_alloc_stats  */
 };
 
 COR_API extern COR_THREAD_LOCAL struct cor__pool cor__pool;
@@ -272,7 +287,7 @@ static inline void cor_mr_deallocate(cor_memory_resource *mr, void *p, size_t si
     if (__builtin_expect(mr == &cor__pool_resource && p && cor__pool_fits(pool, size, align), 1)) {
         unsigned c = cor__pool_class(size);
         struct cor__pool_bin *b = &pool->bins[c];
-        if (__builtin_expect(b->count < pool->depth, 1)) {
+        if (__builtin_expect(b->count < b->depth, 1)) {
             cor__count_free(size);
             *(void **)p = b->head;
             b->head = p;
