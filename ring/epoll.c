@@ -662,6 +662,8 @@ static long ep_run(cor__backend *b, int64_t timeout_ns, long max)
      * with completions queued and no waiter, epoll_wait would be a wasted syscall. */
     if (tmo != 0 || b->waiting) {
         cor__stat_add(b->stats.enters, 1);
+        if (tmo != 0)
+            cor__io_sleeps();
         int n = wait_events(b, tmo);
         if (tmo != 0)
             cor__io_woke();

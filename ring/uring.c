@@ -339,6 +339,7 @@ static int enter(cor__backend *b, int64_t timeout_ns)
     int rc = 0;
     if (timeout_ns != 0 && !io_uring_cq_ready(r)) {
         cor__stat_add(b->stats.enters, 1);
+        cor__io_sleeps();
         if (timeout_ns > 0) {
             struct __kernel_timespec ts = {.tv_sec = timeout_ns / 1000000000,
                                            .tv_nsec = timeout_ns % 1000000000};

@@ -144,7 +144,7 @@ static void *via_new(int64_t when, int err)
 
 void *cor__timeout_after(int64_t ns)
 {
-    return ns >= 0 ? via_new(cor_clock_now() + ns, 0) : via_new(0, -EINVAL);
+    return ns >= 0 ? via_new(cor__time_after(ns), 0) : via_new(0, -EINVAL);
 }
 
 void *cor__timeout_at(int64_t abs_ns)

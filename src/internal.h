@@ -145,6 +145,11 @@ typedef struct cor__text {
 /* Appends printf-formatted text to t. */
 void cor__text_put(cor__text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* ---- timer.c ---- */
+
+/* The time ns (>= 0) from now; INT64_MAX (never) when that is beyond the clock's range. */
+int64_t cor__time_after(int64_t ns);
+
 /* ---- launch.c: the roots of an execution context (dump.c) ---- */
 
 /*

@@ -406,7 +406,7 @@ static int64_t wait_time(cor_io_context *io, int64_t deadline, int64_t tnext, in
 
 static long loop(cor_io_context *io, long max, int64_t timeout_ns, bool block)
 {
-    int64_t deadline = timeout_ns >= 0 ? cor_clock_now() + timeout_ns : -1;
+    int64_t deadline = timeout_ns >= 0 ? cor__time_after(timeout_ns) : -1;
     long n = 0;
     while (n < max && !is_stopped(io)) {
         long progress = run_round(io, &n, max);
@@ -722,7 +722,7 @@ void cor_io_context_destroy(cor_io_context *io)
     while (__atomic_load_n(&io->touching, __ATOMIC_ACQUIRE))
         sched_yield();
     cor__io_links_destroy(io, true);
-    io->be_ops->destroy(io->be);
     cor__stream_handles_free(io);
+    io->be_ops->destroy(io->be);
     free(io);
 }

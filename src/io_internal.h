@@ -266,7 +266,7 @@ void cor__io_links_destroy(cor_io_context *io, bool deregister);
 /* The result of a STREAM_NEXT op: hands a receive stream's buffer to the waiter's cor_buf. */
 int cor__stream_next_result(cor__io_op *op, int res);
 
-/* After the backend is gone: frees the stream and buffer-ring handles their users never closed. */
+/* Before the backend goes: closes the streams and destroys the buffer rings their users left open. */
 void cor__stream_handles_free(cor_io_context *io);
 
 /* ---- timer.c ---- */

@@ -436,4 +436,12 @@ void cor__io_complete(cor__io_op *op, int res);
  */
 void cor__io_woke(void);
 
+/*
+ * Implemented by the front end: run is about to block in the kernel (call
+ * it right before the waiting call; a run that does not wait after all,
+ * because completions are ready, does not call it). Until cor__io_woke the
+ * loop counts as idle: busy_ns reads 0. Owner thread, inside run.
+ */
+void cor__io_sleeps(void);
+
 #endif

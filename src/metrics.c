@@ -96,7 +96,11 @@ void cor__io_metrics_before_wait(cor_io_context *io, int64_t wait, bool ran)
         /* If the backend does not wait after all, the time until the pass ends is busy. */
         io->iter_start = now;
     }
-    __atomic_store_n(&io->stats.busy_since, 0, __ATOMIC_RELAXED);
+}
+
+void cor__io_sleeps(void)
+{
+    __atomic_store_n(&cor__io_running->stats.busy_since, 0, __ATOMIC_RELAXED);
 }
 
 void cor__io_woke(void)

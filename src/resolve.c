@@ -7,6 +7,7 @@
  */
 #include <netdb.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "coring/launch.h"
@@ -77,6 +78,14 @@ COR_DEFINE_STATIC(lookup, (struct cor_resolve * req), { self->req = req; })
     COR_RETURN(n ? n : -ENOENT);
 }
 
+/* A service given as digits is a port: at most 65535 (getaddrinfo would wrap it). */
+static bool port_ok(const char *service)
+{
+    if (!service || !*service || strspn(service, "0123456789") != strlen(service))
+        return true;
+    return strlen(service) <= 5 && atoi(service) <= 65535;
+}
+
 COR_DEFINE(cor_resolve,
            (const char *host, const char *service, int family, int type, cor_sockaddr *out,
             int max),
@@ -92,7 +101,7 @@ COR_DEFINE(cor_resolve,
     COR_BEGIN();
     if (!self->out || self->max <= 0 || (!self->host && !self->service) ||
         (self->family != AF_UNSPEC && self->family != AF_INET && self->family != AF_INET6) ||
-        (self->type != SOCK_STREAM && self->type != SOCK_DGRAM))
+        (self->type != SOCK_STREAM && self->type != SOCK_DGRAM) || !port_ok(self->service))
         COR_RETURN(-EINVAL);
     pthread_once(&pool_once, pool_start);
     if (pool_err)

@@ -220,7 +220,7 @@ static void begin_drain(struct cor__serve_state *st, int64_t grace)
         st->accepts = NULL;
     }
     if (grace > 0 && cor_task_group_size(&st->sessions) > 0)
-        cor__io_timeout_arm(st->io, &st->grace, cor_clock_now() + grace);
+        cor__io_timeout_arm(st->io, &st->grace, cor__time_after(grace));
     else
         cor_task_group_stop(&st->sessions);
 }

@@ -220,14 +220,17 @@ int cor_stream_close(cor_stream *s)
 
 void cor__stream_handles_free(cor_io_context *io)
 {
+    /* A closed stream the kernel still holds is freed with the backend. */
     while (io->streams) {
         cor_stream *s = io->streams;
         io->streams = s->next;
+        io->be_ops->stream_close(io->be, s->s);
         free(s);
     }
     while (io->rings) {
         cor_buf_ring *r = io->rings;
         io->rings = r->next;
+        io->be_ops->bufring_destroy(io->be, r->br);
         free(r->mem);
         free(r);
     }

@@ -13,6 +13,8 @@
  * removal happen exactly once whichever waker comes first.
  */
 
+#include <limits.h>
+
 #include "coring/sync.h"
 #include "internal.h"
 #include "sync_wait.h"
@@ -393,6 +395,10 @@ int cor_async_semaphore_release(cor_async_semaphore *s, long n)
     if (!s || n < 1)
         return -EINVAL;
     cor__spin_lock(&s->waiters.lock);
+    if (n > LONG_MAX - s->count) {
+        cor__spin_unlock(&s->waiters.lock);
+        return -EOVERFLOW;
+    }
     s->count += n;
     cor_sync_wait *granted = grant_locked(&s->waiters);
     cor__spin_unlock(&s->waiters.lock);

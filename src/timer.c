@@ -19,8 +19,7 @@ int64_t cor_clock_now(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* The time ns (>= 0) from now; INT64_MAX (never) when that is beyond the clock's range. */
-static int64_t time_after(int64_t ns)
+int64_t cor__time_after(int64_t ns)
 {
     int64_t now = cor_clock_now();
     return ns > INT64_MAX - now ? INT64_MAX : now + ns;
@@ -92,7 +91,7 @@ int cor__timeout_start(cor_io_context *io, cor__io_op *op)
 
 struct cor_io_await *cor_sleep_for(int64_t ns)
 {
-    return timeout_new(ns >= 0 ? time_after(ns) : 0, NULL, ns >= 0);
+    return timeout_new(ns >= 0 ? cor__time_after(ns) : 0, NULL, ns >= 0);
 }
 
 struct cor_io_await *cor_sleep_until(int64_t abs_ns)
@@ -154,7 +153,7 @@ int cor_timer_expires_after(cor_timer *t, int64_t ns)
 {
     if (!t || ns < 0)
         return -EINVAL;
-    return cor_timer_expires_at(t, time_after(ns));
+    return cor_timer_expires_at(t, cor__time_after(ns));
 }
 
 int64_t cor_timer_expiry(const cor_timer *t)

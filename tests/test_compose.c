@@ -4,7 +4,6 @@
  * and never-stopping stop tokens. Every frame is counted: a counting memory
  * resource must see as many frees as allocations once a test is done.
  */
-#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -38,17 +37,6 @@ static int run_on(cor_io_context *io, counting_resource *cr, cor_frame *t)
     cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &o, t), 0);
     cor_io_context_run(io);
     return r;
-}
-
-/* The number of open descriptors of this process. */
-static int open_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n - 1; /* opendir's own */
 }
 
 /* ---- small children ---- */
@@ -209,6 +197,27 @@ IO_TEST_OPTS(compose, when_all_array_of_ten_thousand_and_of_none, .timeout = 60)
     cr_assert_eq(run_on(io, &cr, COR_FRAME(all_many(0, res))), 1,
                  "an empty list completes at once");
     cr_assert_eq(cr.allocs, cr.frees);
+    cor_io_context_destroy(io);
+}
+
+/* The array form of when_any over no children: nothing wins. */
+struct any_none {
+    COR_PROMISE(int);
+    int err, idx, res[1];
+};
+COR_DEFINE_STATIC(any_none, (void), {})
+{
+    COR_BEGIN();
+    self->err = -1;
+    self->idx = 7;
+    COR_TRY_AWAIT_ANY_N(self->err, self->idx, self->res, 0, i, value_after((int)i, 0));
+    COR_RETURN(self->err == 0 && self->idx == -1 ? 1 : -1);
+}
+
+Test(compose, when_any_array_of_none)
+{
+    cor_io_context *io = io_test_create(COR_IO_BACKEND_URING, NULL);
+    cr_assert_eq(run_on(io, NULL, COR_FRAME(any_none())), 1);
     cor_io_context_destroy(io);
 }
 
@@ -637,6 +646,27 @@ COR_DEFINE_STATIC(timed_bad, (void), {})
     COR_BEGIN();
     COR_TRY_AWAIT(self->err, self->r, COR_TIMEOUT(-1, value_after(1, 0)));
     COR_RETURN(self->err);
+}
+
+/* A duration past the clock's range never fires: the child's own result. */
+struct timed_forever {
+    COR_PROMISE(int);
+    int err, r;
+    int64_t ns;
+};
+COR_DEFINE_STATIC(timed_forever, (int64_t ns), { self->ns = ns; })
+{
+    COR_BEGIN();
+    COR_TRY_AWAIT(self->err, self->r, COR_TIMEOUT(self->ns, value_after(5, 2 * MS)));
+    COR_RETURN(self->err ? self->err : self->r);
+}
+
+Test(compose, timeout_beyond_the_clock_is_never)
+{
+    cor_io_context *io = io_test_create(COR_IO_BACKEND_URING, NULL);
+    cr_assert_eq(run_on(io, NULL, COR_FRAME(timed_forever(INT64_MAX))), 5);
+    cr_assert_eq(run_on(io, NULL, COR_FRAME(timed_forever(INT64_MAX - 1000))), 5);
+    cor_io_context_destroy(io);
 }
 
 Test(compose, timeout_bad_duration_and_no_io_context)

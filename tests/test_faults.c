@@ -9,7 +9,6 @@
  * every descriptor closed, every frame freed (a counting resource), no hang
  * (each run is bounded).
  */
-#include <dirent.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -22,18 +21,6 @@
 #define INJECTED (-EIO) /* the error the plans inject: nothing in a loopback session makes it */
 #define MSG_LEN 3000
 #define NOT_DONE 1 /* a result slot before its coroutine finished */
-
-/* Descriptors open in this process. */
-static int open_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    cr_assert(d);
-    int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
 
 /* Keeps the first error of a coroutine. */
 static void keep(int *first, long r)

@@ -293,6 +293,12 @@ IO_TEST(io_context, run_for_returns_after_the_duration)
     cr_assert_geq(cor_clock_now() - t0, 20 * 1000 * 1000, "waited the whole duration");
     guard(io, false);
     cr_assert_eq(cor_io_context_run_for(io, 1000LL * 1000 * 1000), 0, "no work: at once");
+    /* A duration past the clock's range: until the work is done. */
+    int got = 0;
+    cor_launch_options lo = {.on_result = store_int, .user = &got};
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, nops(10)), 0);
+    cr_assert_geq(cor_io_context_run_for(io, INT64_MAX), 1);
+    cr_assert_eq(got, 10);
     cor_io_context_destroy(io);
 }
 
@@ -332,18 +338,23 @@ static cor_handle flag_resume(cor_frame *f)
     return COR_NOOP;
 }
 
-IO_TEST(io_context, second_driver_is_refused)
+/* Starts a runner and returns once it is inside run (it ran a handle posted first). */
+static void runner_start_inside(struct runner *r, cor_io_context *io)
 {
-    cor_io_context *io = make(backend);
-    guard(io, true);
-    struct runner r;
-    runner_start(&r, io);
-    /* Wait until the runner is inside run: it ran our handle. */
+    runner_start(r, io);
     uint32_t inside = 0;
     struct flag_frame ff = {.hdr = {.resume = flag_resume}, .flag = &inside};
     cor_executor_post(cor_io_context_executor(io), &ff.hdr);
     while (!__atomic_load_n(&inside, __ATOMIC_ACQUIRE))
         sched_yield();
+}
+
+IO_TEST(io_context, second_driver_is_refused)
+{
+    cor_io_context *io = make(backend);
+    guard(io, true);
+    struct runner r;
+    runner_start_inside(&r, io);
     cr_assert_eq(cor_io_context_poll(io), -EBUSY);
     cr_assert_eq(cor_io_context_run(io), -EBUSY);
     cr_assert_eq(cor_io_context_restart(io), -EBUSY);
@@ -619,11 +630,12 @@ IO_TEST(io_context, stop_wakes_a_sleeping_owner)
     cor_io_context *io = make(backend);
     guard(io, true);
     struct runner r;
-    runner_start(&r, io);
+    /* Stopped before its run began, run would return -ECANCELED at once. */
+    runner_start_inside(&r, io);
     usleep(20 * 1000);
     cr_assert_eq(cor_io_context_stop(io), 0);
     runner_join(&r);
-    cr_assert_eq(r.result, 0);
+    cr_assert_eq(r.result, 1, "the handle that showed the runner inside run");
     guard(io, false);
     cor_io_context_destroy(io);
 }

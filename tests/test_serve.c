@@ -232,15 +232,6 @@ static void start_clients(cor_io_context *io, struct client_set *c, const cor_so
     }
 }
 
-/* The number of descriptors open in this process. */
-static int open_fds(void)
-{
-    int n = 0;
-    for (int fd = 0; fd < 4096; fd++)
-        n += fcntl(fd, F_GETFD) >= 0;
-    return n;
-}
-
 IO_TEST(serve, a_thousand_connections_are_served_and_every_descriptor_closed)
 {
     raise_nofile();

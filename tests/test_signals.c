@@ -173,3 +173,30 @@ IO_TEST(signals, a_stopped_wait_leaves_the_signal_pending)
 {
     in_child(backend, stopped_wait);
 }
+
+/* Waits pending when their io_context is destroyed close their signalfds. */
+static int destroyed_while_waiting(int backend)
+{
+    int before = open_fds();
+    for (int i = 0; i < 3; i++) {
+        cor_io_context_options o = {.backend = backend};
+        cor_io_context *io;
+        if (cor_io_context_create(&io, &o))
+            return 30;
+        int got = 0;
+        cor_launch_options wo = {.on_result = store, .user = &got};
+        COR_RUN_ASYNC(cor_io_context_executor(io), &wo, waiter(SIGUSR1, NULL));
+        COR_RUN_ASYNC(cor_io_context_executor(io), &wo, waiter(SIGTERM, NULL));
+        if (cor_io_context_poll(io) < 0)
+            return 31;
+        cor_io_context_destroy(io);
+        if (got != 0)
+            return 32;
+    }
+    return open_fds() == before ? 0 : 33;
+}
+
+IO_TEST(signals, waits_pending_at_destroy_close_their_signalfds)
+{
+    in_child(backend, destroyed_while_waiting);
+}

@@ -3,6 +3,7 @@
  * waiters resume on their own executor, cancellation through the stop token
  * (exactly once, racing the wake-up), broadcast, bad input.
  */
+#include <limits.h>
 #include <criterion/criterion.h>
 
 #include "util.h"
@@ -744,5 +745,13 @@ Test(sync, semaphore_bad_input)
     cr_assert_eq(oc.result, -EINVAL);
     cr_assert_eq(cor_async_semaphore_try_acquire(&s, 1), 0);
     cr_assert_eq(cor_async_semaphore_count(&s), 0);
+    cr_assert_eq(cor_async_semaphore_destroy(&s), 0);
+    /* A release past LONG_MAX returns nothing. */
+    cr_assert_eq(cor_async_semaphore_init(&s, LONG_MAX - 1), 0);
+    cr_assert_eq(cor_async_semaphore_release(&s, 2), -EOVERFLOW);
+    cr_assert_eq(cor_async_semaphore_count(&s), LONG_MAX - 1);
+    cr_assert_eq(cor_async_semaphore_release(&s, 1), 0);
+    cr_assert_eq(cor_async_semaphore_count(&s), LONG_MAX);
+    cr_assert_eq(cor_async_semaphore_release(&s, 1), -EOVERFLOW);
     cr_assert_eq(cor_async_semaphore_destroy(&s), 0);
 }

@@ -1,3 +1,4 @@
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/utsname.h>
@@ -131,4 +132,15 @@ COR_DEFINE(nap, (int64_t ns), { self->ns = ns; })
     COR_BEGIN();
     COR_AWAIT(self->r, cor_sleep_for(self->ns));
     COR_RETURN(self->r);
+}
+
+int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    cr_assert(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* opendir's own */
 }

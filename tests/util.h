@@ -8,6 +8,9 @@
 /* True if the running kernel is at least major.minor. */
 bool kernel_at_least(int major, int minor);
 
+/* The number of descriptors open in this process (for before/after comparisons). */
+int open_fds(void);
+
 /* A task that sleeps ns (cor_sleep_for) and returns the sleep's result. */
 struct nap {
     COR_PROMISE(int);

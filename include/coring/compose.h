@@ -99,7 +99,10 @@ COR_BEGIN_DECLS
 #define COR_TRY_AWAIT_ANY_DISCARD(err, idx, discard, ...)                                          \
     COR__JOIN_LIST(COR__JOIN_ANY, COR__JOIN_CATCH, err, idx, discard, __VA_ARGS__)
 
-/* The array form of COR_TRY_AWAIT_ANY: the winner's result goes to dst[idx]. */
+/*
+ * The array form of COR_TRY_AWAIT_ANY: the winner's result goes to dst[idx].
+ * With n == 0 nothing runs and nothing wins: err is 0 and idx -1.
+ */
 #define COR_TRY_AWAIT_ANY_N(err, idx, dst, n, i, task_expr)                                        \
     COR__JOIN_ARRAY(COR__JOIN_ANY, COR__JOIN_CATCH, err, idx, NULL, dst, n, i, task_expr)
 

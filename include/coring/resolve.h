@@ -22,7 +22,7 @@ struct cor_resolve;
  * configured on this host).
  * family: AF_UNSPEC, AF_INET or AF_INET6; type: SOCK_STREAM or SOCK_DGRAM
  * (0: SOCK_STREAM). A task; result (int): the number of addresses (>= 1), or
- * -EINVAL (bad arguments), -ENOENT (no such name), -EAGAIN (temporary
+ * -EINVAL (bad arguments, a numeric service above 65535), -ENOENT (no such name), -EAGAIN (temporary
  * failure), -ENOMEM, -EIO (any other resolver failure). host, service and
  * out must stay valid until it completes. Any coroutine.
  */

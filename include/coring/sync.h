@@ -184,7 +184,8 @@ COR_API int cor_async_semaphore_try_acquire(cor_async_semaphore *s, long n);
 /*
  * Returns n permits (n >= 1) and grants the oldest waiters they now
  * satisfy, in order (each is posted to its executor). Returns the number of
- * waiters granted, or -EINVAL. Any thread.
+ * waiters granted; -EINVAL for NULL s or n < 1; -EOVERFLOW if the count
+ * would pass LONG_MAX (nothing is returned then). Any thread.
  */
 COR_API int cor_async_semaphore_release(cor_async_semaphore *s, long n);
 

@@ -42,8 +42,8 @@ COR_API int64_t cor_clock_now(void);
  * range: waits until stopped). NULL if the frame could not be allocated. */
 COR_API struct cor_io_await *cor_sleep_for(int64_t ns);
 
-/* Awaitable: completes with 0 once CLOCK_MONOTONIC reaches abs_ns (at once if it has). NULL if the
- * frame could not be allocated. */
+/* Awaitable: completes with 0 once CLOCK_MONOTONIC reaches abs_ns (at once if it has; abs_ns < 0:
+ * -EINVAL). NULL if the frame could not be allocated. */
 COR_API struct cor_io_await *cor_sleep_until(int64_t abs_ns);
 
 /*
