@@ -2,7 +2,8 @@
  * Files on both backends: write then read back with checksums, vectored
  * I/O, short reads at end of file, errors for a directory and a missing
  * file, O_DIRECT with aligned buffers, a sparse file past 4 GiB, statx and
- * fsync. Every file lives in a fresh directory under /tmp.
+ * fsync, writes whose deadline fired. Every file lives in a fresh directory
+ * under /tmp.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -372,5 +373,78 @@ IO_TEST(file, sparse_file_past_4gib_and_statx)
         cr_skip_test("the filesystem of /tmp does not take files past 4 GiB");
     cr_assert_eq(r, 1, "%s", cor_strerror(r));
     cor_io_context_destroy(io);
+    remove_dir();
+}
+
+/*
+ * Writes and fsyncs with a deadline too short to meet (1 us): each either ran
+ * and keeps its own result, or never ran and reports -ETIME (io_uring cancels
+ * the ones its workers have not started; the epoll backend runs file I/O
+ * synchronously, so every one keeps its result). -ETIME never hides a write.
+ */
+enum { DL_WRITES = 24, DL_SIZE = 256 << 10 };
+
+struct dl_write {
+    COR_PROMISE(int);
+    int fd, r;
+    int64_t off;
+    const unsigned char *buf;
+};
+COR_DEFINE_STATIC(dl_write, (int fd, int64_t off, const unsigned char *buf), {
+    self->fd = fd;
+    self->off = off;
+    self->buf = buf;
+})
+{
+    COR_BEGIN();
+    if (self->off < 0)
+        COR_AWAIT(self->r, COR_DEADLINE_AFTER(cor_fsync(self->fd), 1000));
+    else
+        COR_AWAIT(self->r,
+                  COR_DEADLINE_AFTER(cor_write(self->fd, self->buf, DL_SIZE, self->off), 1000));
+    COR_RETURN(self->r);
+}
+
+IO_TEST(file, a_timed_out_write_was_not_done)
+{
+    make_dir();
+    char path[96];
+    snprintf(path, sizeof path, "%s/deadlines", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    cr_assert_geq(fd, 0);
+    static unsigned char pattern[DL_SIZE], back[DL_SIZE];
+    memset(pattern, 0xab, sizeof pattern);
+    cor_io_context *io = io_test_create(backend, NULL);
+    int res[DL_WRITES + 4];
+    cor_launch_options o[DL_WRITES + 4];
+    for (int i = 0; i < DL_WRITES + 4; i++) {
+        res[i] = -9999;
+        o[i] = (cor_launch_options){.on_result = store_int, .on_error = store_err, .user = &res[i]};
+        int64_t off = i < DL_WRITES ? (int64_t)i * DL_SIZE : -1; /* the last four: fsync */
+        cr_assert_eq(start_on(io, &o[i], COR_FRAME(dl_write(fd, off, pattern))), 0);
+    }
+    cr_assert_geq(cor_io_context_run(io), 0);
+    int timed_out = 0;
+    for (int i = 0; i < DL_WRITES + 4; i++) {
+        if (res[i] == -ETIME) {
+            timed_out++;
+            if (i >= DL_WRITES)
+                continue;
+            cr_assert_eq(pread(fd, back, DL_SIZE, (off_t)i * DL_SIZE), DL_SIZE);
+            for (size_t k = 0; k < DL_SIZE; k++)
+                cr_assert_eq(back[k], 0, "write %d timed out, yet byte %zu was written", i, k);
+            continue;
+        }
+        cr_assert_geq(res[i], 0, "op %d: %s", i, cor_strerror(res[i]));
+        if (i >= DL_WRITES)
+            continue;
+        cr_assert_eq(pread(fd, back, (size_t)res[i], (off_t)i * DL_SIZE), res[i]);
+        cr_assert_eq(memcmp(back, pattern, (size_t)res[i]), 0, "write %d", i);
+    }
+    if (backend == COR_IO_BACKEND_EPOLL)
+        cr_assert_eq(timed_out, 0, "epoll runs file I/O at once");
+    cr_log_info("%d of %d file ops timed out", timed_out, DL_WRITES + 4);
+    cor_io_context_destroy(io);
+    close(fd);
     remove_dir();
 }

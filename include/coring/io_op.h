@@ -63,15 +63,17 @@ COR_API struct cor_io_await *cor_yield(void);
  * op is awaited completes it with -ETIME at once, without issuing it. A stop
  * request still completes it with -ECANCELED; an operation that completed
  * before the deadline keeps its own result. Some operations cannot be
- * stopped by the kernel once issued: a regular-file read or write (and
- * fsync, open, statx) runs to completion and keeps its own result even
- * after its deadline. close and shutdown ignore deadlines (cleanup always
- * runs). An accept or open whose deadline came while the kernel was
- * completing it closes the new descriptor and reports -ETIME. Deadlines
- * live on the io_context's timer wheel: giving one costs no system call,
- * and one that does not fire is never seen by the kernel. Called again
- * before the await, the later call's deadline replaces the earlier one
- * (sooner or later alike). Returns 0, or
+ * stopped once the kernel has started them: a regular-file read or write
+ * (and fsync, open, statx) that is running when its deadline fires runs to
+ * completion and keeps its own result; one still queued for io_uring's
+ * workers is canceled (-ETIME: it was not done). The epoll backend runs
+ * those synchronously, so they always keep their result. close and
+ * shutdown ignore deadlines (cleanup always runs). An accept or open whose
+ * deadline came while the kernel was completing it closes the new
+ * descriptor and reports -ETIME. Deadlines live on the io_context's timer
+ * wheel: giving one costs no system call, and one that does not fire is
+ * never seen by the kernel. Called again before the await, the later call's
+ * deadline replaces the earlier one (sooner or later alike). Returns 0, or
  * -EINVAL for NULL op, an op already started, or abs_ns <= 0 (the op then
  * completes with -EINVAL when awaited).
  */
