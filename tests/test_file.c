@@ -430,8 +430,10 @@ IO_TEST(file, a_timed_out_write_was_not_done)
             timed_out++;
             if (i >= DL_WRITES)
                 continue;
-            cr_assert_eq(pread(fd, back, DL_SIZE, (off_t)i * DL_SIZE), DL_SIZE);
-            for (size_t k = 0; k < DL_SIZE; k++)
+            /* A hole reads as zeros; past the end of the file nothing is read. */
+            ssize_t got = pread(fd, back, DL_SIZE, (off_t)i * DL_SIZE);
+            cr_assert_geq(got, 0);
+            for (size_t k = 0; k < (size_t)got; k++)
                 cr_assert_eq(back[k], 0, "write %d timed out, yet byte %zu was written", i, k);
             continue;
         }
