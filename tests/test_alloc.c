@@ -242,6 +242,12 @@ Test(alloc, cache_is_bounded_and_overflow_goes_to_the_heap)
     cr_assert_eq(cor_alloc_trim(), 0);
 }
 
+/* The build's settings and an empty cache again (the TSan runner keeps one process for all cases). */
+static void restore_defaults(void)
+{
+    cr_assert_eq(cor_alloc_configure(&(cor_alloc_options){0}), 0);
+}
+
 /*
  * One round of a working set: n blocks of 300 bytes live at once, then all
  * freed (a batch of n connections each awaiting a child frame). Returns the
@@ -283,6 +289,7 @@ Test(alloc, a_class_deeper_than_its_cache_grows_to_cache_max)
         cr_assert_eq(working_set_round(100), 2 * (100 - 64), "round %d", round);
     cr_assert_eq(stats().cache_grows - g0, 4);
     cr_assert_eq(stats().cached, 64);
+    restore_defaults();
 }
 
 Test(alloc, trim_keeps_the_depths_and_configure_resets_them)
@@ -300,6 +307,7 @@ Test(alloc, trim_keeps_the_depths_and_configure_resets_them)
     cr_assert_eq(cor_alloc_configure(&o), 0);
     cr_assert_eq(stats().cached, 0);
     cr_assert_eq(working_set_round(40), 40 + 36, "back at depth 4");
+    restore_defaults();
 }
 
 Test(alloc, depths_stay_fixed_when_cache_max_is_cache_depth)
@@ -316,6 +324,7 @@ Test(alloc, depths_stay_fixed_when_cache_max_is_cache_depth)
     working_set_round(20);
     working_set_round(20);
     cr_assert_eq(stats().cache_grows - g0, COR_ALLOC_CACHE_MAX > 4 ? 1 : 0);
+    restore_defaults();
 }
 
 /* ---- options ---- */
