@@ -78,6 +78,8 @@ cor_handle cor__complete_slow(cor_frame *f, cor_frame *c)
     if (c->flags & COR_FRAME_JOIN)
         return cor__join_child_done(c, f);
     cor_executor ex = c->env.ex;
+    if (ex.ops == &cor__io_executor_ops)
+        return cor__io_return((struct cor_io_context *)ex.obj, c);
     cor_handle h = ex.ops->dispatch(ex.obj, c);
     ex.ops->on_work_finished(ex.obj);
     return h;

@@ -145,6 +145,14 @@ typedef struct cor__text {
 /* Appends printf-formatted text to t. */
 void cor__text_put(cor__text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* ---- io_context.c: a hop's return to an io_context (frame.c) ---- */
+
+extern const struct cor_executor_ops cor__io_executor_ops;
+struct cor_io_context;
+
+/* c, awaiting a child that ran on another executor, is resumed on io (ex.obj). */
+cor_handle cor__io_return(struct cor_io_context *io, cor_frame *c);
+
 /* ---- timer.c ---- */
 
 /* The time ns (>= 0) from now; INT64_MAX (never) when that is beyond the clock's range. */

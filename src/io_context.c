@@ -82,6 +82,32 @@ void cor__io_post_remote(cor_io_context *io, cor_frame *h)
     touch_end(io);
 }
 
+/*
+ * A child that run() sent to another executor returns to c, its awaiter on
+ * io: the post of c and the end of the work the hop started, in one touch
+ * (destroy, once it has destroyed c, waits for this thread's last access).
+ */
+cor_handle cor__io_return(cor_io_context *io, cor_frame *c)
+{
+    if (cor__tls.running == io) {
+        __atomic_sub_fetch(&io->work, 1, __ATOMIC_SEQ_CST);
+        return c;
+    }
+    if (cor__io_running == io) {
+        cor__stat_add(io->stats.posts_local, 1);
+        local_push(io, c);
+        __atomic_sub_fetch(&io->work, 1, __ATOMIC_SEQ_CST);
+        return COR_NOOP;
+    }
+    touch_begin(io);
+    __atomic_fetch_add(&io->stats.posts_remote, 1, __ATOMIC_RELAXED);
+    cor__mpsc_push(&io->remote, c);
+    __atomic_sub_fetch(&io->work, 1, __ATOMIC_SEQ_CST);
+    wake_if_sleeping(io);
+    touch_end(io);
+    return COR_NOOP;
+}
+
 /* Moves what other threads posted into the local FIFO. Returns true if a producer is mid-push. */
 static bool drain_remote(cor_io_context *io)
 {
@@ -634,6 +660,28 @@ static void destroy_queued(cor_frame *h)
         cor_frame_destroy(h);
 }
 
+/*
+ * Name lookups (cor_resolve) awaited on io are on the resolver's threads:
+ * each comes back as a posted handle, destroyed here, whose frame counts
+ * itself out. Bounded by the resolver's own time limits.
+ */
+static void wait_for_lookups(cor_io_context *io)
+{
+    cor_io_context *prev_io = cor__io_running;
+    const void *prev_running = cor__tls.running;
+    cor__io_running = io; /* what comes back is destroyed as io's own */
+    cor__tls.running = io;
+    while (__atomic_load_n(&io->resolving, __ATOMIC_ACQUIRE)) {
+        cor_frame *h;
+        while (cor__mpsc_pop(&io->remote, &h) == COR__MPSC_ITEM)
+            destroy_queued(h);
+        if (__atomic_load_n(&io->resolving, __ATOMIC_ACQUIRE))
+            sched_yield();
+    }
+    cor__tls.running = prev_running;
+    cor__io_running = prev_io;
+}
+
 /* On the owner: cancels what is in flight and collects every completion (frames are destroyed). */
 static void drain_in_flight(cor_io_context *io)
 {
@@ -718,6 +766,7 @@ void cor_io_context_destroy(cor_io_context *io)
     cor_execution_context_destroy(&io->ctx);
     /* Services may have posted while shutting down. */
     quiesce(io);
+    wait_for_lookups(io);
     /* Another thread may still be finishing a post, a stop or its last work. */
     while (__atomic_load_n(&io->touching, __ATOMIC_ACQUIRE))
         sched_yield();

@@ -501,8 +501,6 @@ static int seam_submit(cor_io_context *io, cor__io_op *op)
     return io->be_ops->submit(io->be, op);
 }
 
-extern const cor_executor_ops cor__io_executor_ops;
-
 /* Hands op to the backend, or to the wheel for a sleep or a timer wait. Returns 0 or -errno. */
 static int op_issue(cor_io_context *io, cor__io_op *op, const struct cor__io_opinfo *info)
 {

@@ -14,6 +14,7 @@
 #include "coring/resolve.h"
 #include "coring/thread_pool.h"
 #include "internal.h"
+#include "io_internal.h"
 
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 static cor_thread_pool *pool;
@@ -78,6 +79,26 @@ COR_DEFINE_STATIC(lookup, (struct cor_resolve * req), { self->req = req; })
     COR_RETURN(n ? n : -ENOENT);
 }
 
+/*
+ * On an io_context, a lookup in progress is counted in io->resolving until
+ * its coroutine is back: the context's destroy waits for it (the lookup's
+ * return would otherwise post to freed memory). Destroyed instead of resumed
+ * (that teardown), the frame counts itself out.
+ */
+static void count_out(struct cor_resolve *self)
+{
+    if (!self->io)
+        return;
+    self->cor_hdr.on_destroy = NULL;
+    __atomic_sub_fetch(&((cor_io_context *)self->io)->resolving, 1, __ATOMIC_RELEASE);
+    self->io = NULL;
+}
+
+static void resolve_destroyed(cor_frame *f)
+{
+    count_out((struct cor_resolve *)f);
+}
+
 /* A service given as digits is a port: at most 65535 (getaddrinfo would wrap it). */
 static bool port_ok(const char *service)
 {
@@ -106,6 +127,12 @@ COR_DEFINE(cor_resolve,
     pthread_once(&pool_once, pool_start);
     if (pool_err)
         COR_RETURN(pool_err);
-    COR_AWAIT(self->r, COR_RUN(lookup(self), .ex = cor_thread_pool_executor(pool)));
-    COR_RETURN(self->r);
+    if (COR_THIS_EXECUTOR().ops == &cor__io_executor_ops) {
+        self->io = (void *)COR_THIS_EXECUTOR().obj;
+        __atomic_add_fetch(&((cor_io_context *)self->io)->resolving, 1, __ATOMIC_RELAXED);
+        COR_ON_DESTROY(resolve_destroyed);
+    }
+    COR_TRY_AWAIT(self->err, self->r, COR_RUN(lookup(self), .ex = cor_thread_pool_executor(pool)));
+    count_out(self);
+    COR_RETURN(self->err ? self->err : self->r);
 }

@@ -124,8 +124,6 @@ static cor__mpsc *queue_of(cor_strand *s)
     return (cor__mpsc *)(void *)s->queue.bytes;
 }
 
-extern const cor_executor_ops cor__io_executor_ops;
-
 /* A dispatch to the inner executor from here would run the handle inline. */
 static bool runs_inline(const cor_strand *s)
 {

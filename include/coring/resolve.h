@@ -24,7 +24,9 @@ struct cor_resolve;
  * (0: SOCK_STREAM). A task; result (int): the number of addresses (>= 1), or
  * -EINVAL (bad arguments, a numeric service above 65535), -ENOENT (no such name), -EAGAIN (temporary
  * failure), -ENOMEM, -EIO (any other resolver failure). host, service and
- * out must stay valid until it completes. Any coroutine.
+ * out must stay valid until it completes. Any coroutine; one on an
+ * io_context destroyed meanwhile is destroyed once its lookup is back
+ * (cor_io_context_destroy waits for it).
  */
 COR_API struct cor_resolve *cor_resolve(const char *host, const char *service, int family, int type,
                                         cor_sockaddr *out, int max);
@@ -33,8 +35,9 @@ COR_API struct cor_resolve *cor_resolve(const char *host, const char *service, i
 struct cor_resolve {
     COR_PROMISE(int);
     const char *host, *service;
-    int family, type, max, r;
+    int family, type, max, r, err;
     cor_sockaddr *out;
+    void *io; /* the io_context it waits on, counted in until the lookup is back */
 };
 
 COR_END_DECLS
