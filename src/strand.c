@@ -91,12 +91,13 @@ _Static_assert(_Alignof(cor__mpsc) <= _Alignof(void *), "cor_strand.queue alignm
 #define BIAS_MAX_REVOKES 8u
 #endif
 
-/*
- * The strands this thread runs, innermost first (a strand over a strand nests
- * them), linked through their `outer` fields: a strand is run by one thread
- * at a time, and entered once.
- */
-static COR_THREAD_LOCAL const cor_strand *running_chain;
+/* A token for the calling thread (the address of its own thread-local byte). */
+static COR_THREAD_LOCAL char self_token;
+
+static uintptr_t self(void)
+{
+    return (uintptr_t)&self_token;
+}
 
 /*
  * The thread runs strand s from here until strand_leave: not its inner
@@ -107,15 +108,15 @@ static COR_THREAD_LOCAL const cor_strand *running_chain;
  */
 static void strand_enter(cor_strand *s)
 {
-    s->outer = running_chain;
+    /* Other threads only compare it with their own token: relaxed. */
+    __atomic_store_n(&s->running_in, self(), __ATOMIC_RELAXED);
     s->prev_running = cor__tls.running;
     cor__tls.running = s;
-    running_chain = s;
 }
 
-static void strand_leave(const cor_strand *s)
+static void strand_leave(cor_strand *s)
 {
-    running_chain = s->outer;
+    __atomic_store_n(&s->running_in, 0, __ATOMIC_RELAXED);
     cor__tls.running = s->prev_running;
 }
 
@@ -137,14 +138,6 @@ static bool biased_idle(uint64_t pending)
 }
 
 #if STRAND_BIAS
-/* A token for the calling thread (the address of its own thread-local byte). */
-static COR_THREAD_LOCAL char self_token;
-
-static uintptr_t self(void)
-{
-    return (uintptr_t)&self_token;
-}
-
 static bool membarrier_ready;
 static pthread_once_t membarrier_once = PTHREAD_ONCE_INIT;
 
@@ -306,11 +299,6 @@ static bool enter_biased(cor_strand *s, cor_handle h)
 static cor_handle leave_biased(cor_strand *s, bool dispatching)
 {
     return COR_NOOP;
-}
-
-static uintptr_t self(void)
-{
-    return 0;
 }
 #endif
 
@@ -608,10 +596,8 @@ bool cor_strand_running_in_this_thread(const cor_strand *s)
 {
     if (!s)
         return false;
-    for (const cor_strand *r = running_chain; r; r = r->outer)
-        if (r == s)
-            return true;
-    return false;
+    /* Set and cleared by the thread running s: only that thread reads its own token there. */
+    return __atomic_load_n(&s->running_in, __ATOMIC_RELAXED) == self();
 }
 
 /* ---- dump ----------------------------------------------------------------------------- */

@@ -287,6 +287,53 @@ Test(strand, dispatch_from_inside_runs_inline_and_post_queues)
     cor_manual_destroy(m);
 }
 
+/* A handle of a strand over a strand runs inside both; another thread is in neither. */
+struct nested_probe {
+    cor_frame hdr;
+    cor_strand *inner, *outer;
+    int in_inner, in_outer, elsewhere;
+};
+
+static void *ask_from_another_thread(void *arg)
+{
+    struct nested_probe *p = arg;
+    p->elsewhere = cor_strand_running_in_this_thread(p->inner) +
+                   cor_strand_running_in_this_thread(p->outer);
+    return NULL;
+}
+
+static cor_handle nested_probe_resume(cor_frame *h)
+{
+    struct nested_probe *p = (struct nested_probe *)h;
+    p->in_inner = cor_strand_running_in_this_thread(p->inner);
+    p->in_outer = cor_strand_running_in_this_thread(p->outer);
+    pthread_t t;
+    if (pthread_create(&t, NULL, ask_from_another_thread, p) == 0)
+        pthread_join(t, NULL);
+    else
+        p->elsewhere = -1;
+    return COR_NOOP;
+}
+
+Test(strand, a_strand_over_a_strand_runs_its_handles_inside_both)
+{
+    cor_manual *m;
+    cr_assert_eq(cor_manual_create(&m), 0);
+    cor_strand outer, inner;
+    cr_assert_eq(cor_strand_init(&outer, cor_manual_executor(m)), 0);
+    cr_assert_eq(cor_strand_init(&inner, cor_strand_executor(&outer)), 0);
+    struct nested_probe p = {.hdr = {.resume = nested_probe_resume}, .inner = &inner, .outer = &outer};
+    cr_assert_eq(cor_executor_post(cor_strand_executor(&inner), &p.hdr), 0);
+    cr_assert_geq(cor_manual_run(m), 1);
+    cr_assert(p.in_inner && p.in_outer);
+    cr_assert_eq(p.elsewhere, 0);
+    cr_assert(!cor_strand_running_in_this_thread(&inner));
+    cr_assert(!cor_strand_running_in_this_thread(&outer));
+    cr_assert_eq(cor_strand_destroy(&inner), 0);
+    cr_assert_eq(cor_strand_destroy(&outer), 0);
+    cor_manual_destroy(m);
+}
+
 /* ---- strand over the manual executor: context, work counting, fairness ---- */
 
 struct ctx_probe {

@@ -80,8 +80,8 @@ typedef struct cor_strand {
     cor_executor inner;
     cor_frame *first; /* the handle that made the strand busy, for the drainer */
     cor_frame *fast;  /* that dispatch's handle, until the runner runs it       */
-    const struct cor_strand *outer; /* while it runs: the strand the thread ran before */
-    const void *prev_running;       /* and the executor it ran                          */
+    uintptr_t running_in;     /* while it runs: the running thread's token, else 0 */
+    const void *prev_running; /* and the executor that thread ran before           */
     /* Biased ownership (strand.c): one thread may run an idle strand without atomics. */
     uintptr_t owner;   /* that thread (set once), or 0                                */
     uintptr_t hint;    /* the thread whose inline dispatch made the strand busy last  */
