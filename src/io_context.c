@@ -102,6 +102,7 @@ cor_handle cor__io_return(cor_io_context *io, cor_frame *c)
     touch_begin(io);
     __atomic_fetch_add(&io->stats.posts_remote, 1, __ATOMIC_RELAXED);
     cor__mpsc_push(&io->remote, c);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST); /* as in cor__io_post_remote */
     __atomic_sub_fetch(&io->work, 1, __ATOMIC_SEQ_CST);
     wake_if_sleeping(io);
     touch_end(io);

@@ -5,6 +5,7 @@
  * seconds, and tearing the pool down under one would only trade a hang for
  * a crash.
  */
+#include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -104,7 +105,9 @@ static bool port_ok(const char *service)
 {
     if (!service || !*service || strspn(service, "0123456789") != strlen(service))
         return true;
-    return strlen(service) <= 5 && atoi(service) <= 65535;
+    errno = 0;
+    unsigned long port = strtoul(service, NULL, 10);
+    return errno == 0 && port <= 65535;
 }
 
 COR_DEFINE(cor_resolve,

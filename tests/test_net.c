@@ -726,6 +726,12 @@ IO_TEST(net, resolve_numeric_and_localhost)
     cr_assert_eq(r5, -EINVAL);
     cr_assert_eq(r6, 1, "%s", cor_strerror(r6));
     cr_assert_eq(cor_addr_port(&out[0]), 65535);
+    launch(io, COR_FRAME(resolver("127.0.0.1", "99999999999999999999999", out)), &r5, no_stop());
+    launch(io, COR_FRAME(resolver("127.0.0.1", "0000080", out)), &r6, no_stop());
+    cr_assert_geq(cor_io_context_run(io), 0);
+    cr_assert_eq(r5, -EINVAL, "a port past unsigned long");
+    cr_assert_eq(r6, 1, "leading zeros: %s", cor_strerror(r6));
+    cr_assert_eq(cor_addr_port(&out[0]), 80);
     if (r2 == -ENOENT || r2 == -EAGAIN)
         cr_log_warn("localhost does not resolve here: %s", cor_strerror(r2));
     else
