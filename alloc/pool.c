@@ -43,9 +43,9 @@ struct pool_state {
     int free_flags;         /* jemalloc flags of frees                 */
     unsigned arena, tcache; /* when mode is COR_ALLOC_ARENA_THREAD     */
     bool has_arena;
-    uint32_t cache_max;     /* the depth a class may grow to           */
-    uint64_t overflowed;    /* classes a free found full since their
-                               last miss: bit c for class c            */
+    uint32_t cache_max;  /* the depth a class may grow to           */
+    uint64_t overflowed; /* classes a free found full since their
+                            last miss: bit c for class c            */
 };
 
 _Static_assert(COR__POOL_CLASSES <= 64, "pool_state.overflowed has a bit per class");

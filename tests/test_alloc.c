@@ -242,7 +242,7 @@ Test(alloc, cache_is_bounded_and_overflow_goes_to_the_heap)
     cr_assert_eq(cor_alloc_trim(), 0);
 }
 
-/* The build's settings and an empty cache again (the TSan runner keeps one process for all cases). */
+/* The build's settings and an empty cache (the TSan runner keeps one process for all cases). */
 static void restore_defaults(void)
 {
     cr_assert_eq(cor_alloc_configure(&(cor_alloc_options){0}), 0);
@@ -333,9 +333,12 @@ Test(alloc, options_out_of_range_are_rejected)
 {
     cr_assert_eq(cor_alloc_configure(NULL), -EINVAL);
     cor_alloc_options bad[] = {
-        {.max_pooled = 63},    {.max_pooled = COR__POOL_ABS_MAX + 1},
-        {.cache_depth = 4097}, {.arena = 3},
-        {.arena = -1},         {.cache_max = 4097},
+        {.max_pooled = 63},
+        {.max_pooled = COR__POOL_ABS_MAX + 1},
+        {.cache_depth = 4097},
+        {.arena = 3},
+        {.arena = -1},
+        {.cache_max = 4097},
         {.cache_depth = 8, .cache_max = 4},
     };
     /* Fill the cache so a rejected call can be seen to change nothing. */

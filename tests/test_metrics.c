@@ -415,7 +415,7 @@ COR_DEFINE_STATIC(hog_after_nop, (long ms), { self->ms = ms; })
     COR_RETURN(0);
 }
 
-/* A watcher thread's highest busy_ns while the loop runs a hog of 80 ms (after a nop or a sleep). */
+/* A watcher thread's highest busy_ns while the loop runs an 80 ms hog (after a nop or a sleep). */
 static uint64_t busy_seen(cor_io_context *io, bool after_nop)
 {
     struct watcher_args w = {.io = io};

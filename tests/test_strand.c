@@ -297,8 +297,8 @@ struct nested_probe {
 static void *ask_from_another_thread(void *arg)
 {
     struct nested_probe *p = arg;
-    p->elsewhere = cor_strand_running_in_this_thread(p->inner) +
-                   cor_strand_running_in_this_thread(p->outer);
+    p->elsewhere =
+        cor_strand_running_in_this_thread(p->inner) + cor_strand_running_in_this_thread(p->outer);
     return NULL;
 }
 
@@ -322,7 +322,8 @@ Test(strand, a_strand_over_a_strand_runs_its_handles_inside_both)
     cor_strand outer, inner;
     cr_assert_eq(cor_strand_init(&outer, cor_manual_executor(m)), 0);
     cr_assert_eq(cor_strand_init(&inner, cor_strand_executor(&outer)), 0);
-    struct nested_probe p = {.hdr = {.resume = nested_probe_resume}, .inner = &inner, .outer = &outer};
+    struct nested_probe p = {
+        .hdr = {.resume = nested_probe_resume}, .inner = &inner, .outer = &outer};
     cr_assert_eq(cor_executor_post(cor_strand_executor(&inner), &p.hdr), 0);
     cr_assert_geq(cor_manual_run(m), 1);
     cr_assert(p.in_inner && p.in_outer);

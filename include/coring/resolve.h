@@ -22,11 +22,10 @@ struct cor_resolve;
  * configured on this host).
  * family: AF_UNSPEC, AF_INET or AF_INET6; type: SOCK_STREAM or SOCK_DGRAM
  * (0: SOCK_STREAM). A task; result (int): the number of addresses (>= 1), or
- * -EINVAL (bad arguments, a numeric service above 65535), -ENOENT (no such name), -EAGAIN (temporary
- * failure), -ENOMEM, -EIO (any other resolver failure). host, service and
- * out must stay valid until it completes. Any coroutine; one on an
- * io_context destroyed meanwhile is destroyed once its lookup is back
- * (cor_io_context_destroy waits for it).
+ * -EINVAL (bad arguments, a numeric service above 65535), -ENOENT (no such name), -EAGAIN
+ * (temporary failure), -ENOMEM, -EIO (any other resolver failure). host, service and out must stay
+ * valid until it completes. Any coroutine; one on an io_context destroyed meanwhile is destroyed
+ * once its lookup is back (cor_io_context_destroy waits for it).
  */
 COR_API struct cor_resolve *cor_resolve(const char *host, const char *service, int family, int type,
                                         cor_sockaddr *out, int max);
