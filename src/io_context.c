@@ -514,6 +514,9 @@ static long drive(cor_io_context *io, long max, int64_t timeout_ns, bool block)
     cor__tls.running = io;
     cor__io_metrics_begin(io, cor_clock_now());
     rc = loop(io, max, timeout_ns, block);
+    /* A handler forked and this is the child, whichever way the loop ended. */
+    if (cor__io_forked(io))
+        rc = -EPERM;
     /* Deadlines the last pass started count from now, not from the next run's first pass. */
     if (io->wheel.after)
         cor__wheel_place(&io->wheel, cor_clock_now());

@@ -131,6 +131,34 @@ IO_TEST(fork, handler_that_forks_inside_run)
     close(p[1]);
 }
 
+/* A handler that forks as the run's last work: the child's run returns -EPERM all the same. */
+struct fork_last {
+    COR_PROMISE(int);
+    pid_t *child;
+};
+COR_DEFINE_STATIC(fork_last, (pid_t * child), { self->child = child; })
+{
+    COR_BEGIN();
+    *self->child = fork();
+    if (*self->child == 0)
+        alarm(20);
+    COR_RETURN(0);
+}
+
+IO_TEST(fork, the_child_of_a_handler_that_forks_last_gets_eperm_from_run)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    pid_t parent = getpid(), child = -1;
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), NULL, fork_last(&child)), 0);
+    long r = cor_io_context_run(io);
+    if (getpid() != parent)
+        _exit(r == -EPERM ? 0 : 1);
+    cr_assert_eq(r, 1);
+    cr_assert_gt(child, 0);
+    cr_assert_eq(reap(child), 0, "the child's run did not return -EPERM");
+    cor_io_context_destroy(io);
+}
+
 /* A child may create and run io_contexts of its own. */
 static int child_runs_its_own(int backend)
 {
