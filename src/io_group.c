@@ -3,6 +3,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "coring/io_group.h"
@@ -15,7 +16,8 @@ struct member {
     pthread_t thread;
     unsigned index;
     bool started;
-    long result; /* what run returned */
+    uint32_t ran_out; /* its run returned (the thread is finishing) */
+    long result;      /* what run returned */
 };
 
 struct cor_io_group {
@@ -41,6 +43,7 @@ static void *member_main(void *arg)
         }
     }
     m->result = cor_io_context_run(m->io);
+    __atomic_store_n(&m->ran_out, 1, __ATOMIC_RELEASE);
     /* -ECANCELED: cor_io_group_stop came before this thread entered run, an ordinary shutdown. */
     if (m->result < 0 && m->result != -ECANCELED)
         cor__log(COR_LOG_ERROR, "io_group thread %u: run failed: %s", m->index,
@@ -54,6 +57,44 @@ static void release_guard(struct member *m)
 {
     cor_executor ex = cor_io_context_executor(m->io);
     ex.ops->on_work_finished(ex.obj);
+}
+
+/*
+ * True if every member still running is blocked in a wait with nothing but
+ * its guard as work (no coroutine lives on it, none is away from it);
+ * records each one's count of passes.
+ */
+static bool all_idle(cor_io_group *g, uint64_t *passes)
+{
+    for (unsigned i = 0; i < g->n; i++) {
+        struct member *m = &g->m[i];
+        passes[i] = 0;
+        if (!m->started || __atomic_load_n(&m->ran_out, __ATOMIC_ACQUIRE))
+            continue;
+        if (__atomic_load_n(&m->io->work, __ATOMIC_ACQUIRE) != 1 ||
+            !__atomic_load_n(&m->io->sleeping, __ATOMIC_ACQUIRE))
+            return false;
+        passes[i] = __atomic_load_n(&m->io->stats.iterations, __ATOMIC_RELAXED);
+    }
+    return true;
+}
+
+/*
+ * A coroutine may move to another member at any time (run() with its
+ * executor), so a member out of work must keep running while another has
+ * some: the guards go together, once every member was idle twice, 1 ms
+ * apart, without a pass in between (nothing ran anywhere in the group
+ * meanwhile, so nothing in it can start work again).
+ */
+static void wait_until_all_idle(cor_io_group *g)
+{
+    uint64_t a[1024], b[1024];
+    for (;;) {
+        bool idle = all_idle(g, a);
+        usleep(1000);
+        if (idle && all_idle(g, b) && !memcmp(a, b, g->n * sizeof a[0]))
+            return;
+    }
 }
 
 static void join_all(cor_io_group *g)
@@ -136,10 +177,12 @@ int cor_io_group_join(cor_io_group *g)
     if (!g)
         return -EINVAL;
     pthread_mutex_lock(&g->lock);
-    if (!__atomic_exchange_n(&g->closing, 1, __ATOMIC_ACQ_REL))
+    if (!__atomic_exchange_n(&g->closing, 1, __ATOMIC_ACQ_REL)) {
+        wait_until_all_idle(g);
         for (unsigned i = 0; i < g->n; i++)
             if (g->m[i].io)
                 release_guard(&g->m[i]);
+    }
     join_all(g);
     pthread_mutex_unlock(&g->lock);
     return 0;
@@ -168,6 +211,15 @@ void cor_io_group_destroy(cor_io_group *g)
     if (!g)
         return;
     cor_io_group_stop(g);
+    /*
+     * A coroutine destroyed on one member may end work its awaiter holds on
+     * another (a child queued there late): every member is emptied while all
+     * of them exist, and only then is any freed. Their threads have exited.
+     */
+    for (int pass = 0; pass < 2; pass++)
+        for (unsigned i = 0; i < g->n; i++)
+            if (g->m[i].io)
+                cor__io_context_quiesce(g->m[i].io);
     for (unsigned i = 0; i < g->n; i++)
         cor_io_context_destroy(g->m[i].io);
     pthread_mutex_destroy(&g->lock);

@@ -824,6 +824,91 @@ IO_TEST(io_group, stop_cancels_pending_work_and_frees_it)
     cr_assert_eq(cr.live_bytes, 0);
 }
 
+/* Awaits a child on member `other` of the group: a 50 ms sleep there, or a return at once. */
+struct group_child {
+    COR_PROMISE(int);
+    int r;
+    int64_t ns;
+};
+COR_DEFINE_STATIC(group_child, (int64_t ns), { self->ns = ns; })
+{
+    COR_BEGIN();
+    if (self->ns)
+        COR_AWAIT(self->r, cor_sleep_for(self->ns));
+    COR_RETURN(7);
+}
+
+struct group_parent {
+    COR_PROMISE(int);
+    cor_io_group *g;
+    unsigned other;
+    int r;
+    int64_t before, child_ns;
+};
+COR_DEFINE_STATIC(group_parent, (cor_io_group * g, unsigned other, int64_t before, int64_t child_ns),
+                  {
+                      self->g = g;
+                      self->other = other;
+                      self->before = before;
+                      self->child_ns = child_ns;
+                  })
+{
+    COR_BEGIN();
+    if (self->before)
+        COR_AWAIT(self->r, cor_sleep_for(self->before));
+    COR_AWAIT(self->r,
+              COR_RUN(group_child(self->child_ns), .ex = cor_io_group_executor(self->g, self->other)));
+    COR_RETURN(self->r);
+}
+
+/*
+ * join waits for the whole group: a coroutine on member 0 that hops to
+ * member 1 only after member 1 ran out of work still finds it running.
+ */
+IO_TEST(io_group, join_waits_for_a_hop_into_a_member_that_was_idle)
+{
+    cor_io_group *g;
+    cor_io_context_options co = {.backend = backend};
+    cor_io_group_options go = {.no_pin = true, .context = &co};
+    cr_assert_eq(cor_io_group_create(&g, 2, &go), 0);
+    int sum = 0;
+    cor_launch_options lo = {.on_result = add_int, .user = &sum};
+    for (int k = 0; k < 4; k++)
+        cr_assert_eq(COR_RUN_ASYNC(cor_io_group_executor(g, 0), &lo,
+                                   group_parent(g, 1, 50 * 1000 * 1000, 0)),
+                     0);
+    cr_assert_eq(cor_io_group_join(g), 0);
+    cr_assert_eq(sum, 4 * 7, "every parent got its child's result before join returned");
+    cor_io_group_destroy(g);
+}
+
+/*
+ * Stopped while coroutines on each member await children sleeping on the
+ * other: every frame is destroyed, and destroy frees no member while another
+ * still has frames to destroy (the ASan build checks).
+ */
+IO_TEST(io_group, stop_with_awaits_across_members_frees_every_frame)
+{
+    counting_resource cr;
+    counting_resource_init(&cr, -1);
+    cor_io_context_options co = {.backend = backend};
+    cor_io_group_options go = {.no_pin = true, .context = &co};
+    for (int round = 0; round < 20; round++) {
+        cor_io_group *g;
+        cr_assert_eq(cor_io_group_create(&g, 2, &go), 0);
+        cor_launch_options lo = {.alloc = &cr.base};
+        for (unsigned i = 0; i < 50; i++)
+            cr_assert_eq(COR_RUN_ASYNC(cor_io_group_executor(g, i % 2), &lo,
+                                       group_parent(g, (i + 1) % 2, 0, 20LL * 1000 * 1000 * 1000)),
+                         0);
+        if (round % 2)
+            usleep(20 * 1000);
+        cr_assert_eq(cor_io_group_stop(g), 0);
+        cor_io_group_destroy(g);
+    }
+    cr_assert_eq(cr.allocs, cr.frees, "every frame was destroyed");
+}
+
 /* Reads what fd (a pipe) holds without blocking, into buf (NUL-terminated). */
 static size_t drain_pipe(int fd, char *buf, size_t cap)
 {

@@ -55,9 +55,13 @@ COR_API cor_executor cor_io_group_executor(cor_io_group *g, unsigned i);
 COR_API int cor_io_group_post(cor_io_group *g, unsigned i, cor_handle h);
 
 /*
- * Graceful shutdown: drops the work guards and waits until every context
- * has run out of work, then joins the threads. Returns 0 (also if already
- * stopped or joined) or -EINVAL. Not from one of the group's threads.
+ * Graceful shutdown: waits until the whole group has run out of work (a
+ * coroutine may move from one context to another with run(), so a context
+ * with nothing to do keeps running while another has work: join polls every
+ * millisecond until all of them were idle twice in a row), then drops the
+ * work guards and joins the threads. A coroutine that never finishes keeps
+ * it waiting. Returns 0 (also if already stopped or joined) or -EINVAL. Not
+ * from one of the group's threads.
  */
 COR_API int cor_io_group_join(cor_io_group *g);
 
@@ -69,8 +73,12 @@ COR_API int cor_io_group_join(cor_io_group *g);
  */
 COR_API int cor_io_group_stop(cor_io_group *g);
 
-/* Stops (if needed), joins and frees everything. NULL is a no-op. Not from one of the group's
- * threads. */
+/*
+ * Stops (if needed), joins and frees everything: every context's remaining
+ * frames are destroyed before any context is freed (a frame on one may
+ * await a child on another). NULL is a no-op. Not from one of the group's
+ * threads.
+ */
 COR_API void cor_io_group_destroy(cor_io_group *g);
 
 COR_END_DECLS
