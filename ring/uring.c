@@ -380,7 +380,9 @@ static long uring_run(cor__backend *b, int64_t timeout_ns, long max)
         cor__stat_add(b->stats.overflows, 1);
         b->grow_wanted = __atomic_load_n(&b->cq_grow, __ATOMIC_RELAXED);
     }
-    while (n < max) {
+    /* What the CQ holds now, not what the handlers' submissions add meanwhile: the run loop gets
+     * its turn (timers, other threads' posts, stop) after every batch. */
+    for (unsigned batch = io_uring_cq_ready(r); n < max && batch; batch--) {
         struct io_uring_cqe *cqe;
         if (io_uring_peek_cqe(r, &cqe) || !cqe)
             break;

@@ -713,7 +713,9 @@ static void quiesce(cor_io_context *io)
         if (may_drive(io)) {
             drain_in_flight(io);
         } else {
-            /* The owner's exit canceled its requests: collect what is there. */
+            /* The owner's exit canceled its requests: collect what is there. Sleeps and
+             * timer waits live in the front end: they end here. */
+            cor__io_cancel_front(io);
             io->be_ops->run(io->be, 0, __LONG_MAX__);
             cor__io_deliver_done(io, __LONG_MAX__);
         }
@@ -732,11 +734,6 @@ static void quiesce(cor_io_context *io)
     }
     cor__tls.running = prev_running;
     cor__io_running = prev_io;
-    if (io->inflight > 0)
-        cor__log(COR_LOG_WARNING,
-                 "io_context destroyed off its owner thread with %ld operations in flight; "
-                 "their frames are abandoned",
-                 io->inflight);
 }
 
 void cor__io_context_quiesce(cor_io_context *io)
@@ -771,6 +768,11 @@ void cor_io_context_destroy(cor_io_context *io)
     /* Services may have posted while shutting down. */
     quiesce(io);
     wait_for_lookups(io);
+    if (io->inflight > 0)
+        cor__log(COR_LOG_WARNING,
+                 "io_context destroyed off its owner thread with %ld operations in flight; "
+                 "their frames are abandoned",
+                 io->inflight);
     /* Another thread may still be finishing a post, a stop or its last work. */
     while (__atomic_load_n(&io->touching, __ATOMIC_ACQUIRE))
         sched_yield();

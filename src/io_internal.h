@@ -240,6 +240,9 @@ void cor__io_op_cancel(cor_io_context *io, cor__io_op *op);
 /* Cancels every operation in flight (teardown). */
 void cor__io_cancel_all(cor_io_context *io);
 
+/* Cancels only the ops the kernel never sees (sleeps, timer waits): any thread, from teardown. */
+void cor__io_cancel_front(cor_io_context *io);
+
 /* A deadline fired for op (a backend op): cancel it unless a stop came first. */
 void cor__io_op_deadline_fired(cor_io_context *io, cor__io_op *op);
 

@@ -469,6 +469,22 @@ static void cancel_list(cor_io_context *io, cor__op_list *l)
         cor__io_op_cancel(io, op);
 }
 
+/* Cancels the ops of l that live in the front end only (sleeps, timer waits). */
+static void cancel_front_list(cor_io_context *io, cor__op_list *l)
+{
+    for (cor__io_op *op = l->head; op; op = op->next)
+        if (cor__io_opinfo[op->opcode].wait == COR__IO_WAIT_FRONT)
+            cor__io_op_cancel(io, op);
+}
+
+void cor__io_cancel_front(cor_io_context *io)
+{
+    cancel_front_list(io, &io->plain);
+    for (unsigned i = 0; i < io->links_cap; i++)
+        if (io->links[i])
+            cancel_front_list(io, &io->links[i]->ops);
+}
+
 void cor__io_cancel_all(cor_io_context *io)
 {
     cancel_list(io, &io->plain);

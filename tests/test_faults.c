@@ -88,6 +88,11 @@ COR_DEFINE_STATIC(client, (const cor_sockaddr *addr, cor_stop_source *server_sto
         COR_RETURN(self->fd);
     COR_AWAIT(self->n, cor_connect(self->fd, &self->addr));
     keep(&self->err, self->n);
+    /* The connect never left: the server still waits in accept, and a supervisor stops it. (Once
+     * connected, the client's close ends the server's session: stopping it as well would race its
+     * end of file.) */
+    if (self->err)
+        cor_stop_source_request(self->server_stop);
     if (!self->err) {
         COR_AWAIT(self->n, cor_send_all(self->fd, self->out, MSG_LEN));
         keep(&self->err, self->n);
@@ -100,8 +105,6 @@ COR_DEFINE_STATIC(client, (const cor_sockaddr *addr, cor_stop_source *server_sto
     }
     COR_AWAIT(self->n, cor_close(self->fd));
     keep(&self->err, self->n);
-    /* The server may still wait in accept (the connect never left): a supervisor's stop. */
-    cor_stop_source_request(self->server_stop);
     COR_RETURN(self->err);
 }
 

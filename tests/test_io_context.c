@@ -425,6 +425,100 @@ Test(io_context, the_ring_fd_is_registered_by_its_driving_thread)
     close(p[1]);
 }
 
+static void add_int(void *user, void *result)
+{
+    __atomic_fetch_add((int *)user, *(int *)result, __ATOMIC_RELAXED);
+}
+
+/* Awaits nops until *stop is set or its budget of n nops is spent; returns how many it did. */
+struct nop_storm {
+    COR_PROMISE(int);
+    const int *stop;
+    int i, n, r;
+};
+COR_DEFINE_STATIC(nop_storm, (const int *stop, int n), {
+    self->stop = stop;
+    self->n = n;
+})
+{
+    COR_BEGIN();
+    for (self->i = 0; self->i < self->n && !__atomic_load_n(self->stop, __ATOMIC_RELAXED); self->i++)
+        COR_AWAIT(self->r, cor_nop());
+    COR_RETURN(self->i);
+}
+
+/* Sleeps ns, then sets *stop. */
+struct storm_stopper {
+    COR_PROMISE(int);
+    int *stop;
+    int r;
+};
+COR_DEFINE_STATIC(storm_stopper, (int *stop), { self->stop = stop; })
+{
+    COR_BEGIN();
+    COR_AWAIT(self->r, cor_sleep_for(20 * 1000 * 1000));
+    __atomic_store_n(self->stop, 1, __ATOMIC_RELAXED);
+    COR_RETURN(0);
+}
+
+/*
+ * Completions that keep coming (64 coroutines awaiting nops back to back,
+ * more than the SQ holds, so each submission brings new completions) do not
+ * keep the loop from its timers: a 20 ms sleep fires and stops the storm
+ * long before the coroutines spend their budgets.
+ */
+IO_TEST(io_context, timers_fire_while_completions_keep_coming)
+{
+    enum { STORMS = 64, BUDGET = 200000 };
+    cor_io_context *io = make(backend);
+    int stop = 0, sum = 0, stopped = -1;
+    cor_launch_options ls = {.on_result = add_int, .user = &sum};
+    for (int i = 0; i < STORMS; i++)
+        cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &ls, nop_storm(&stop, BUDGET)), 0);
+    cor_launch_options lt = {.on_result = store_int, .user = &stopped};
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lt, storm_stopper(&stop)), 0);
+    cr_assert_geq(cor_io_context_run(io), 1);
+    cr_assert_eq(stopped, 0, "the sleep fired");
+    cr_assert_lt(sum, STORMS * BUDGET / 2, "the storm ran %d nops before the sleep stopped it", sum);
+    cor_io_context_destroy(io);
+}
+
+static int warnings;
+
+static void count_warnings(void *user, int level, const char *msg)
+{
+    (void)user;
+    (void)msg;
+    if (level == COR_LOG_WARNING)
+        __atomic_fetch_add(&warnings, 1, __ATOMIC_RELAXED);
+}
+
+/*
+ * Sleeps live in the front end, not the kernel: a context torn down from
+ * another thread once its owner has exited ends them and destroys their
+ * frames (nothing is abandoned, nothing logged).
+ */
+IO_TEST(io_context, a_teardown_off_the_owner_ends_its_sleeps)
+{
+    counting_resource cr;
+    counting_resource_init(&cr, -1);
+    cor_io_context *io = make(backend);
+    cor_launch_options lo = {.alloc = &cr.base};
+    for (int i = 0; i < 10; i++)
+        cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, nap(30LL * 1000 * 1000 * 1000)),
+                     0);
+    struct runner r;
+    runner_start_inside(&r, io);
+    cor_io_context_stop(io);
+    runner_join(&r);
+    warnings = 0;
+    cr_assert_eq(cor_set_log_hook(count_warnings, NULL), 0);
+    cor_io_context_destroy(io); /* from main, the owner gone */
+    cor_set_log_hook(NULL, NULL);
+    cr_assert_eq(warnings, 0, "nothing was abandoned");
+    cr_assert_eq(cr.allocs, cr.frees, "every sleeping coroutine was destroyed");
+}
+
 /* ---- posting ---- */
 
 struct local_order {
@@ -759,11 +853,6 @@ COR_DEFINE_STATIC(on_thread, (cor_io_context * io), { self->io = io; })
     COR_BEGIN();
     COR_AWAIT(self->r, cor_nop());
     COR_RETURN(cor_io_context_current() == self->io && self->r == 0 ? 1 : -1);
-}
-
-static void add_int(void *user, void *result)
-{
-    __atomic_fetch_add((int *)user, *(int *)result, __ATOMIC_RELAXED);
 }
 
 IO_TEST(io_group, start_post_join)

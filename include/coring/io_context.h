@@ -150,9 +150,10 @@ COR_API int cor_io_context_create(cor_io_context **out, const cor_io_context_opt
  * the services and frees it. Call it on the owning thread (or on any thread
  * once the owner has exited, or when nothing is in flight) and not while a
  * thread drives io. Off the owner thread of a ring bound to it
- * (SINGLE_ISSUER) nothing can be canceled: operations the kernel has not
- * completed (a read on a pipe survives its submitter's exit) are abandoned
- * with their frames, reported as a warning through the log hook. Name
+ * (SINGLE_ISSUER) nothing in the kernel can be canceled: sleeps and timer
+ * waits (front-end only) end as on the owner, but operations the kernel
+ * has not completed (a read on a pipe survives its submitter's exit) are
+ * abandoned with their frames, reported in one warning through the log hook. Name
  * lookups its coroutines await (cor_resolve) are on the resolver's threads:
  * destroy waits for them to come back (as long as getaddrinfo takes), then
  * destroys their coroutines. A coroutine the application sent to another
