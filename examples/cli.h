@@ -23,48 +23,52 @@
 
 #include <coring/coring.h>
 
+#include "args.h"
+
 typedef struct server_args {
     int port, threads, backend;
-    long idle_ms, grace_ms;
+    long long idle_ms, grace_ms;
 } server_args;
 
-static void server_usage(const char *prog)
+static void server_usage(const char *prog, const char *extra_usage)
 {
     fprintf(stderr,
             "usage: %s [--port P] [--threads N] [--backend uring|epoll] [--idle-ms MS]"
-            " [--grace-ms MS]\n",
-            prog);
+            " [--grace-ms MS]%s%s\n",
+            prog, extra_usage ? " " : "", extra_usage ? extra_usage : "");
     exit(2);
 }
 
-/* Parses the shared options; extra(name, value) may claim others (returns 0 if it did). */
+/*
+ * Parses the shared options; extra(name, value) may claim others (returns 0
+ * if it did), which extra_usage names for the usage line (NULL: none).
+ */
 static void server_parse_args(int argc, char **argv, server_args *a,
-                              int (*extra)(const char *name, const char *value))
+                              int (*extra)(const char *name, const char *value),
+                              const char *extra_usage)
 {
     *a = (server_args){.port = 8080, .threads = 1, .backend = COR_IO_BACKEND_DEFAULT,
                        .idle_ms = 60000, .grace_ms = 1000};
     for (int i = 1; i < argc; i += 2) {
         if (i + 1 >= argc)
-            server_usage(argv[0]);
+            server_usage(argv[0], extra_usage);
         const char *k = argv[i], *v = argv[i + 1];
-        if (!strcmp(k, "--port"))
-            a->port = atoi(v);
-        else if (!strcmp(k, "--threads"))
-            a->threads = atoi(v);
-        else if (!strcmp(k, "--idle-ms"))
-            a->idle_ms = atol(v);
-        else if (!strcmp(k, "--grace-ms"))
-            a->grace_ms = atol(v);
+        long long x;
+        if (!strcmp(k, "--port") && arg_int(v, 1, 65535, &x))
+            a->port = (int)x;
+        else if (!strcmp(k, "--threads") && arg_int(v, 1, 1024, &x))
+            a->threads = (int)x;
+        else if (!strcmp(k, "--idle-ms") && arg_int(v, 0, ARG_MS_MAX, &x))
+            a->idle_ms = x;
+        else if (!strcmp(k, "--grace-ms") && arg_int(v, 0, ARG_MS_MAX, &x))
+            a->grace_ms = x;
         else if (!strcmp(k, "--backend") && (!strcmp(v, "uring") || !strcmp(v, "io_uring")))
             a->backend = COR_IO_BACKEND_URING;
         else if (!strcmp(k, "--backend") && !strcmp(v, "epoll"))
             a->backend = COR_IO_BACKEND_EPOLL;
         else if (!extra || extra(k, v))
-            server_usage(argv[0]);
+            server_usage(argv[0], extra_usage);
     }
-    if (a->port <= 0 || a->port > 65535 || a->threads < 1 || a->threads > 1024 ||
-        a->idle_ms < 0 || a->grace_ms < 0)
-        server_usage(argv[0]);
 }
 
 /*

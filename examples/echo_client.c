@@ -14,8 +14,11 @@
 
 #include <coring/coring.h>
 
+#include "args.h"
+
 #define MAX_SIZE (1 << 20)
 #define MAX_DEPTH 64
+#define MAX_WINDOW (2 << 20) /* size x depth: what the client sends before it reads */
 
 static struct {
     cor_sockaddr addr;
@@ -145,23 +148,25 @@ int main(int argc, char **argv)
         if (i + 1 >= argc)
             usage();
         const char *v = argv[i + 1];
+        long long x;
         if (!strcmp(argv[i], "--host"))
             host = v;
-        else if (!strcmp(argv[i], "--port"))
-            port = atoi(v);
-        else if (!strcmp(argv[i], "--conns"))
-            conns = atoi(v);
-        else if (!strcmp(argv[i], "--size"))
-            g.size = (size_t)atol(v);
-        else if (!strcmp(argv[i], "--depth"))
-            g.depth = atoi(v);
-        else if (!strcmp(argv[i], "--duration"))
-            duration = atof(v);
+        else if (!strcmp(argv[i], "--port") && arg_int(v, 1, 65535, &x))
+            port = (int)x;
+        else if (!strcmp(argv[i], "--conns") && arg_int(v, 1, 100000, &x))
+            conns = (int)x;
+        else if (!strcmp(argv[i], "--size") && arg_int(v, 1, MAX_SIZE, &x))
+            g.size = (size_t)x;
+        else if (!strcmp(argv[i], "--depth") && arg_int(v, 1, MAX_DEPTH, &x))
+            g.depth = (int)x;
+        else if (!strcmp(argv[i], "--duration") && arg_real(v, 0.001, 86400, &duration))
+            ;
         else
             usage();
     }
-    if (cor_addr_ip(&g.addr, host, port) || conns < 1 || conns > 100000 || g.size < 1 ||
-        g.size > MAX_SIZE || g.depth < 1 || g.depth > MAX_DEPTH || duration <= 0)
+    /* The client sends its whole window before it reads: more than the sockets buffer would stall
+     * both ends. */
+    if (cor_addr_ip(&g.addr, host, port) || g.size * (size_t)g.depth > MAX_WINDOW)
         usage();
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -186,7 +191,8 @@ int main(int argc, char **argv)
     cor_io_context_run(io);
     double secs = (double)(cor_clock_now() - t0) / 1e9;
     cor_io_context_destroy(io);
-    qsort(g.lat, g.nlat, sizeof *g.lat, cmp_u64);
+    if (g.nlat)
+        qsort(g.lat, g.nlat, sizeof *g.lat, cmp_u64);
     printf("%d connections, %zu B, depth %d: %.0f msgs/s over %.2f s; latency us p50 %.1f "
            "p90 %.1f p99 %.1f p99.9 %.1f max %.1f; %ld failed connections\n",
            conns, g.size, g.depth, (double)g.nlat / secs, secs, pct(0.5), pct(0.9), pct(0.99),

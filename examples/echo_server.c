@@ -13,6 +13,6 @@
 int main(int argc, char **argv)
 {
     server_args a;
-    server_parse_args(argc, argv, &a, NULL);
+    server_parse_args(argc, argv, &a, NULL, NULL);
     return server_main("echo_server", &a, echo_new_session, NULL, NULL);
 }

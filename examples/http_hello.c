@@ -159,15 +159,16 @@ static cor_frame *new_session(void *user, int fd)
 
 static int header_option(const char *name, const char *value)
 {
-    if (strcmp(name, "--header-ms") || atol(value) <= 0)
+    long long ms;
+    if (strcmp(name, "--header-ms") || !arg_int(value, 1, ARG_MS_MAX, &ms))
         return -1;
-    header_ns = atol(value) * 1000000LL;
+    header_ns = ms * 1000000LL;
     return 0;
 }
 
 int main(int argc, char **argv)
 {
     server_args a;
-    server_parse_args(argc, argv, &a, header_option);
+    server_parse_args(argc, argv, &a, header_option, "[--header-ms MS]");
     return server_main("http_hello", &a, new_session, NULL, NULL);
 }

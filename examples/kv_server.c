@@ -247,7 +247,7 @@ static void free_shards(void)
 int main(int argc, char **argv)
 {
     server_args a;
-    server_parse_args(argc, argv, &a, NULL);
+    server_parse_args(argc, argv, &a, NULL, NULL);
     int rc = server_main("kv_server", &a, new_session, NULL, make_shards);
     free_shards();
     return rc;

@@ -20,6 +20,8 @@
 
 #include <coring/coring.h>
 
+#include "args.h"
+
 struct session {
     COR_PROMISE(int);
     int fd, n;
@@ -54,8 +56,12 @@ COR_DEFINE_STATIC(acceptor, (int fd), { self->fd = fd; })
         COR_AWAIT(self->conn, cor_accept(self->fd, NULL));
         if (self->conn == -ECANCELED)
             break;
-        if (self->conn >= 0 &&
-            COR_RUN_ASYNC(COR_THIS_EXECUTOR(), &self->opts, session(self->conn)) != 0)
+        if (self->conn < 0) {
+            /* Out of descriptors (EMFILE) or memory: back off instead of spinning on accept. */
+            COR_AWAIT_VOID(cor_sleep_for(100 * 1000 * 1000));
+            continue;
+        }
+        if (COR_RUN_ASYNC(COR_THIS_EXECUTOR(), &self->opts, session(self->conn)) != 0)
             close(self->conn);
     }
     COR_AWAIT(self->conn, cor_close(self->fd));
@@ -112,14 +118,17 @@ COR_DEFINE_STATIC(watcher, (const sigset_t *set, cor_stop_source *stop), {
 int main(int argc, char **argv)
 {
     int port = 8080;
-    long stall_ms = 0;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--port"))
-            port = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--stall-ms"))
-            stall_ms = atol(argv[i + 1]);
+    long long stall_ms = 0, x;
+    bool ok = argc % 2 == 1;
+    for (int i = 1; ok && i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--port") && arg_int(argv[i + 1], 1, 65535, &x))
+            port = (int)x;
+        else if (!strcmp(argv[i], "--stall-ms") && arg_int(argv[i + 1], 0, ARG_MS_MAX, &x))
+            stall_ms = x;
+        else
+            ok = false;
     }
-    if (port <= 0 || port > 65535 || stall_ms < 0 || argc % 2 == 0) {
+    if (!ok) {
         fprintf(stderr, "usage: %s [--port P] [--stall-ms MS]\n", argv[0]);
         return 2;
     }

@@ -5,7 +5,7 @@
  * closed; SIGINT or SIGTERM stops accepting at once and lets connections
  * finish for --grace-ms.
  *
- *     tcp_proxy --to HOST:PORT [--port P] [--connect-ms MS] [--idle-ms MS]
+ *     tcp_proxy --to IP:PORT [--port P] [--connect-ms MS] [--idle-ms MS]
  *               [--grace-ms MS] [--backend uring|epoll]
  *
  * Written with the toolkit: the server loop (serve.h) accepts and owns the
@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include <coring/coring.h>
+
+#include "args.h"
 
 #define MS (1000LL * 1000)
 
@@ -117,7 +119,7 @@ COR_DEFINE_STATIC(proxy, (int listener, const cor_serve_options *o, const sigset
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: tcp_proxy --to HOST:PORT [--port P] [--connect-ms MS] [--idle-ms MS]"
+    fprintf(stderr, "usage: tcp_proxy --to IP:PORT [--port P] [--connect-ms MS] [--idle-ms MS]"
                     " [--grace-ms MS] [--backend uring|epoll]\n");
     exit(2);
 }
@@ -134,23 +136,23 @@ int main(int argc, char **argv)
     cor_serve_options o = {.idle_timeout = idle_ns, .grace = 1000 * MS, .backlog = 4096};
     for (int i = 1; i < argc; i += 2) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
+        long long x;
         if (!strcmp(k, "--to"))
             to = v;
-        else if (!strcmp(k, "--port"))
-            port = atoi(v);
-        else if (!strcmp(k, "--connect-ms"))
-            connect_ns = atoll(v) * MS;
-        else if (!strcmp(k, "--idle-ms"))
-            o.idle_timeout = idle_ns = atoll(v) * MS;
-        else if (!strcmp(k, "--grace-ms"))
-            o.grace = atoll(v) * MS;
+        else if (!strcmp(k, "--port") && arg_int(v, 1, 65535, &x))
+            port = (int)x;
+        else if (!strcmp(k, "--connect-ms") && arg_int(v, 1, ARG_MS_MAX, &x))
+            connect_ns = x * MS;
+        else if (!strcmp(k, "--idle-ms") && arg_int(v, 0, ARG_MS_MAX, &x))
+            o.idle_timeout = idle_ns = x * MS;
+        else if (!strcmp(k, "--grace-ms") && arg_int(v, 0, ARG_MS_MAX, &x))
+            o.grace = x * MS;
         else if (!strcmp(k, "--backend") && (!strcmp(v, "uring") || !strcmp(v, "epoll")))
             backend = !strcmp(v, "epoll") ? COR_IO_BACKEND_EPOLL : COR_IO_BACKEND_URING;
         else
             usage();
     }
-    if (!to || cor_addr_parse(&upstream, to) || port <= 0 || port > 65535 || connect_ns <= 0 ||
-        idle_ns < 0 || o.grace < 0)
+    if (!to || cor_addr_parse(&upstream, to) || cor_addr_port(&upstream) == 0)
         usage();
     /* Blocked before anything else, so only cor_signal_wait takes them. */
     sigset_t signals;
