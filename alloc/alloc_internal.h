@@ -14,4 +14,12 @@
 void *cor__pool_alloc(size_t size, size_t align);
 void cor__pool_free(void *p, size_t size, size_t align);
 
+/*
+ * Called after counting an allocation or a free while the thread's pool is
+ * not live (max_pooled 0): on a thread whose pool already exited (another
+ * thread-exit hook allocating or freeing late), what was counted goes to
+ * the retired sum at once.
+ */
+void cor__pool_count_unpooled(void);
+
 #endif

@@ -255,21 +255,12 @@ static void stats_of(const struct cor__alloc_counts *c, cor_alloc_stats *out)
     out->peak_bytes = c->peak_bytes;
 }
 
-/* The thread exits: flush, release the arena, keep its statistics in the retired sum. */
-static void pool_exit(void *arg)
+/* Adds the thread's counters to the retired sum and zeroes them (the global lock held). */
+static void retire_counts(void)
 {
-    flush();
-#if COR_ALLOC_JEMALLOC
-    arena_release(&ps);
-    /* Whatever the thread's other exit hooks free goes straight to jemalloc. */
-    ps.alloc_flags = ps.free_flags = MALLOCX_TCACHE_NONE;
-#endif
-    cor__pool.max_pooled = 0;
-    ps.state = POOL_DEAD;
     cor_alloc_stats st;
     stats_of(&cor__alloc_stats, &st);
     const cor_alloc_stats *s = &st;
-    pthread_mutex_lock(&global_lock);
     retired.allocations += s->allocations;
     retired.frees += s->frees;
     retired.bytes += s->bytes;
@@ -282,6 +273,32 @@ static void pool_exit(void *arg)
     retired.live_bytes += s->live_bytes;
     if (s->peak_bytes > retired.peak_bytes)
         retired.peak_bytes = s->peak_bytes;
+    struct cor__alloc_counts zero = {0};
+    cor__alloc_stats = zero;
+}
+
+void cor__pool_count_unpooled(void)
+{
+    if (ps.state != POOL_DEAD)
+        return;
+    pthread_mutex_lock(&global_lock);
+    retire_counts();
+    pthread_mutex_unlock(&global_lock);
+}
+
+/* The thread exits: flush, release the arena, keep its statistics in the retired sum. */
+static void pool_exit(void *arg)
+{
+    flush();
+#if COR_ALLOC_JEMALLOC
+    arena_release(&ps);
+    /* Whatever the thread's other exit hooks free goes straight to jemalloc. */
+    ps.alloc_flags = ps.free_flags = MALLOCX_TCACHE_NONE;
+#endif
+    cor__pool.max_pooled = 0;
+    ps.state = POOL_DEAD;
+    pthread_mutex_lock(&global_lock);
+    retire_counts();
     pthread_mutex_unlock(&global_lock);
 }
 

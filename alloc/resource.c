@@ -29,6 +29,8 @@ void *cor__mr_allocate(cor_memory_resource *mr, size_t size, size_t align)
     }
     cor__alloc_stats.allocations++;
     cor__count_bytes(size);
+    if (__builtin_expect(!cor__pool.max_pooled, 0))
+        cor__pool_count_unpooled();
     return p;
 }
 
@@ -41,6 +43,8 @@ void cor__mr_deallocate(cor_memory_resource *mr, void *p, size_t size, size_t al
         cor__pool_free(p, size, align);
     else
         mr->ops->deallocate(mr, p, size, align);
+    if (__builtin_expect(!cor__pool.max_pooled, 0))
+        cor__pool_count_unpooled();
 }
 
 static void *malloc_allocate(cor_memory_resource *mr, size_t size, size_t align)

@@ -709,3 +709,47 @@ Test(alloc, thread_exit_returns_cached_blocks)
                       narenas() - arenas_before);
 #endif
 }
+
+/* ---- a thread's exit hooks that run after the pool's ---- */
+
+static pthread_key_t late_key;
+static void *late_block;
+
+/* Frees a block main allocated, then allocates and frees one: after the pool's own exit hook. */
+static void late_destructor(void *arg)
+{
+    (void)arg;
+    cor_memory_resource *mr = cor_default_resource();
+    cor_mr_deallocate(mr, late_block, 300, 16);
+    void *p = cor_mr_allocate(mr, 200, 16);
+    cor_mr_deallocate(mr, p, 200, 16);
+}
+
+static void *late_thread(void *arg)
+{
+    (void)arg;
+    cor_memory_resource *mr = cor_default_resource();
+    void *p = cor_mr_allocate(mr, 100, 16);
+    cor_mr_deallocate(mr, p, 100, 16);
+    pthread_setspecific(late_key, (void *)1);
+    return NULL;
+}
+
+Test(alloc, late_exit_hooks_count_in_the_retired_sum)
+{
+    cor_memory_resource *mr = cor_default_resource();
+    /* The pool's exit key exists before this one: its hook runs first. */
+    cor_mr_deallocate(mr, cor_mr_allocate(mr, 100, 16), 100, 16);
+    cr_assert_eq(pthread_key_create(&late_key, late_destructor), 0);
+    late_block = cor_mr_allocate(mr, 300, 16);
+    cr_assert_not_null(late_block);
+    cor_alloc_stats r0, r1;
+    cr_assert_eq(cor_alloc_stats_retired(&r0), 0);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, late_thread, NULL), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert_eq(cor_alloc_stats_retired(&r1), 0);
+    cr_assert_eq(r1.allocations - r0.allocations, 2, "the thread's block and the late one");
+    cr_assert_eq(r1.frees - r0.frees, 3, "those two and main's block");
+    pthread_key_delete(late_key);
+}
