@@ -1385,10 +1385,12 @@ IO_TEST(net, whole_buffer_stream_without_memory_for_its_queue_ends)
 /*
  * An io_context destroyed with a ring and a stream still open, results queued
  * on the stream and a stream on a second ring with nothing queued, frees
- * them all itself (the ASan build's leak check sees the backend's part).
+ * them all itself (the ASan build's leak check sees the backend's part) and
+ * closes its own descriptors.
  */
 IO_TEST(net, a_context_destroyed_with_rings_and_streams_open_frees_them)
 {
+    int before = open_fds();
     struct piped p;
     piped_open(&p, backend, 4, 64, 0);
     arrive(&p, 'a');
@@ -1404,6 +1406,7 @@ IO_TEST(net, a_context_destroyed_with_rings_and_streams_open_frees_them)
         close(p.sv[i]);
         close(sv[i]);
     }
+    cr_assert_eq(open_fds(), before, "the context's descriptors are closed");
 }
 
 /* Bad arguments of the ring calls; a whole buffer put back twice is refused the second time. */
