@@ -72,41 +72,22 @@ static void wake_if_sleeping(cor_io_context *io)
     io->be_ops->wake(io->be, cur && cur != io && cur->be_ops == io->be_ops ? cur->be : NULL);
 }
 
-void cor__io_post_remote(cor_io_context *io, cor_frame *h)
+/* Posts h from another thread; end_work: and ends a unit of work, in the same touch. */
+static void post_remote(cor_io_context *io, cor_frame *h, bool end_work)
 {
     touch_begin(io);
     __atomic_fetch_add(&io->stats.posts_remote, 1, __ATOMIC_RELAXED);
     cor__mpsc_push(&io->remote, h);
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (end_work)
+        __atomic_sub_fetch(&io->work, 1, __ATOMIC_SEQ_CST);
     wake_if_sleeping(io);
     touch_end(io);
 }
 
-/*
- * A child that run() sent to another executor returns to c, its awaiter on
- * io: the post of c and the end of the work the hop started, in one touch
- * (destroy, once it has destroyed c, waits for this thread's last access).
- */
-cor_handle cor__io_return(cor_io_context *io, cor_frame *c)
+void cor__io_post_remote(cor_io_context *io, cor_frame *h)
 {
-    if (cor__tls.running == io) {
-        __atomic_sub_fetch(&io->work, 1, __ATOMIC_SEQ_CST);
-        return c;
-    }
-    if (cor__io_running == io) {
-        cor__stat_add(io->stats.posts_local, 1);
-        local_push(io, c);
-        __atomic_sub_fetch(&io->work, 1, __ATOMIC_SEQ_CST);
-        return COR_NOOP;
-    }
-    touch_begin(io);
-    __atomic_fetch_add(&io->stats.posts_remote, 1, __ATOMIC_RELAXED);
-    cor__mpsc_push(&io->remote, c);
-    __atomic_thread_fence(__ATOMIC_SEQ_CST); /* as in cor__io_post_remote */
-    __atomic_sub_fetch(&io->work, 1, __ATOMIC_SEQ_CST);
-    wake_if_sleeping(io);
-    touch_end(io);
-    return COR_NOOP;
+    post_remote(io, h, false);
 }
 
 /* Moves what other threads posted into the local FIFO. Returns true if a producer is mid-push. */
@@ -140,6 +121,23 @@ static cor_handle io_dispatch(const void *obj, cor_handle h)
         return h;
     io_post(obj, h);
     return COR_NOOP;
+}
+
+/*
+ * A child that run() sent to another executor returns to c, its awaiter on
+ * io: the dispatch of c and the end of the work the hop started. From
+ * another thread both are one touch (destroy, once it has destroyed c,
+ * waits for this thread's last access).
+ */
+cor_handle cor__io_return(cor_io_context *io, cor_frame *c)
+{
+    if (cor__io_running != io) {
+        post_remote(io, c, true);
+        return COR_NOOP;
+    }
+    cor_handle h = io_dispatch(io, c);
+    __atomic_sub_fetch(&io->work, 1, __ATOMIC_SEQ_CST);
+    return h;
 }
 
 static cor_execution_context *io_context_of(const void *obj)
@@ -664,28 +662,6 @@ static void destroy_queued(cor_frame *h)
         cor_frame_destroy(h);
 }
 
-/*
- * Name lookups (cor_resolve) awaited on io are on the resolver's threads:
- * each comes back as a posted handle, destroyed here, whose frame counts
- * itself out. Bounded by the resolver's own time limits.
- */
-static void wait_for_lookups(cor_io_context *io)
-{
-    cor_io_context *prev_io = cor__io_running;
-    const void *prev_running = cor__tls.running;
-    cor__io_running = io; /* what comes back is destroyed as io's own */
-    cor__tls.running = io;
-    while (__atomic_load_n(&io->resolving, __ATOMIC_ACQUIRE)) {
-        cor_frame *h;
-        while (cor__mpsc_pop(&io->remote, &h) == COR__MPSC_ITEM)
-            destroy_queued(h);
-        if (__atomic_load_n(&io->resolving, __ATOMIC_ACQUIRE))
-            sched_yield();
-    }
-    cor__tls.running = prev_running;
-    cor__io_running = prev_io;
-}
-
 /* On the owner: cancels what is in flight and collects every completion (frames are destroyed). */
 static void drain_in_flight(cor_io_context *io)
 {
@@ -734,6 +710,19 @@ static void quiesce(cor_io_context *io)
     }
     cor__tls.running = prev_running;
     cor__io_running = prev_io;
+}
+
+/*
+ * Name lookups (cor_resolve) awaited on io are on the resolver's threads:
+ * each comes back as a posted handle, which quiesce destroys and whose frame
+ * counts itself out. Bounded by the resolver's own time limits.
+ */
+static void wait_for_lookups(cor_io_context *io)
+{
+    while (__atomic_load_n(&io->resolving, __ATOMIC_ACQUIRE)) {
+        sched_yield();
+        quiesce(io);
+    }
 }
 
 void cor__io_context_quiesce(cor_io_context *io)
