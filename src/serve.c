@@ -242,7 +242,13 @@ COR_DEFINE(cor_serve, (int fd, cor_session_fn fn, void *user, const cor_serve_op
     if (!self->err && !(self->st = state_new(self)))
         self->err = -ENOMEM;
     if (self->err) {
-        COR_TRY_AWAIT_VOID(self->r, cor_close(self->fd));
+        /* Off an io_context cor_close cannot run (it ends with -EPERM): close(2) instead. */
+        self->r = -EPERM;
+        if (cor_io_context_current()) {
+            COR_TRY_AWAIT_VOID(self->r, cor_close(self->fd));
+        }
+        if (self->r)
+            close(self->fd);
         COR_RETURN(self->err);
     }
     self->listening = true;

@@ -655,6 +655,7 @@ IO_TEST(serve, bad_arguments)
                  0);
     cor_thread_pool_join(pool);
     cr_assert_eq(oc.result, -EPERM);
+    cr_assert_lt(fcntl(fd, F_GETFD), 0, "closed off an io_context too");
     cor_thread_pool_destroy(pool);
     cor_io_context_destroy(io);
 }

@@ -20,8 +20,9 @@ struct cor__root;
  * A service type. The definition's address is its identity: one instance per
  * context per definition. init is called once, under the context's lock, with
  * size zeroed bytes; it returns 0 or -errno (the service is then not
- * created). shutdown (optional) runs for every service, newest first, before
- * any destroy (optional), also newest first.
+ * created). The lock is not recursive: init must not use or find services of
+ * the same context (create those first). shutdown (optional) runs for every
+ * service, newest first, before any destroy (optional), also newest first.
  */
 typedef struct cor_service_def {
     const char *name;

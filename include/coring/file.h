@@ -72,8 +72,7 @@ COR_API struct cor_io_await *cor_statx(int dirfd, const char *path, int flags, u
  */
 COR_API void *cor_file_alloc_aligned(size_t size, size_t align);
 
-/* Closes fd after canceling what is pending on it (the same call as in net.h). */
-COR_API struct cor_io_await *cor_close(int fd);
+/* cor_close, for files as for sockets, is declared in io_op.h. */
 
 COR_END_DECLS
 

@@ -1,7 +1,8 @@
 /*
  * Operations on an io_context: the leaf awaitable every I/O operation and
- * timer returns (struct cor_io_await), deadlines, registered-file slots, and
- * the two operations that belong to no device (cor_nop, cor_yield).
+ * timer returns (struct cor_io_await), deadlines, registered-file slots, the
+ * two operations that belong to no device (cor_nop, cor_yield) and the one
+ * both sockets and files use (cor_close).
  *
  * An operation runs on the io_context of the awaiting coroutine: its
  * executor's, else the one running on the awaiting thread (-EPERM if
@@ -140,6 +141,17 @@ COR_API int cor_io_op_fixed(cor_io_op *op);
             cor_io_op_fixed(&cor__fop->op);                                                        \
         cor__fop;                                                                                  \
     })
+
+/*
+ * Closes fd, a socket or a file: first cancels every operation still pending
+ * on it in this io_context (they complete with -ECANCELED), then closes it.
+ * Result: 0 or -errno (-EBADF for a descriptor that is not open; -EPERM off
+ * an io_context, and fd is then left open). The descriptor is released even
+ * when the result is an error other than -EBADF and -EPERM. Closing is
+ * cleanup and is never canceled: it ignores the awaiting coroutine's stop
+ * token (a stopped token still closes) and any deadline given to it.
+ */
+COR_API struct cor_io_await *cor_close(int fd);
 
 COR_END_DECLS
 

@@ -32,7 +32,8 @@ COR_BEGIN_DECLS
  *  on_result: called with user and a pointer to the task's result once it
  *             returns; on the executor's thread; the pointer dies after.
  *  on_error:  called with user and the -errno the task failed with. Without
- *             it a failed task's error is written to stderr.
+ *             it a failed task's error is logged at COR_LOG_ERROR through
+ *             the log hook (log.h: one line on stderr by default).
  */
 typedef struct cor_launch_options {
     cor_stop_token stop;

@@ -159,15 +159,7 @@ COR_API struct cor_io_await *cor_sendto(int fd, const void *buf, size_t len, int
  */
 COR_API struct cor_io_await *cor_shutdown(int fd, int how);
 
-/*
- * Closes fd: first cancels every operation still pending on it in this
- * io_context (they complete with -ECANCELED), then closes it. Result: 0 or
- * -errno (-EBADF for a descriptor that is not open). The descriptor is
- * released even when the result is an error other than -EBADF. Closing is
- * cleanup and is never canceled: it ignores the awaiting coroutine's stop
- * token (a stopped token still closes) and any deadline given to it.
- */
-COR_API struct cor_io_await *cor_close(int fd);
+/* cor_close, for sockets as for files, is declared in io_op.h. */
 
 /* ---- composed operations (tasks) ---------------------------------------------------------- */
 
