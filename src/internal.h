@@ -186,6 +186,24 @@ bool cor__roots_holds(const cor_execution_context *ctx, const cor_frame *top);
 /* Calls fn(arg, frame) for every frame on ctx's list, under its lock. Returns the count. */
 int cor__roots_walk(cor_execution_context *ctx, void (*fn)(void *arg, cor_frame *root), void *arg);
 
+/*
+ * ctx is being destroyed, nothing runs on it: every task on its list that
+ * waits on a wait list (an async mutex, event or semaphore, a channel: the
+ * wait is the bottom of its chain, followed down through joins while the
+ * frames are on ctx) leaves that list and is destroyed with its chain, as a
+ * suspended frame queued on ctx would be. Returns how many were destroyed.
+ */
+int cor__roots_abandon_waits(cor_execution_context *ctx);
+
+/* sync.c: true if f is a sync wait that suspended (on a list, or granted and posted). */
+bool cor__is_sync_wait(const cor_frame *f);
+
+/*
+ * The sync wait f leaves its wait list and is destroyed with its chain. False
+ * (nothing done) if a waker took it first: it is posted to its executor.
+ */
+bool cor__wait_abandon(cor_frame *f);
+
 /* compose.c: the link of a task-group child's record, or NULL if f is not one. */
 const cor__root_link *cor__group_child_link(const cor_frame *f);
 

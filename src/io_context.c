@@ -675,10 +675,12 @@ static void drain_in_flight(cor_io_context *io)
 
 /*
  * Cancels every op in flight and waits for their completions, destroying
- * their frames, then destroys every queued handle. On the owner thread (or
- * with no ring binding), else only what the kernel already completed.
+ * their frames (on the owner thread, or with no ring binding; else only what
+ * the kernel already completed), then (waits) the tasks waiting on wait
+ * lists, then every queued handle. waits only where no other thread destroys
+ * frames meanwhile: a chain that crosses contexts is read from its root.
  */
-static void quiesce(cor_io_context *io)
+static void quiesce(cor_io_context *io, bool waits)
 {
     io->closing = true;
     cor_io_context *prev_io = cor__io_running;
@@ -696,6 +698,9 @@ static void quiesce(cor_io_context *io)
             cor__io_deliver_done(io, __LONG_MAX__);
         }
     }
+    /* Tasks waiting on a mutex, an event, a semaphore or a channel would never run again. */
+    if (waits)
+        cor__roots_abandon_waits(&io->ctx);
     for (;;) {
         cor_frame *h;
         int r;
@@ -721,13 +726,13 @@ static void wait_for_lookups(cor_io_context *io)
 {
     while (__atomic_load_n(&io->resolving, __ATOMIC_ACQUIRE)) {
         sched_yield();
-        quiesce(io);
+        quiesce(io, true);
     }
 }
 
-void cor__io_context_quiesce(cor_io_context *io)
+void cor__io_context_quiesce(cor_io_context *io, bool waits)
 {
-    quiesce(io);
+    quiesce(io, waits);
     io->closing = false;
 }
 
@@ -752,10 +757,10 @@ void cor_io_context_destroy(cor_io_context *io)
         destroy_forked(io);
         return;
     }
-    quiesce(io);
+    quiesce(io, true);
     cor_execution_context_destroy(&io->ctx);
     /* Services may have posted while shutting down. */
-    quiesce(io);
+    quiesce(io, true);
     wait_for_lookups(io);
     if (io->inflight > 0)
         cor__log(COR_LOG_WARNING,

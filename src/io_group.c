@@ -49,7 +49,8 @@ static void *member_main(void *arg)
         cor__log(COR_LOG_ERROR, "io_group thread %u: run failed: %s", m->index,
                  cor_strerror((int)m->result));
     /* Only this thread may enter its ring: clean up in flight work here. */
-    cor__io_context_quiesce(m->io);
+    /* Other members may be destroying frames of chains that cross into this one: no waits. */
+    cor__io_context_quiesce(m->io, false);
     return NULL;
 }
 
@@ -219,7 +220,7 @@ void cor_io_group_destroy(cor_io_group *g)
     for (int pass = 0; pass < 2; pass++)
         for (unsigned i = 0; i < g->n; i++)
             if (g->m[i].io)
-                cor__io_context_quiesce(g->m[i].io);
+                cor__io_context_quiesce(g->m[i].io, true);
     for (unsigned i = 0; i < g->n; i++)
         cor_io_context_destroy(g->m[i].io);
     pthread_mutex_destroy(&g->lock);

@@ -153,8 +153,10 @@ void cor__io_owner_leave(cor_io_context *io, bool held);
  * On the owner thread, after run returned: cancels every operation in
  * flight, waits for their completions and destroys their frames and every
  * queued handle, so the context can later be destroyed from any thread.
+ * waits: also the tasks waiting on wait lists (cor__roots_abandon_waits),
+ * only while no other thread destroys frames.
  */
-void cor__io_context_quiesce(cor_io_context *io);
+void cor__io_context_quiesce(cor_io_context *io, bool waits);
 
 /* ---- metrics.c ---- */
 

@@ -10,7 +10,10 @@
  * short critical sections per launch; nothing on the await path.
  */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "coring/compose.h"
 #include "coring/context.h"
 #include "coring/launch.h"
 #include "internal.h"
@@ -60,6 +63,86 @@ int cor__roots_walk(cor_execution_context *ctx, void (*fn)(void *arg, cor_frame 
         fn(arg, l->frame);
     cor__spin_unlock(&ctx->roots_lock);
     return n;
+}
+
+/* ---- a destroyed context's tasks that wait on a wait list ---- */
+
+enum { WAITS_INLINE = 16, JOIN_DEPTH = 64 };
+
+struct waits {
+    cor_frame **v;
+    size_t n, cap;
+    bool full; /* some were left out: look again after these */
+    cor_frame *inl[WAITS_INLINE];
+};
+
+static void waits_add(struct waits *w, cor_frame *f)
+{
+    if (w->n == w->cap) {
+        size_t cap = w->cap * 2;
+        cor_frame **v = w->v == w->inl ? NULL : w->v;
+        v = realloc(v, cap * sizeof *v);
+        if (!v) {
+            w->full = true;
+            return;
+        }
+        if (w->v == w->inl)
+            memcpy(v, w->inl, sizeof w->inl);
+        w->v = v;
+        w->cap = cap;
+    }
+    w->v[w->n++] = f;
+}
+
+/* g, awaited by f, belongs to ctx (it may be read now): f's executor, or one of ctx's. */
+static bool on_ctx(cor_execution_context *ctx, const cor_frame *f, const cor_frame *g)
+{
+    return cor_executor_equal(f->env.ex, g->env.ex) ||
+           (cor_executor_valid(g->env.ex) && cor_executor_context(g->env.ex) == ctx);
+}
+
+/* Follows f's chain down to its bottom (each child of a join in turn). */
+static void collect_waits(cor_execution_context *ctx, cor_frame *f, struct waits *w, int depth)
+{
+    while (!(f->flags & COR_FRAME_JOIN)) {
+        cor_frame *g = f->awaited;
+        if (!g || (g->flags & COR_FRAME_DONE)) {
+            if (cor__is_sync_wait(f))
+                waits_add(w, f);
+            return;
+        }
+        if (!on_ctx(ctx, f, g))
+            return;
+        f = g;
+    }
+    struct cor__join *j = (struct cor__join *)f;
+    for (uint32_t i = 0; i < j->n && depth < JOIN_DEPTH; i++) {
+        cor_frame *c = j->children[i];
+        if (c && !(c->flags & COR_FRAME_DONE) && on_ctx(ctx, f, c))
+            collect_waits(ctx, c, w, depth + 1);
+    }
+}
+
+int cor__roots_abandon_waits(cor_execution_context *ctx)
+{
+    int total = 0;
+    for (;;) {
+        struct waits w = {.cap = WAITS_INLINE};
+        w.v = w.inl;
+        cor__spin_lock(&ctx->roots_lock);
+        for (cor__root_link *l = ctx->roots; l; l = l->next)
+            collect_waits(ctx, l->frame, &w, 0);
+        cor__spin_unlock(&ctx->roots_lock);
+        /* Destroying one wait's chain frees only frames above it: the others stay valid. */
+        int n = 0;
+        for (size_t i = 0; i < w.n; i++)
+            n += cor__wait_abandon(w.v[i]);
+        if (w.v != w.inl)
+            free(w.v);
+        total += n;
+        if (!w.full || n == 0)
+            return total;
+    }
 }
 
 static cor_handle root_resume(cor_frame *f);

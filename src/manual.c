@@ -105,9 +105,13 @@ void cor_manual_destroy(cor_manual *m)
         pthread_mutex_lock(&m->lock);
         cor_handle h = cor__fifo_pop(&m->queue);
         pthread_mutex_unlock(&m->lock);
-        if (!h)
+        if (h) {
+            cor_frame_destroy(h);
+            continue;
+        }
+        /* Tasks waiting on a wait list would never run again; what they release may queue. */
+        if (!cor__roots_abandon_waits(&m->ctx))
             break;
-        cor_frame_destroy(h);
     }
     cor_execution_context_destroy(&m->ctx);
     pthread_cond_destroy(&m->cond);

@@ -296,9 +296,13 @@ int cor_thread_pool_destroy(cor_thread_pool *p)
         pthread_mutex_lock(&p->lock);
         cor_handle h = cor__fifo_pop(&p->queue);
         pthread_mutex_unlock(&p->lock);
-        if (!h)
+        if (h) {
+            cor_frame_destroy(h);
+            continue;
+        }
+        /* Tasks waiting on a wait list would never run again; what they release may queue. */
+        if (!cor__roots_abandon_waits(&p->ctx))
             break;
-        cor_frame_destroy(h);
     }
     cor_execution_context_destroy(&p->ctx);
     while (__atomic_load_n(&p->touching, __ATOMIC_ACQUIRE))

@@ -4,8 +4,11 @@
  * (exactly once, racing the wake-up), broadcast, bad input.
  */
 #include <limits.h>
+#include <string.h>
+#include <unistd.h>
 #include <criterion/criterion.h>
 
+#include "io_backends.h"
 #include "util.h"
 
 static int results_of(struct outcome *o)
@@ -754,4 +757,240 @@ Test(sync, semaphore_bad_input)
     cr_assert_eq(cor_async_semaphore_count(&s), LONG_MAX);
     cr_assert_eq(cor_async_semaphore_release(&s, 1), -EOVERFLOW);
     cr_assert_eq(cor_async_semaphore_destroy(&s), 0);
+}
+
+/* ---- tasks waiting on wait lists when their execution context is destroyed ---- */
+
+enum park_kind { PARK_MUTEX, PARK_EVENT, PARK_SEMAPHORE, PARK_RECV, PARK_SEND, PARK_KINDS };
+enum { PARK_SEMAPHORE_TWO = PARK_KINDS }; /* wants two permits */
+
+/* What the parked tasks wait on: a held mutex, an unset event, an empty semaphore, two channels. */
+struct park_objects {
+    cor_async_mutex m;
+    cor_async_event e;
+    cor_async_semaphore s;
+    cor_channel empty, full;
+    long empty_buf[1], full_buf[1];
+    int started;   /* parked tasks that began */
+    int destroyed; /* COR_ON_DESTROY calls */
+};
+
+static void park_objects_init(struct park_objects *p)
+{
+    memset(p, 0, sizeof *p);
+    cr_assert_eq(cor_async_mutex_init(&p->m), 0);
+    cr_assert_eq(cor_async_mutex_try_lock(&p->m), 0);
+    cr_assert_eq(cor_async_event_init(&p->e), 0);
+    cr_assert_eq(cor_async_semaphore_init(&p->s, 0), 0);
+    cr_assert_eq(cor_channel_init(&p->empty, sizeof(long), 1, p->empty_buf), 0);
+    cr_assert_eq(cor_channel_init(&p->full, sizeof(long), 1, p->full_buf), 0);
+    long one = 1;
+    cr_assert_eq(cor_channel_try_send(&p->full, &one), 0);
+}
+
+/* Every object is usable again: nobody waits any more, the wake-ups below wake no one. */
+static void park_objects_check_free(struct park_objects *p)
+{
+    cr_assert_eq(cor_async_mutex_unlock(&p->m), 0);
+    cr_assert_eq(cor_async_mutex_destroy(&p->m), 0, "no waiter left on the mutex");
+    cr_assert_eq(cor_async_event_notify_one(&p->e), 0, "no waiter left on the event");
+    cr_assert_eq(cor_async_event_destroy(&p->e), 0);
+    cr_assert_eq(cor_async_semaphore_release(&p->s, 3), 0);
+    cr_assert_eq(cor_async_semaphore_count(&p->s), 3, "no waiter took a permit");
+    cr_assert_eq(cor_async_semaphore_destroy(&p->s), 0);
+    long v = 7;
+    cr_assert_eq(cor_channel_try_send(&p->empty, &v), 0, "no receiver left: the item is buffered");
+    cr_assert_eq(cor_channel_size(&p->empty), 1);
+    cr_assert_eq(cor_channel_try_recv(&p->full, &v), 0);
+    cr_assert_eq(v, 1, "the buffered item, not a dead sender's");
+    cr_assert_eq(cor_channel_size(&p->full), 0, "no sender left to refill it");
+    cr_assert_eq(cor_channel_destroy(&p->empty), 0);
+    cr_assert_eq(cor_channel_destroy(&p->full), 0);
+}
+
+struct parked {
+    COR_PROMISE(int);
+    int kind;
+    struct park_objects *p;
+    long item;
+    int rc;
+};
+
+static void parked_destroyed(cor_frame *f)
+{
+    __atomic_fetch_add(&((struct parked *)f)->p->destroyed, 1, __ATOMIC_RELAXED);
+}
+
+COR_DEFINE_STATIC(parked, (int kind, struct park_objects *p), {
+    self->kind = kind;
+    self->p = p;
+})
+{
+    COR_BEGIN();
+    COR_ON_DESTROY(parked_destroyed);
+    __atomic_fetch_add(&self->p->started, 1, __ATOMIC_RELEASE);
+    self->item = 2;
+    if (self->kind == PARK_MUTEX)
+        COR_AWAIT(self->rc, cor_async_mutex_lock(&self->p->m));
+    else if (self->kind == PARK_EVENT)
+        COR_AWAIT(self->rc, cor_async_event_wait(&self->p->e));
+    else if (self->kind == PARK_SEMAPHORE || self->kind == PARK_SEMAPHORE_TWO)
+        COR_AWAIT(self->rc,
+                  cor_async_semaphore_acquire(&self->p->s, self->kind == PARK_SEMAPHORE ? 1 : 2));
+    else if (self->kind == PARK_RECV)
+        COR_AWAIT(self->rc, cor_channel_recv(&self->p->empty, &self->item));
+    else
+        COR_AWAIT(self->rc, cor_channel_send(&self->p->full, &self->item));
+    COR_RETURN(self->rc);
+}
+
+/* Two parked children under one join: the destroy follows the join down to both. */
+struct parked_pair {
+    COR_PROMISE(int);
+    struct park_objects *p;
+    int a, b;
+};
+static void parked_pair_destroyed(cor_frame *f)
+{
+    __atomic_fetch_add(&((struct parked_pair *)f)->p->destroyed, 1, __ATOMIC_RELAXED);
+}
+
+COR_DEFINE_STATIC(parked_pair, (struct park_objects * p), { self->p = p; })
+{
+    COR_BEGIN();
+    COR_ON_DESTROY(parked_pair_destroyed);
+    __atomic_fetch_add(&self->p->started, 1, __ATOMIC_RELEASE);
+    COR_AWAIT_ALL((self->a, parked(PARK_EVENT, self->p)), (self->b, parked(PARK_RECV, self->p)));
+    COR_RETURN(self->a + self->b);
+}
+
+/* Launches one task per kind and a join of two on ex; returns the tasks' frame count. */
+static int park_all(cor_executor ex, struct park_objects *p, counting_resource *cr,
+                    struct outcome *oc)
+{
+    cor_launch_options o = {
+        .alloc = &cr->base, .on_result = rec_result, .on_error = rec_error, .user = oc};
+    for (int k = 0; k < PARK_KINDS; k++)
+        cr_assert_eq(COR_RUN_ASYNC(ex, &o, parked(k, p)), 0);
+    cr_assert_eq(COR_RUN_ASYNC(ex, &o, parked_pair(p)), 0);
+    return PARK_KINDS + 3;
+}
+
+static void expect_all_destroyed(struct park_objects *p, int frames, counting_resource *cr,
+                                 struct outcome *oc)
+{
+    cr_assert_eq(p->destroyed, frames, "every parked frame destroyed (%d of %d)", p->destroyed,
+                 frames);
+    cr_assert_eq(oc->results + oc->errors, 0, "no task completed");
+    cr_assert_eq(cr->frees, cr->allocs);
+    cr_assert_eq(cr->live_bytes, 0);
+    park_objects_check_free(p);
+}
+
+IO_TEST(sync, destroying_an_io_context_destroys_its_tasks_waiting_on_wait_lists)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    struct park_objects p;
+    park_objects_init(&p);
+    counting_resource cr;
+    counting_resource_init(&cr, -1);
+    struct outcome oc = {0};
+    int frames = park_all(cor_io_context_executor(io), &p, &cr, &oc);
+    cr_assert_geq(cor_io_context_poll(io), 0);
+    cr_assert_eq(p.destroyed, 0, "all parked, none gone yet");
+    cor_io_context_destroy(io);
+    expect_all_destroyed(&p, frames, &cr, &oc);
+}
+
+Test(sync, destroying_a_manual_executor_destroys_its_tasks_waiting_on_wait_lists)
+{
+    cor_manual *m;
+    cr_assert_eq(cor_manual_create(&m), 0);
+    struct park_objects p;
+    park_objects_init(&p);
+    counting_resource cr;
+    counting_resource_init(&cr, -1);
+    struct outcome oc = {0};
+    int frames = park_all(cor_manual_executor(m), &p, &cr, &oc);
+    cr_assert_geq(cor_manual_poll(m), 0);
+    cor_manual_destroy(m);
+    expect_all_destroyed(&p, frames, &cr, &oc);
+}
+
+Test(sync, destroying_a_thread_pool_destroys_its_tasks_waiting_on_wait_lists)
+{
+    cor_thread_pool *pool;
+    cr_assert_eq(cor_thread_pool_create(&pool, 2), 0);
+    struct park_objects p;
+    park_objects_init(&p);
+    counting_resource cr;
+    counting_resource_init(&cr, -1);
+    struct outcome oc = {0};
+    int frames = park_all(cor_thread_pool_executor(pool), &p, &cr, &oc);
+    /* Each parks in the handler that starts it, which the workers finish before they exit. */
+    for (int i = 0; i < 5000 && __atomic_load_n(&p.started, __ATOMIC_ACQUIRE) < frames; i++)
+        usleep(1000);
+    cr_assert_eq(__atomic_load_n(&p.started, __ATOMIC_ACQUIRE), frames);
+    cor_thread_pool_destroy(pool);
+    expect_all_destroyed(&p, frames, &cr, &oc);
+}
+
+/* A semaphore's head waiter destroyed with its context lets the one behind it through. */
+Test(sync, a_destroyed_semaphore_waiter_lets_the_next_one_through)
+{
+    cor_manual *dying, *live;
+    cr_assert_eq(cor_manual_create(&dying), 0);
+    cr_assert_eq(cor_manual_create(&live), 0);
+    struct park_objects p;
+    park_objects_init(&p);
+    cr_assert_eq(cor_async_semaphore_release(&p.s, 1), 0);
+    struct outcome gone = {0}, ran = {0};
+    cor_launch_options og = {.on_result = rec_result, .user = &gone};
+    cor_launch_options ol = {.on_result = rec_result, .user = &ran};
+    /* The head wants 2 of the 1 permit; the one behind it, wanting 1, waits its turn (FIFO). */
+    cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(dying), &og, parked(PARK_SEMAPHORE_TWO, &p)), 0);
+    cr_assert_eq(cor_manual_poll(dying), 1);
+    cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(live), &ol, parked(PARK_SEMAPHORE, &p)), 0);
+    cr_assert_eq(cor_manual_poll(live), 1);
+    cr_assert_eq(ran.results, 0, "behind the head");
+    cor_manual_destroy(dying);
+    cr_assert_eq(p.destroyed, 1);
+    cr_assert_eq(cor_manual_poll(live), 1, "granted when the head left, posted to its executor");
+    cr_assert_eq(ran.results, 1);
+    cr_assert_eq(ran.result, 0);
+    cr_assert_eq(cor_async_semaphore_count(&p.s), 0);
+    cor_manual_destroy(live);
+    cr_assert_eq(gone.results, 0);
+    cr_assert_eq(p.destroyed, 1);
+}
+
+IO_TEST(sync, destroying_an_io_group_destroys_its_tasks_waiting_on_wait_lists)
+{
+    cor_io_group *g;
+    cor_io_context_options co = {.backend = backend};
+    cor_io_group_options go = {.no_pin = true, .context = &co};
+    cr_assert_eq(cor_io_group_create(&g, 2, &go), 0);
+    struct park_objects p[2];
+    counting_resource cr;
+    counting_resource_init(&cr, -1);
+    struct outcome oc = {0};
+    int frames = 0;
+    for (unsigned i = 0; i < 2; i++) {
+        park_objects_init(&p[i]);
+        frames = park_all(cor_io_group_executor(g, i), &p[i], &cr, &oc);
+    }
+    for (int i = 0; i < 5000 && (__atomic_load_n(&p[0].started, __ATOMIC_ACQUIRE) < frames ||
+                                 __atomic_load_n(&p[1].started, __ATOMIC_ACQUIRE) < frames);
+         i++)
+        usleep(1000);
+    /* The members' threads end with their tasks still parked; destroy ends those. */
+    cr_assert_eq(cor_io_group_stop(g), 0);
+    cor_io_group_destroy(g);
+    cr_assert_eq(cr.frees, cr.allocs);
+    cr_assert_eq(cr.live_bytes, 0);
+    cr_assert_eq(oc.results + oc.errors, 0);
+    for (unsigned i = 0; i < 2; i++) {
+        cr_assert_eq(p[i].destroyed, frames);
+        park_objects_check_free(&p[i]);
+    }
 }

@@ -146,8 +146,10 @@ COR_API int cor_io_context_create(cor_io_context **out, const cor_io_context_opt
 /*
  * Destroys io: cancels every operation still in the kernel, waits for their
  * completions and destroys their frames (and the frames awaiting them, up to
- * their launch; no handler runs), destroys every queued handle, shuts down
- * the services and frees it. Call it on the owning thread (or on any thread
+ * their launch; no handler runs), destroys every task launched on io that
+ * waits on an async mutex, event, semaphore or channel (it leaves that wait
+ * list first, so the object stays usable), destroys every queued handle,
+ * shuts down the services and frees it. Call it on the owning thread (or on any thread
  * once the owner has exited, or when nothing is in flight) and not while a
  * thread drives io. Off the owner thread of a ring bound to it
  * (SINGLE_ISSUER) nothing in the kernel can be canceled: sleeps and timer

@@ -68,8 +68,10 @@ COR_API int cor_thread_pool_join(cor_thread_pool *p);
 
 /*
  * Stops and joins p if that was not done, destroys every handle still queued
- * (and the frames awaiting them, up to their launch; no handler runs), shuts
- * down its context's services and frees p. Returns 0; -EINVAL for NULL;
+ * (and the frames awaiting them, up to their launch; no handler runs) and
+ * every task launched on p that waits on an async mutex, event, semaphore or
+ * channel (off that wait list first), shuts down its context's services and
+ * frees p. Returns 0; -EINVAL for NULL;
  * -EDEADLK on one of p's workers (p is then untouched). Frames suspended
  * elsewhere that would resume on p must be gone first.
  */
