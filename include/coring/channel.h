@@ -84,7 +84,11 @@ COR_API cor_sync_wait *cor_channel_send(cor_channel *ch, const void *item);
  * Awaitable: receives the oldest item into `out` (item_size bytes). Result:
  * 0 with *out filled; -EPIPE once the channel is closed and empty;
  * -ECANCELED if stop was requested while it waited (nothing was taken);
- * -EINVAL for NULL arguments.
+ * -EINVAL for NULL arguments. Under COR_TIMEOUT (compose.h) the timeout
+ * can win the race with a send that already handed the item over: the
+ * item is then in *out although the await says -ETIMEDOUT. Where no item
+ * may be missed, wait with a stop token instead and fire it from a timer:
+ * the receive's -ECANCELED means nothing was taken.
  */
 COR_API cor_sync_wait *cor_channel_recv(cor_channel *ch, void *out);
 
@@ -124,7 +128,10 @@ COR_API int cor_channel_try_recv(cor_channel *ch, void *out);
  */
 COR_API int cor_channel_close(cor_channel *ch);
 
-/* The number of items buffered now (0 for NULL). Any thread. */
+/*
+ * The number of items buffered now (0 for NULL; 0 also for a LOCAL channel
+ * asked from another thread than its own). Any thread.
+ */
 COR_API size_t cor_channel_size(cor_channel *ch);
 
 /* ---- internals: the fast paths of the macros above. Not for direct use. ---- */
