@@ -101,32 +101,34 @@ void cor__wait_release_chain(cor_sync_wait *w)
 }
 
 /*
- * Takes w off its list if it is still there (its result then `result`),
- * releasing the waiters a semaphore grants behind it. True if this call took
- * it: the waker's reference is the caller's.
+ * Takes w off its list if it is still there (its result then `result`);
+ * *granted: the waiters a semaphore grants behind it, for the caller to
+ * release after w. True if this call took w: the waker's reference is the
+ * caller's.
  */
-static bool leave_list(cor_sync_wait *w, int result)
+static bool leave_list(cor_sync_wait *w, int result, cor_sync_wait **granted)
 {
     cor__wait_list *l = w->list;
-    cor_sync_wait *granted = NULL;
+    *granted = NULL;
     cor__spin_lock(&l->lock);
     uint32_t mine = w->waiting;
     if (mine) {
         unlink_locked(l, w);
         w->result = result;
         if (l->regrant)
-            granted = l->regrant(l);
+            *granted = l->regrant(l);
     }
     cor__spin_unlock(&l->lock);
-    cor__wait_release_chain(granted);
     return mine;
 }
 
 static void wait_cancel(cor_stop_callback *cb)
 {
     cor_sync_wait *w = cor__container_of(cb, cor_sync_wait, stop_cb);
-    if (leave_list(w, -ECANCELED))
+    cor_sync_wait *granted;
+    if (leave_list(w, -ECANCELED, &granted))
         cor__wait_release(w);
+    cor__wait_release_chain(granted);
 }
 
 bool cor__is_sync_wait(const cor_frame *f)
@@ -136,10 +138,12 @@ bool cor__is_sync_wait(const cor_frame *f)
 
 bool cor__wait_abandon(cor_frame *f)
 {
-    if (!leave_list((cor_sync_wait *)f, -ECANCELED))
-        return false;
-    cor_frame_destroy(f);
-    return true;
+    cor_sync_wait *granted;
+    bool mine = leave_list((cor_sync_wait *)f, -ECANCELED, &granted);
+    if (mine)
+        cor_frame_destroy(f);
+    cor__wait_release_chain(granted);
+    return mine;
 }
 
 cor_handle cor__wait_suspend_locked(cor_sync_wait *w, cor__wait_list *l)
