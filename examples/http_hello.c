@@ -5,8 +5,8 @@
  * 400 for a malformed request, 431 for a head above 8 KiB, 413 for a body
  * above 8 KiB; after an error answer the connection is closed cleanly
  * (shutdown of the sending side, then the rest of the request is read
- * until the peer closes, for at most a second, so the answer is not lost
- * to a reset).
+ * until the peer closes, for at most a second in all, so the answer is not
+ * lost to a reset: linger.h).
  *
  * Timeouts: a connection idle between requests (or a peer that stops
  * reading) is closed after --idle-ms (the server loop's idle timeout), and a
@@ -19,6 +19,7 @@
  */
 #include "cli.h"
 #include "http_parse.h"
+#include "linger.h"
 
 static int64_t header_ns = 10000 * 1000000LL;
 
@@ -46,7 +47,7 @@ static const char *error_answer(int status)
 
 struct conn {
     COR_PROMISE(int);
-    int fd, r, status, i;
+    int fd, r, status;
     bool closing;
     size_t have, pos, olen, alen;
     const char *answer;
@@ -55,7 +56,6 @@ struct conn {
     http_request req;
     char in[IN_CAP];
     char out[OUT_CAP];
-    char drain[512];
 };
 
 /*
@@ -139,14 +139,8 @@ COR_DEFINE_STATIC(conn, (int fd), { self->fd = fd; })
             goto done; /* closed, idle (-ETIME), too slow (-ETIME), stopped, or an error */
         self->have += (size_t)self->r;
     }
-    /* Closing after an answer: stop sending, read what the client still sends until it closes. */
-    COR_AWAIT(self->r, cor_shutdown(self->fd, SHUT_WR));
-    for (self->i = 0; self->i < 64; self->i++) {
-        COR_AWAIT(self->r, COR_DEADLINE_AFTER(
-                               cor_recv(self->fd, self->drain, sizeof self->drain, 0), 1000000000));
-        if (self->r <= 0)
-            break;
-    }
+    /* Closing after an answer: stop sending, read what the client still sends (a second in all). */
+    COR_AWAIT(self->r, linger_close(self->fd, 1000000000));
 done:
     COR_RETURN(0); /* the server closes fd */
 }

@@ -17,6 +17,7 @@
  *     kv_server [--port P] [--threads N] [--backend uring|epoll] [--idle-ms MS]
  */
 #include "cli.h"
+#include "linger.h"
 
 enum { MAX_LINE = 4096, BUCKETS = 4096 };
 
@@ -167,15 +168,8 @@ COR_DEFINE_STATIC(session, (int fd), { self->fd = fd; })
             static const char too_long[] = "ERROR line too long\n";
             COR_AWAIT(self->n, cor_send_all(self->fd, too_long, sizeof too_long - 1));
             /* Closing with the rest of the line unread would reset the connection, and the
-             * answer with it: stop sending, read what is left (a second at most), then close. */
-            COR_AWAIT(self->r, cor_shutdown(self->fd, SHUT_WR));
-            for (self->got = 0; self->got < 64; self->got++) {
-                COR_AWAIT(self->n, COR_DEADLINE_AFTER(cor_recv(self->fd, self->out,
-                                                               sizeof self->out, 0),
-                                                      1000000000));
-                if (self->n <= 0)
-                    break;
-            }
+             * answer with it: stop sending, read what is left (a second in all), then close. */
+            COR_AWAIT(self->r, linger_close(self->fd, 1000000000));
             break;
         }
         if (self->n <= 0)

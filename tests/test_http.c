@@ -331,6 +331,36 @@ Test(http, a_request_trickling_in_is_cut_at_header_ms, .timeout = 60)
     stop_server();
 }
 
+/* After an error answer the server reads what the client still sends for a second in all. */
+Test(http, after_an_error_a_trickling_client_is_closed_within_the_second, .timeout = 60)
+{
+    start_server();
+    int fd = try_connect();
+    cr_assert_geq(fd, 0);
+    const char *bad = "BAD\r\n\r\n";
+    cr_assert_eq(write(fd, bad, strlen(bad)), (ssize_t)strlen(bad));
+    char buf[512];
+    bool closed;
+    size_t n = read_all(fd, buf, sizeof buf - 1, &closed);
+    buf[n] = 0;
+    cr_assert(closed && strstr(buf, " 400 "), "the answer, then end of file: %s", buf);
+    /* A byte every 100 ms: each read the server makes finds data, so only the whole-wait
+     * limit ends it (64 reads of a second each held such a client for 6.4 s). */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    bool gone = false;
+    for (int i = 0; i < 60 && !gone; i++) {
+        gone = send(fd, "x", 1, MSG_NOSIGNAL) != 1;
+        usleep(100 * 1000);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    cr_assert(gone, "still open after %ld ms", ms);
+    cr_assert_lt(ms, 3000, "closed after %ld ms", ms);
+    close(fd);
+    stop_server();
+}
+
 /*
  * SIGTERM: the listener closes at once (a new connection is refused), a
  * request in progress is still answered within the grace period, and the

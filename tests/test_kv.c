@@ -17,6 +17,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <criterion/criterion.h>
 
@@ -183,4 +184,40 @@ Test(kv, bad_lines_get_an_error_and_an_overlong_one_closes, .timeout = 60)
     cr_assert(k == 0 || (k < 0 && errno == ECONNRESET), "closed after the overlong line: %zd", k);
     close(c.fd);
     stop(pid);
+}
+
+/* After the overlong-line answer the server reads what the client still sends for a second in all.
+ */
+Test(kv, after_an_overlong_line_a_trickling_client_is_closed_within_the_second, .timeout = 60)
+{
+    const char *backends[] = {"uring", "epoll"};
+    for (int b = 0; b < 2; b++) {
+        pid_t pid = start(backends[b]);
+        int fd = dial();
+        cr_assert_geq(fd, 0);
+        static char big[6000];
+        memset(big, 'x', sizeof big); /* no end of line: the server drains the rest */
+        cr_assert_eq(send(fd, big, sizeof big, MSG_NOSIGNAL), (ssize_t)sizeof big);
+        char ans[64];
+        size_t n = 0;
+        for (ssize_t k; n < sizeof ans - 1 && (k = recv(fd, ans + n, sizeof ans - 1 - n, 0)) > 0;)
+            n += (size_t)k;
+        ans[n] = 0;
+        cr_assert_str_eq(ans, "ERROR line too long\n", "%s: the answer, then end of file",
+                         backends[b]);
+        /* A byte every 100 ms: every read finds data; only the limit on the whole wait ends it. */
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        bool gone = false;
+        for (int i = 0; i < 60 && !gone; i++) {
+            gone = send(fd, "x", 1, MSG_NOSIGNAL) != 1;
+            usleep(100 * 1000);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        cr_assert(gone, "%s: still open after %ld ms", backends[b], ms);
+        cr_assert_lt(ms, 3000, "%s: closed after %ld ms", backends[b], ms);
+        close(fd);
+        stop(pid);
+    }
 }
