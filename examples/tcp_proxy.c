@@ -1,16 +1,19 @@
 /*
  * tcp_proxy: forwards every TCP connection accepted on 127.0.0.1:P to a
- * backend, bytes both ways, until either side ends. The backend connect has
- * a deadline; a connection with no traffic either way for --idle-ms is
- * closed; SIGINT or SIGTERM stops accepting at once and lets connections
- * finish for --grace-ms.
+ * backend, bytes both ways, until both sides have ended. An end of stream
+ * from one side is passed on (shutdown of the sending side towards the
+ * other) while the other direction goes on, so a client that half-closes
+ * still gets its answer; a reset or an error in either direction ends both.
+ * The backend connect has a deadline; a connection with no traffic either
+ * way for --idle-ms is closed; SIGINT or SIGTERM stops accepting at once and
+ * lets connections finish for --grace-ms.
  *
  *     tcp_proxy --to IP:PORT [--port P] [--connect-ms MS] [--idle-ms MS]
  *               [--grace-ms MS] [--backend uring|epoll]
  *
  * Written with the toolkit: the server loop (serve.h) accepts and owns the
- * client descriptors, when_any (compose.h) runs the two directions and
- * stops the survivor when one ends, cor_signal_wait (signals.h) ends the
+ * client descriptors, when_all (compose.h) runs the two directions and
+ * stops the survivor when one fails, cor_signal_wait (signals.h) ends the
  * server, which is itself one branch of a when_any.
  */
 #include <signal.h>
@@ -31,9 +34,11 @@ static int64_t connect_ns = 2000 * MS, idle_ns = 60000 * MS;
 /* ---- the session logic ---- */
 
 /*
- * One direction, from -> to, until end of stream, an error or stop. A
- * receive cut by the idle limit ends it only if the other direction was
- * idle as long: *last is when either direction last moved bytes.
+ * One direction, from -> to, until end of stream (passed on: `to` is shut
+ * down for writing; result 0), an error or stop (the pump fails with it, so
+ * the join stops the other direction). A receive cut by the idle limit ends
+ * it only if the other direction was idle as long: *last is when either
+ * direction last moved bytes.
  */
 struct pump {
     COR_PROMISE(int);
@@ -53,22 +58,25 @@ COR_DEFINE_STATIC(pump, (int from, int to, int64_t *last), {
         COR_AWAIT(self->n, cor_recv(self->from, self->buf, sizeof self->buf, 0));
         if (self->n == -ETIME && cor_clock_now() - *self->last < idle_ns)
             continue; /* this way is quiet, the other is not: the connection is in use */
-        if (self->n <= 0)
+        if (self->n < 0)
+            COR_FAIL(self->n);
+        if (self->n == 0)
             break;
         *self->last = cor_clock_now();
         COR_AWAIT(self->sent, cor_send_all(self->to, self->buf, (size_t)self->n));
-        if (self->sent < 0) {
-            self->n = (int)self->sent;
-            break;
-        }
+        if (self->sent < 0)
+            COR_FAIL((int)self->sent);
     }
-    COR_RETURN(self->n);
+    COR_AWAIT(self->n, cor_shutdown(self->to, SHUT_WR));
+    if (self->n < 0 && self->n != -ENOTCONN)
+        COR_FAIL(self->n);
+    COR_RETURN(0);
 }
 
-/* One client: connect to the backend (with a deadline), then pump both ways until one ends. */
+/* One client: connect to the backend (with a deadline), then pump both ways until both end. */
 struct session {
     COR_PROMISE(int);
-    int client, backend, r, which, up, down;
+    int client, backend, r, up, down;
     int64_t last;
 };
 COR_DEFINE_STATIC(session, (int client), { self->client = client; })
@@ -80,9 +88,9 @@ COR_DEFINE_STATIC(session, (int client), { self->client = client; })
     COR_AWAIT(self->r, COR_DEADLINE_AFTER(cor_connect(self->backend, &upstream), connect_ns));
     if (self->r == 0) {
         self->last = cor_clock_now();
-        /* The first direction to end wins; the other is stopped and awaited. */
-        COR_AWAIT_ANY(self->which, (self->up, pump(self->client, self->backend, &self->last)),
-                      (self->down, pump(self->backend, self->client, &self->last)));
+        /* Both directions to their end; the first to fail stops the other. */
+        COR_TRY_AWAIT_ALL(self->r, (self->up, pump(self->client, self->backend, &self->last)),
+                          (self->down, pump(self->backend, self->client, &self->last)));
     }
     COR_AWAIT_VOID(cor_close(self->backend)); /* the client's is closed by the server loop */
     COR_RETURN(self->r);

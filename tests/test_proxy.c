@@ -1,6 +1,7 @@
 /*
  * The tcp_proxy example end to end, on both backends: bytes round-trip
- * through the proxy to echo_server on many connections at once; an idle
+ * through the proxy to echo_server on many connections at once; a client's
+ * half-close is passed on and the rest of its answer still arrives; an idle
  * connection is closed and a busy one kept; a refused backend and a backend
  * that never answers (its accept queue full) close the client's connection,
  * the latter at the connect deadline; SIGTERM refuses new connections, lets
@@ -102,6 +103,40 @@ Test(proxy, bytes_round_trip_through_the_proxy_on_many_connections, .timeout = 1
                           "%s: connection %d, round %d", backends[b], i, round);
         for (int i = 0; i < N; i++)
             close(fds[i]);
+        stop(&s);
+    }
+}
+
+/*
+ * A client that half-closes (shutdown SHUT_WR after its last bytes) still
+ * gets every byte back, then the end of stream: the proxy passes the end on
+ * to the backend and keeps the other direction open until the backend ends.
+ */
+Test(proxy, a_half_close_is_passed_on_and_the_answer_still_arrives, .timeout = 60)
+{
+    static unsigned char data[1 << 16], back[1 << 16];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (unsigned char)(i * 31 + 7);
+    for (int b = 0; b < 2; b++) {
+        struct setup s;
+        start(&s, backends[b], NULL);
+        int fd = prog_dial(s.proxy_port);
+        cr_assert_geq(fd, 0);
+        size_t half = sizeof data / 2;
+        cr_assert(round_trip(fd, data, half), "%s: the first half", backends[b]);
+        /* The second half in one go, the end of stream right behind it. */
+        cr_assert_eq(send(fd, data + half, half, MSG_NOSIGNAL), (ssize_t)half);
+        cr_assert_eq(shutdown(fd, SHUT_WR), 0);
+        size_t got = 0;
+        ssize_t k;
+        while (got < half && (k = recv(fd, back + got, half - got, 0)) > 0)
+            got += (size_t)k;
+        cr_assert_eq(got, half, "%s: %zu of %zu bytes after the half-close", backends[b], got,
+                     half);
+        cr_assert(!memcmp(back, data + half, half), "%s: the bytes", backends[b]);
+        char c;
+        cr_assert_eq(recv(fd, &c, 1, 0), 0, "%s: then the end of stream", backends[b]);
+        close(fd);
         stop(&s);
     }
 }
