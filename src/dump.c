@@ -371,8 +371,13 @@ static cor_handle req_resume(cor_frame *f)
     return COR_NOOP;
 }
 
+bool cor__io_is_dump_request(const cor_frame *h)
+{
+    return h->resume == req_resume;
+}
+
 /* Discarded with io's queue (teardown): the caller learns it never ran. */
-static void req_destroyed(cor_frame *f)
+void cor__io_dump_request_destroyed(cor_frame *f)
 {
     struct dump_req *r = (struct dump_req *)f;
     if (req_take(r))
@@ -380,10 +385,12 @@ static void req_destroyed(cor_frame *f)
     req_unref(r);
 }
 
-/* Tries to become io's driver for a moment (nobody drives it). */
+/* Takes io for the print (nobody drives it); a run that starts meanwhile waits for it. */
 static bool grab(cor_io_context *io)
 {
-    return !__atomic_exchange_n(&io->running, 1, __ATOMIC_ACQUIRE);
+    uint32_t was = 0;
+    return __atomic_compare_exchange_n(&io->running, &was, COR__IO_PEEKING, false, __ATOMIC_ACQUIRE,
+                                       __ATOMIC_RELAXED);
 }
 
 static void release(cor_io_context *io)
@@ -423,10 +430,9 @@ static int dump_posted(cor_io_context *io, FILE *out)
     struct dump_req *r = calloc(1, sizeof *r);
     if (!r)
         return -ENOMEM;
-    /* In-slot: destroying the queued request must not free it through an allocator. */
+    /* In-slot, no on_destroy: a teardown discards it with cor__io_dump_request_destroyed. */
     cor__frame_init(&r->hdr, req_resume, NULL, sizeof *r, _Alignof(struct dump_req),
                     COR_FRAME_IN_SLOT | COR_FRAME_STARTED, 0, 0);
-    r->hdr.on_destroy = req_destroyed;
     r->io = io;
     r->out = out;
     r->refs = 2;

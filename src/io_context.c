@@ -482,13 +482,31 @@ static long loop(cor_io_context *io, long max, int64_t timeout_ns, bool block)
     return n;
 }
 
+/*
+ * Takes io's running flag for this thread; false if another thread drives
+ * io. A dump printing from another thread while nobody drove io holds it for
+ * the print: wait for it.
+ */
+static bool take_running(cor_io_context *io)
+{
+    for (;;) {
+        uint32_t was = 0;
+        if (__atomic_compare_exchange_n(&io->running, &was, COR__IO_DRIVING, false,
+                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+            return true;
+        if (was != COR__IO_PEEKING)
+            return false;
+        sched_yield();
+    }
+}
+
 static long drive(cor_io_context *io, long max, int64_t timeout_ns, bool block)
 {
     if (!io)
         return -EINVAL;
     if (cor__io_forked(io))
         return -EPERM;
-    if (__atomic_exchange_n(&io->running, 1, __ATOMIC_ACQUIRE))
+    if (!take_running(io))
         return -EBUSY;
     long rc = 0;
     if (!may_drive(io)) {
@@ -573,7 +591,7 @@ int cor_io_context_restart(cor_io_context *io)
         return -EINVAL;
     if (cor__io_forked(io))
         return -EPERM;
-    if (__atomic_load_n(&io->running, __ATOMIC_ACQUIRE))
+    if (__atomic_load_n(&io->running, __ATOMIC_ACQUIRE) == COR__IO_DRIVING)
         return -EBUSY;
     __atomic_store_n(&io->stopped, 0, __ATOMIC_SEQ_CST);
     return 0;
@@ -635,7 +653,7 @@ int cor__io_owner_enter(cor_io_context *io, bool *held)
         return -EPERM;
     if (cor__io_running == io)
         return 0;
-    if (__atomic_exchange_n(&io->running, 1, __ATOMIC_ACQUIRE))
+    if (!take_running(io))
         return -EPERM;
     if (!may_drive(io)) {
         __atomic_store_n(&io->running, 0, __ATOMIC_RELEASE);
@@ -653,11 +671,13 @@ void cor__io_owner_leave(cor_io_context *io, bool held)
 
 /* ---- teardown ------------------------------------------------------------------------ */
 
-/* Destroys a queued handle: a frame, or a stop link's request. */
+/* Destroys a queued handle: a frame, a stop link's request or a dump request. */
 static void destroy_queued(cor_frame *h)
 {
     if (cor__io_is_link_request(h))
         cor__io_link_request_destroyed(h);
+    else if (cor__io_is_dump_request(h))
+        cor__io_dump_request_destroyed(h); /* it frees itself: not through cor_frame_destroy */
     else
         cor_frame_destroy(h);
 }
@@ -713,6 +733,7 @@ static void quiesce(cor_io_context *io, bool waits)
         if (r == COR__MPSC_BUSY)
             sched_yield();
     }
+    cor__io_metrics_timers(io); /* the sleeps and timer waits it ended */
     cor__tls.running = prev_running;
     cor__io_running = prev_io;
 }

@@ -24,6 +24,13 @@
 #include "mpsc.h"
 #include "wheel.h"
 
+/*
+ * cor_io_context.running: a thread drives io (inside run, or an owner-only
+ * call while nobody runs it), or a dump reads io from another thread while
+ * nobody drives it (a driver waits for the dump to end instead of failing).
+ */
+enum { COR__IO_DRIVING = 1, COR__IO_PEEKING = 2 };
+
 /* Op states (cor__io_op.state). */
 enum { COR__OP_NEW, COR__OP_IN_FLIGHT, COR__OP_DONE };
 
@@ -109,7 +116,7 @@ struct cor_io_context {
         uint64_t iterations;       /* run-loop passes                          */
         uint64_t longest_ns;       /* the longest pass's busy time             */
         uint64_t stalls;           /* passes busy beyond stall_ns              */
-        uint64_t timers;           /* wheel nodes at the end of the last pass  */
+        uint64_t timers;           /* wheel nodes: before a wait, after a pass */
         int64_t busy_since;        /* iter_start while busy in run, else 0     */
     } stats;
     int64_t stall_ns; /* the stall threshold (0: off); set from any thread (atomic) */
@@ -122,7 +129,7 @@ struct cor_io_context {
     void *link_chunks;          /* the blocks links are carved from           */
 
     /* shared */
-    uint32_t running;   /* a thread is inside run                      */
+    uint32_t running;   /* COR__IO_DRIVING or COR__IO_PEEKING, or 0    */
     uint32_t stopped;   /* stop was requested                          */
     uint32_t sleeping;  /* the owner is (about to be) blocked          */
     uint32_t touching;  /* threads inside a cross-thread touch of io   */
@@ -162,6 +169,9 @@ void cor__io_context_quiesce(cor_io_context *io, bool waits);
 
 /* The run loop is starting (or ending, with now 0): the busy clock starts (or stops). */
 void cor__io_metrics_begin(cor_io_context *io, int64_t now);
+
+/* Publishes the timers gauge (wheel nodes now). */
+void cor__io_metrics_timers(cor_io_context *io);
 
 /*
  * About to call the backend's run, allowed to block (wait != 0) or not; ran:
@@ -253,6 +263,12 @@ bool cor__io_is_link_request(const cor_frame *h);
 
 /* A queued stop-link request is being discarded (teardown). */
 void cor__io_link_request_destroyed(cor_frame *h);
+
+/* dump.c: true if h is a dump request another thread posted to io. */
+bool cor__io_is_dump_request(const cor_frame *h);
+
+/* A queued dump request discarded with io's queue: its caller learns it never ran. */
+void cor__io_dump_request_destroyed(cor_frame *h);
 
 /* Calls fn(arg, op) for every operation in flight, until one returns non-zero (returned). */
 int cor__io_ops_walk(cor_io_context *io, int (*fn)(void *arg, cor__io_op *op), void *arg);

@@ -86,10 +86,17 @@ void cor__io_metrics_begin(cor_io_context *io, int64_t now)
     busy_from(io, now);
 }
 
+void cor__io_metrics_timers(cor_io_context *io)
+{
+    set(&io->stats.timers, io->wheel.count);
+}
+
 void cor__io_metrics_before_wait(cor_io_context *io, int64_t wait, bool ran)
 {
     if (!wait)
         return;
+    /* What this pass's handlers scheduled, visible while the loop blocks on it. */
+    cor__io_metrics_timers(io);
     if (ran) {
         int64_t now = cor_clock_now();
         io->busy_acc += now - io->iter_start;
@@ -117,7 +124,7 @@ void cor__io_metrics_pass(cor_io_context *io)
     io->busy_acc = 0;
     busy_from(io, now);
     cor__stat_add(io->stats.iterations, 1);
-    set(&io->stats.timers, io->wheel.count);
+    cor__io_metrics_timers(io);
     if ((uint64_t)busy > load(&io->stats.longest_ns))
         set(&io->stats.longest_ns, (uint64_t)busy);
     int64_t limit = __atomic_load_n(&io->stall_ns, __ATOMIC_RELAXED);

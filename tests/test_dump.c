@@ -6,7 +6,9 @@
  * task-group child; a chain that leaves for a thread pool; a thread pool's
  * queue (a task, a COR_RUN child, a strand's drainer); a strand's queue
  * while one of its handles is stuck; a coroutine's
- * own backtrace; bad arguments. Nothing the dump reads changes: the
+ * own backtrace; bad arguments; a dump request the owner left queued when it
+ * stopped (discarded at destroy) and a run started while another thread
+ * dumps (it waits for the dump). Nothing the dump reads changes: the
  * sessions go on afterwards and every frame is freed (a counting resource).
  */
 #include <netinet/in.h>
@@ -644,5 +646,114 @@ Test(dump, bad_arguments)
     cr_assert_eq(cor_io_context_dump(io, NULL), -EINVAL);
     cor_frame f = {0};
     cr_assert_eq(cor_backtrace(&f, NULL), -EINVAL);
+    cor_io_context_destroy(io);
+}
+
+/* ---- a dump from another thread racing the owner's stop and run ---- */
+
+/* Blocks its thread 300 ms (a dump request arrives meanwhile), then stops io. */
+struct stopper {
+    COR_PROMISE(int);
+    cor_io_context *io;
+    int r;
+};
+COR_DEFINE_STATIC(stopper, (cor_io_context * io), { self->io = io; })
+{
+    COR_BEGIN();
+    usleep(300 * 1000);
+    cor_io_context_stop(self->io);
+    COR_AWAIT(self->r, cor_yield());
+    COR_RETURN(0);
+}
+
+struct dump_thread {
+    cor_io_context *io;
+    FILE *f;
+    int rc;
+};
+
+static void *dump_main(void *arg)
+{
+    struct dump_thread *d = arg;
+    d->rc = cor_io_context_dump(d->io, d->f);
+    return NULL;
+}
+
+static void *run_main(void *arg)
+{
+    cor_io_context_run(arg);
+    return NULL;
+}
+
+/*
+ * The owner stops with the dump request still queued: the dumping thread
+ * prints on its own once the owner left, and destroy discards the request
+ * it left behind (the ASan build checks that nothing is read after free).
+ */
+IO_TEST(dump, a_request_the_owner_left_queued_is_discarded_at_destroy)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), NULL, stopper(io)), 0);
+    pthread_t runner, dumper;
+    cr_assert_eq(pthread_create(&runner, NULL, run_main, io), 0);
+    usleep(100 * 1000);
+    struct text t;
+    text_open(&t);
+    struct dump_thread d = {.io = io, .f = t.f, .rc = 1};
+    cr_assert_eq(pthread_create(&dumper, NULL, dump_main, &d), 0);
+    pthread_join(runner, NULL);
+    pthread_join(dumper, NULL);
+    text_close(&t);
+    cr_assert_eq(d.rc, 0);
+    cr_assert(strstr(t.buf, "io_context"), "%s", t.buf);
+    free(t.buf);
+    cor_io_context_destroy(io);
+}
+
+/* A FILE whose writes take 20 ms each: a dump into it lasts. */
+static int slow_writes;
+
+static ssize_t slow_write(void *cookie, const char *buf, size_t n)
+{
+    (void)cookie;
+    (void)buf;
+    __atomic_fetch_add(&slow_writes, 1, __ATOMIC_RELEASE);
+    usleep(20 * 1000);
+    return (ssize_t)n;
+}
+
+struct seven {
+    COR_PROMISE(int);
+    int r;
+};
+COR_DEFINE_STATIC(seven, (void), {})
+{
+    COR_BEGIN();
+    COR_AWAIT(self->r, cor_sleep_for(MS));
+    COR_RETURN(7);
+}
+
+/* While another thread dumps (nobody drove io), the owner's run waits for it, then runs. */
+IO_TEST(dump, a_run_started_during_a_dump_from_another_thread_waits_for_it)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    int got = 0;
+    cor_launch_options lo = {.on_result = store, .user = &got};
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, seven()), 0);
+    FILE *f = fopencookie(NULL, "w", (cookie_io_functions_t){.write = slow_write});
+    cr_assert_not_null(f);
+    setvbuf(f, NULL, _IONBF, 0); /* every line a write */
+    __atomic_store_n(&slow_writes, 0, __ATOMIC_RELAXED);
+    struct dump_thread d = {.io = io, .f = f, .rc = 1};
+    pthread_t dumper;
+    cr_assert_eq(pthread_create(&dumper, NULL, dump_main, &d), 0);
+    while (__atomic_load_n(&slow_writes, __ATOMIC_ACQUIRE) == 0)
+        usleep(1000);
+    long n = cor_io_context_run(io);
+    cr_assert_geq(n, 1, "run during the dump: %ld", n);
+    cr_assert_eq(got, 7);
+    pthread_join(dumper, NULL);
+    cr_assert_eq(d.rc, 0);
+    fclose(f);
     cor_io_context_destroy(io);
 }

@@ -454,3 +454,54 @@ Test(metrics, bad_arguments)
     cr_assert_eq(cor_io_context_set_stall_threshold(io, -1), -EINVAL);
     cor_io_context_destroy(io);
 }
+
+/* The timers gauge, read from another thread while the owner blocks on them and after a stop. */
+struct blocked_runner {
+    cor_io_context *io;
+    long rc;
+};
+
+static void *run_for_a_while(void *arg)
+{
+    struct blocked_runner *b = arg;
+    b->rc = cor_io_context_run_for(b->io, 400 * MS);
+    return NULL;
+}
+
+IO_TEST(metrics, timers_gauge_while_blocked_and_after_teardown)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    for (int i = 0; i < 10; i++)
+        cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), NULL, nap(10000 * MS)), 0);
+    struct blocked_runner b = {.io = io};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, run_for_a_while, &b), 0);
+    uint64_t seen = 0;
+    for (int i = 0; i < 200 && seen != 10; i++) {
+        usleep(1000);
+        seen = snap(io).timers;
+    }
+    cr_assert_eq(seen, 10, "the gauge while the loop blocks on ten sleeps: %lu",
+                 (unsigned long)seen);
+    pthread_join(t, NULL);
+    cr_assert_geq(b.rc, 0);
+    cor_io_context_destroy(io);
+
+    /* An io_group member's thread ends its sleeps when it exits: the gauge follows. */
+    cor_io_group *g;
+    cor_io_context_options co = {.backend = backend};
+    cor_io_group_options go = {.no_pin = true, .context = &co};
+    cr_assert_eq(cor_io_group_create(&g, 1, &go), 0);
+    for (int i = 0; i < 10; i++)
+        cr_assert_eq(COR_RUN_ASYNC(cor_io_group_executor(g, 0), NULL, nap(10000 * MS)), 0);
+    cor_io_context *m = cor_io_group_context(g, 0);
+    seen = 0;
+    for (int i = 0; i < 2000 && seen != 10; i++) {
+        usleep(1000);
+        seen = snap(m).timers;
+    }
+    cr_assert_eq(seen, 10);
+    cr_assert_eq(cor_io_group_stop(g), 0);
+    cr_assert_eq(snap(m).timers, 0, "the sleeps ended with the member's thread");
+    cor_io_group_destroy(g);
+}

@@ -55,7 +55,8 @@ COR_API int cor_backtrace(const cor_frame *f, FILE *out);
  * io, a signal watcher) it prints at once; from another thread while a
  * thread drives io, it posts the dump there and waits for it (as long as
  * the running handler takes: a stalled loop delays it); while nobody
- * drives io, it prints on the calling thread. A chain that passes to
+ * drives io, it prints on the calling thread (a run started meanwhile
+ * waits for the print to end, then runs). A chain that passes to
  * another execution context (COR_RUN to a thread pool) is followed no
  * further. Returns 0; -EINVAL for a NULL argument; -EPERM in a forked
  * child; -ECANCELED if io was torn down before the dump ran; -ENOMEM.
