@@ -92,7 +92,8 @@ static void prep(cor__backend *b, struct io_uring_sqe *sqe, cor__io_op *op)
         io_uring_prep_recv(sqe, op->fd, op->u.io.addr, op->len, (int)op->op_flags);
         break;
     case COR__IO_SEND:
-        if (b->send_zc_min && op->len >= b->send_zc_min) {
+        if (b->send_zc_min && op->len >= b->send_zc_min && !(op->bk_flags & BK_PLAIN) &&
+            op->fd != b->zc_refused_fd) {
             io_uring_prep_send_zc(sqe, op->fd, op->u.io.addr, op->len, (int)op->op_flags, 0);
             op->bk_flags |= BK_ZC;
         } else {
@@ -220,6 +221,7 @@ static void uring_cancel(cor__backend *b, cor__io_op *op)
         op->bk_flags |= BK_CANCELED; /* not in the kernel yet: it never will be */
         return;
     }
+    op->bk_flags |= BK_STOP_ASKED;
     if (op->bk_flags & (BK_CANCEL_BACKLOG | BK_ZC_SENT))
         return; /* (a zero-copy send that was sent waits for its notification) */
     if (!b->cancels && cor__uring_reserve(b, 1) == 0) {
@@ -247,7 +249,7 @@ static long drain_backlog(cor__backend *b)
         cor__io_op *op = b->backlog;
         uint8_t was = op->bk_flags;
         bool canceled = was & BK_CANCELED;
-        op->bk_flags = 0; /* prep may set its own (BK_ZC) */
+        op->bk_flags = was & BK_PLAIN; /* prep may set its own (BK_ZC) */
         if (!canceled && submit_one(b, op)) {
             op->bk_flags = was;
             break;
@@ -295,6 +297,23 @@ static bool zc_done(cor__io_op *op, int32_t *res, uint32_t flags)
     return false;
 }
 
+/*
+ * SEND_ZC refused op's socket before sending anything (the kernel has zero
+ * copy for TCP and UDP, not for Unix sockets): the socket is remembered and
+ * op goes again as a plain send, through the backlog (submission order
+ * kept), unless its cancel was asked for. True when it was requeued.
+ */
+static bool zc_refused(cor__backend *b, cor__io_op *op)
+{
+    b->zc_refused_fd = op->fd;
+    if (op->bk_flags & BK_STOP_ASKED)
+        return false;
+    op->bk_flags = BK_PLAIN | BK_BACKLOG;
+    op->bk_pending = 1;
+    cor__uring_fifo_push(&b->backlog, &b->backlog_last, op);
+    return true;
+}
+
 static long on_cqe(cor__backend *b, uint64_t ud, int32_t res, uint32_t flags)
 {
     if (ud < UD_LIMIT || ud == LIBURING_UDATA_TIMEOUT) {
@@ -311,8 +330,15 @@ static long on_cqe(cor__backend *b, uint64_t ud, int32_t res, uint32_t flags)
     cor__io_op *op = (cor__io_op *)(uintptr_t)ud;
     if (__builtin_expect((op->bk_flags & BK_CANCEL_BACKLOG) != 0, 0))
         fifo_remove(&b->cancels, &b->cancels_last, op); /* done before its cancel went out */
-    if (__builtin_expect((op->bk_flags & BK_ZC) != 0, 0) && !zc_done(op, &res, flags))
-        return 0;
+    if (__builtin_expect((op->bk_flags & BK_ZC) != 0, 0)) {
+        if (!zc_done(op, &res, flags))
+            return 0;
+        if (res == -EOPNOTSUPP) {
+            if (zc_refused(b, op))
+                return 0;
+            res = -ECANCELED; /* stopped, and nothing was sent */
+        }
+    }
     op->bk_pending = 0;
     op->bk_flags = 0;
     cor__io_complete(op, res);
@@ -744,6 +770,7 @@ static int probe_ops(cor__backend *b, const cor__backend_config *cfg)
     }
     if (!op_supported(p, IORING_OP_MSG_RING))
         b->no_msg_ring = true;
+    b->zc_refused_fd = -1;
     if (cfg->send_zc_min && op_supported(p, IORING_OP_SEND_ZC)) {
         b->send_zc_min = cfg->send_zc_min;
         b->features |= COR_IO_SEND_ZC;

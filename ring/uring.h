@@ -33,7 +33,9 @@ enum {
     BK_CANCEL_BACKLOG = 1u << 2, /* its cancel waits for room in the SQ            */
     BK_READY = 1u << 3,          /* a STREAM_NEXT whose result is on the ready list */
     BK_ZC = 1u << 4,             /* a SEND issued as SEND_ZC                        */
-    BK_ZC_SENT = 1u << 5         /* its result came (in bk[1]); its notification not */
+    BK_ZC_SENT = 1u << 5,        /* its result came (in bk[1]); its notification not */
+    BK_PLAIN = 1u << 6,          /* a SEND that SEND_ZC refused: issued again, plain */
+    BK_STOP_ASKED = 1u << 7      /* its cancel was asked for (sent or waiting)      */
 };
 
 /* Newer than liburing 2.3 (kernel 6.10+): receive bundles, probed at setup. */
@@ -69,6 +71,7 @@ struct cor__backend {
     bool disabled;      /* created with R_DISABLED, not yet enabled    */
     bool no_msg_ring;   /* the kernel lacks IORING_OP_MSG_RING         */
     unsigned send_zc_min; /* sends of at least this many bytes go SEND_ZC (0: none) */
+    int zc_refused_fd;    /* the last socket SEND_ZC refused (a Unix socket): plain sends */
     bool bundles;         /* multishot receives take bundles (IORING_FEAT_RECVSEND_BUNDLE) */
     unsigned *sq_array;   /* NO_SQARRAY: where liburing's sq.array points (the kernel reads none) */
     bool cq_grow_probed;  /* bind asked the kernel whether the CQ can grow        */

@@ -172,9 +172,7 @@ struct cor_io_await *cor_stream_next(cor_stream *s, cor_buf *buf)
         cor__io_op_invalid(op);
         return a;
     }
-    /* The await starts the op on this thread right after this call. */
-    if (cor__io_running != s->io)
-        op->flags |= COR__OPF_EPERM;
+    /* Awaited off s's driving thread: the backend refuses it at the start (-EPERM). */
     op->u.next.stream = s->s;
     op->u.next.ring = s->ring;
     op->u.next.out = s->ring ? buf : NULL;

@@ -1382,6 +1382,40 @@ IO_TEST(net, whole_buffer_stream_without_memory_for_its_queue_ends)
     piped_close(&p);
 }
 
+/* Awaits an awaitable made before (outside run, on the thread that then runs io). */
+struct await_made {
+    COR_PROMISE(int);
+    struct cor_io_await *a;
+    int r;
+};
+COR_DEFINE_STATIC(await_made, (struct cor_io_await * a), { self->a = a; })
+{
+    COR_BEGIN();
+    COR_AWAIT(self->r, self->a);
+    COR_RETURN(self->r);
+}
+
+/* The thread is checked when the next-result await starts, not when the awaitable is made. */
+IO_TEST(net, a_stream_next_made_before_run_is_awaited_inside_it)
+{
+    struct piped p;
+    piped_open(&p, backend, 4, 64, 0);
+    cr_assert_eq(write(p.sv[1], "hello", 5), 5);
+    cor_buf b;
+    int r = 0;
+    cor_launch_options lo = {.on_result = store_int, .user = &r};
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(p.io), &lo,
+                               await_made(cor_stream_next(p.s, &b))),
+                 0);
+    int64_t end = cor_clock_now() + 5000 * MS;
+    while (r == 0 && cor_clock_now() < end)
+        cor_io_context_run_for(p.io, 5 * MS);
+    cr_assert_eq(r, 5, "%s", cor_strerror(r));
+    cr_assert_eq(memcmp(b.data, "hello", 5), 0);
+    cr_assert_eq(cor_buf_ring_put(p.ring, &b), 0);
+    piped_close(&p);
+}
+
 /*
  * An io_context destroyed with a ring and a stream still open, results queued
  * on the stream and a stream on a second ring with nothing queued, frees
@@ -1531,6 +1565,45 @@ IO_TEST(net, zero_copy_sends_deliver_every_byte)
     cor_io_context_destroy(io);
     close(a);
     close(b);
+}
+
+/*
+ * With a zero-copy threshold, sends on a Unix socket (which the kernel's
+ * SEND_ZC refuses) still work: above the threshold they go plain, every
+ * byte arrives, and a second large send on the same socket too.
+ */
+IO_TEST(net, sends_above_the_zero_copy_threshold_work_on_unix_sockets)
+{
+    cor_io_context_options o = {.send_zc_threshold = 1024};
+    cor_io_context *io = io_test_create(backend, &o);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    enum { LEN = 256 << 10 };
+    char *out = malloc(LEN), *in = malloc(LEN);
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < LEN; i++)
+            out[i] = (char)(i * 5 + (size_t)round);
+        int r = 0;
+        cor_launch_options lo = {.on_result = store_int, .user = &r};
+        cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, zc_sender(sv[0], out, LEN)),
+                     0);
+        size_t got = 0;
+        int64_t end = cor_clock_now() + 10000 * MS;
+        while ((got < LEN || r == 0) && cor_clock_now() < end) {
+            cor_io_context_poll(io);
+            ssize_t k = recv(sv[1], in + got, LEN - got, MSG_DONTWAIT);
+            if (k > 0)
+                got += (size_t)k;
+        }
+        cr_assert_eq(r, LEN, "round %d: %d", round, r);
+        cr_assert_eq(got, (size_t)LEN);
+        cr_assert(!memcmp(in, out, LEN), "round %d: the bytes", round);
+    }
+    free(out);
+    free(in);
+    cor_io_context_destroy(io);
+    close(sv[0]);
+    close(sv[1]);
 }
 
 /*

@@ -112,7 +112,9 @@ enum {
  *                  longer needs it). 0: the build's (Meson send_zc_threshold);
  *                  -1: never. Used where the kernel has SEND_ZC (6.0+; the
  *                  features say COR_IO_SEND_ZC), plain sends elsewhere and on
- *                  epoll. Zero-copy pays off for large sends to a real NIC;
+ *                  epoll; a socket SEND_ZC refuses (a Unix socket) gets a
+ *                  plain send instead (the first one costs a second
+ *                  submission). Zero-copy pays off for large sends to a real NIC;
  *                  on loopback the kernel copies anyway (README, figures).
  *                  Such a send completes (its result, or -ECANCELED when
  *                  stopped) only once the kernel no longer reads the buffer:

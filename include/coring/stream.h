@@ -82,7 +82,11 @@ COR_API unsigned cor_buf_ring_flags(const cor_buf_ring *r);
  * again. Returns 0; -EINVAL for NULL arguments, a buffer that is not r's or
  * one that is not out (given back already: on an incremental ring this is
  * seen only once no piece of that buffer is out); -EPERM off the driving
- * thread (the buffer is then still the caller's).
+ * thread (the buffer is then still the caller's). On an incremental ring a
+ * piece put back twice while other pieces of its buffer are out returns 0
+ * and counts as one of them: the buffer may then go back to the kernel
+ * while a piece is still being read, and be overwritten under it. Put each
+ * piece back exactly once.
  */
 COR_API int cor_buf_ring_put(cor_buf_ring *r, const cor_buf *b);
 
