@@ -213,6 +213,12 @@ static int resolve_options(const cor_io_context_options *o, cor__backend_config 
                            COR_IO_WAKE_EVENTFD;
     if (d.flags & ~known)
         return -EINVAL;
+    /* A kernel thread polling the SQ excludes deferred task work (the kernel says so too). */
+    if ((d.flags & COR_IO_SQPOLL) && (d.flags & COR_IO_DEFER_TASKRUN))
+        return -EINVAL;
+    for (size_t i = 0; i < sizeof d.reserved / sizeof d.reserved[0]; i++)
+        if (d.reserved[i])
+            return -EINVAL;
     unsigned flags = d.flags & ~COR_IO_NO_DEFAULT_FLAGS;
     if (!(d.flags & COR_IO_NO_DEFAULT_FLAGS))
         flags |= default_flags();

@@ -77,6 +77,12 @@ Test(io_context, create_rejects_bad_options)
     cr_assert_eq(cor_io_context_create(&io, &o), -EINVAL);
     o = (cor_io_context_options){.backend = COR_IO_BACKEND_EPOLL, .flags = COR_IO_SQPOLL};
     cr_assert_eq(cor_io_context_create(&io, &o), -EINVAL, "epoll has no SQ polling thread");
+    o = (cor_io_context_options){.flags = COR_IO_SQPOLL | COR_IO_DEFER_TASKRUN};
+    cr_assert_eq(cor_io_context_create(&io, &o), -EINVAL, "SQ polling excludes deferred work");
+    o = (cor_io_context_options){.flags = COR_IO_MSG_RING};
+    cr_assert_eq(cor_io_context_create(&io, &o), -EINVAL, "a feature bit, not an option");
+    o = (cor_io_context_options){.reserved = {[5] = 1}};
+    cr_assert_eq(cor_io_context_create(&io, &o), -EINVAL, "reserved fields are zero");
     cr_assert_null(io, "nothing was created");
 }
 

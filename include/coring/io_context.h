@@ -80,7 +80,7 @@ enum {
     COR_IO_COOP_TASKRUN = 1u << 2,  /* no IPI to interrupt the owner for completions   */
     COR_IO_TASKRUN_FLAG = 1u << 3,  /* the kernel flags pending completion work        */
     COR_IO_SQPOLL = 1u << 4,   /* a kernel thread polls the SQ (option; excludes DEFER_TASKRUN) */
-    COR_IO_MSG_RING = 1u << 5, /* wake-ups from other rings use IORING_OP_MSG_RING */
+    COR_IO_MSG_RING = 1u << 5, /* features only: wake-ups from other rings use IORING_OP_MSG_RING */
     COR_IO_FALLBACK = 1u << 6, /* features only: io_uring was refused, this context runs on epoll */
     COR_IO_RING_FD_REGISTERED = 1u << 7, /* features only: io_uring_enter uses a registered ring fd */
     COR_IO_SEND_ZC = 1u << 8, /* features only: sends of send_zc_threshold bytes or more go SEND_ZC */
@@ -121,6 +121,7 @@ enum {
  *                  bytes queued to a peer that does not read keep it (and
  *                  the io_context's destroy, which waits for every
  *                  operation) until the peer reads them or its end closes.
+ *  reserved:       zero.
  */
 typedef struct cor_io_context_options {
     unsigned sq_entries;
@@ -134,9 +135,10 @@ typedef struct cor_io_context_options {
 
 /*
  * Creates an io_context in *out with options o (NULL: all defaults).
- * Returns 0; -EINVAL for a NULL out, sizes out of range, unknown flags, an
- * unknown backend, or COR_IO_SQPOLL with the epoll backend (which ignores
- * the other ring flags); -ENOMEM; or the kernel's error when no ring could
+ * Returns 0; -EINVAL for a NULL out, sizes out of range, unknown flags
+ * (feature-only bits included), COR_IO_SQPOLL with COR_IO_DEFER_TASKRUN (it
+ * drops the default one), an unknown backend, COR_IO_SQPOLL with the epoll
+ * backend (which ignores the other ring flags), or a nonzero reserved field; -ENOMEM; or the kernel's error when no ring could
  * be set up (-EPERM for SQPOLL without privilege or where io_uring is
  * blocked, -ENOSYS without io_uring or an operation coring needs). With
  * the default backend (and no COR_IO_SQPOLL asked for) a refused io_uring
