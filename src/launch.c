@@ -106,19 +106,20 @@ static void collect_waits(cor_execution_context *ctx, cor_frame *f, struct waits
 {
     while (!(f->flags & COR_FRAME_JOIN)) {
         cor_frame *g = f->awaited;
+        /* A frame of another context may be running: nothing of it but its executor is read. */
+        if (g && !on_ctx(ctx, f, g))
+            return;
         if (!g || (g->flags & COR_FRAME_DONE)) {
             if (cor__is_sync_wait(f))
                 waits_add(w, f);
             return;
         }
-        if (!on_ctx(ctx, f, g))
-            return;
         f = g;
     }
     struct cor__join *j = (struct cor__join *)f;
     for (uint32_t i = 0; i < j->n && depth < JOIN_DEPTH; i++) {
         cor_frame *c = j->children[i];
-        if (c && !(c->flags & COR_FRAME_DONE) && on_ctx(ctx, f, c))
+        if (c && on_ctx(ctx, f, c) && !(c->flags & COR_FRAME_DONE))
             collect_waits(ctx, c, w, depth + 1);
     }
 }
