@@ -1,9 +1,10 @@
 /*
  * Helpers for the end-to-end tests of the example programs (http_hello,
  * tcp_proxy, kv_server, echo_server): a free loopback port, a blocking
- * client connection, starting a program and waiting until it listens, and
- * stopping it with SIGTERM. The program's path comes from the environment
- * (meson sets it); without it the test is skipped.
+ * client connection, starting a program and waiting until it listens,
+ * stopping it with SIGTERM, and a client that trickles bytes until closed.
+ * The program's path comes from the environment (meson sets it); without it
+ * the test is skipped.
  */
 #ifndef CORING_TESTS_PROGRAM_H
 #define CORING_TESTS_PROGRAM_H
@@ -16,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <criterion/criterion.h>
 
@@ -95,6 +97,25 @@ static inline int prog_terminate(pid_t pid)
     }
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
+    return -1;
+}
+
+/*
+ * Sends a byte every 100 ms until a send fails (the server closed the
+ * connection), at most 6 s. Returns the milliseconds that took, or -1 if
+ * the connection was still open at the end.
+ */
+static inline long prog_trickle_until_closed(int fd)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < 60; i++) {
+        if (send(fd, "x", 1, MSG_NOSIGNAL) != 1) {
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            return (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        }
+        usleep(100 * 1000);
+    }
     return -1;
 }
 
