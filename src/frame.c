@@ -100,13 +100,17 @@ cor_handle cor__fail_from_child(cor_frame *parent)
 void cor_frame_destroy(cor_handle h)
 {
     cor_frame *from = NULL; /* the frame destroyed just before h (its child) */
+    bool from_via = false;  /* from was a timeout (read before it was freed) */
     while (h) {
         cor_frame *c = h->continuation;
         if (h->on_destroy)
             h->on_destroy(h);
-        /* A child that finished but was not yet collected by its parent. */
-        if (h->awaited && h->awaited != from && (h->awaited->flags & COR_FRAME_DONE))
+        /* A child that finished but was not yet collected by its parent. Nested timeouts
+         * share their task (awaited): the innermost one, reached first, saw to it. */
+        bool shared = from_via && (h->flags & COR_FRAME_IS_VIA);
+        if (h->awaited && h->awaited != from && !shared && (h->awaited->flags & COR_FRAME_DONE))
             cor__frame_free_any(h->awaited);
+        from_via = h->flags & COR_FRAME_IS_VIA;
         if (c && (c->flags & COR_FRAME_JOIN)) {
             /* One child of a join: the join goes on only with its last child. */
             bool last = cor__join_child_destroyed(c, h);

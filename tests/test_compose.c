@@ -582,6 +582,25 @@ COR_DEFINE_STATIC(nested, (int fd, int64_t inner, int64_t outer), {
     COR_RETURN(self->err);
 }
 
+/* Three timeouts around one task. */
+struct outer_nested {
+    COR_PROMISE(int);
+    int fd, err, r;
+    int64_t ns;
+};
+COR_DEFINE_STATIC(outer_nested, (int fd, int64_t ns), {
+    self->fd = fd;
+    self->ns = ns;
+})
+{
+    COR_BEGIN();
+    COR_TRY_AWAIT(
+        self->err, self->r,
+        COR_TIMEOUT(self->ns + 2,
+                    COR_TIMEOUT(self->ns + 1, COR_TIMEOUT(self->ns, blocked_recv(self->fd)))));
+    COR_RETURN(self->err ? self->err : self->r);
+}
+
 IO_TEST(compose, nested_timeouts_the_earliest_wins)
 {
     cor_io_context *io = io_test_create(backend, NULL);
@@ -600,6 +619,34 @@ IO_TEST(compose, nested_timeouts_the_earliest_wins)
     close(sv[0]);
     close(sv[1]);
     cor_io_context_destroy(io);
+}
+
+/* Destroyed while nested timeouts wait: every frame freed, each timeout's task once. */
+IO_TEST(compose, destroying_the_context_under_nested_timeouts_frees_every_frame)
+{
+    for (int depth = 2; depth <= 3; depth++) {
+        cor_io_context *io = io_test_create(backend, NULL);
+        int sv[2];
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+        counting_resource cr;
+        counting_resource_init(&cr, -1);
+        int r = 1;
+        cor_launch_options lo = {.alloc = &cr.base, .on_result = store_int, .user = &r};
+        if (depth == 2)
+            cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo,
+                                       nested(sv[0], 3000 * MS, 4000 * MS)),
+                         0);
+        else
+            cr_assert_eq(
+                COR_RUN_ASYNC(cor_io_context_executor(io), &lo, outer_nested(sv[0], 5000 * MS)), 0);
+        cr_assert_geq(cor_io_context_run_for(io, 20 * MS), 0);
+        cr_assert_gt(cr.allocs, cr.frees, "depth %d: waiting", depth);
+        cor_io_context_destroy(io);
+        cr_assert_eq(r, 1, "no handler ran");
+        cr_assert_eq(cr.allocs, cr.frees, "depth %d: every frame freed", depth);
+        close(sv[0]);
+        close(sv[1]);
+    }
 }
 
 /* A task that catches the stop and returns normally: the deadline fired, so -ETIMEDOUT. */
