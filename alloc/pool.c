@@ -382,6 +382,9 @@ int cor_alloc_configure(const cor_alloc_options *o)
     if (o->arena != COR_ALLOC_ARENA_DEFAULT && o->arena != COR_ALLOC_ARENA_THREAD &&
         o->arena != COR_ALLOC_ARENA_SHARED)
         return -EINVAL;
+    for (size_t i = 0; i < sizeof o->reserved / sizeof o->reserved[0]; i++)
+        if (o->reserved[i])
+            return -EINVAL;
     if (!COR_ALLOC_JEMALLOC && o->arena != COR_ALLOC_ARENA_DEFAULT)
         return -ENOTSUP;
     if (ps.state == POOL_UNINIT)

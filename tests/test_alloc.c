@@ -340,6 +340,7 @@ Test(alloc, options_out_of_range_are_rejected)
         {.arena = -1},
         {.cache_max = 4097},
         {.cache_depth = 8, .cache_max = 4},
+        {.reserved = {[3] = 1}},
     };
     /* Fill the cache so a rejected call can be seen to change nothing. */
     cor_memory_resource *mr = cor_default_resource();
