@@ -121,10 +121,12 @@ typedef struct cor_alloc_options {
 
 /*
  * Applies o to the calling thread's pool: returns its cached blocks to the
- * backing heap, then uses the new settings (every class back at cache_depth). Blocks it already
- * handed out stay valid and may be freed on any thread. Returns 0; -EINVAL for a NULL o, a member
- * out of range or a nonzero reserved field; -ENOTSUP for an arena mode on a build whose pool refills from malloc
- * (COR_ALLOC_JEMALLOC 0); -EPERM from a thread that is exiting. Calling thread only.
+ * backing heap, then uses the new settings (every class back at cache_depth).
+ * Blocks it already handed out stay valid and may be freed on any thread.
+ * Returns 0; -EINVAL for a NULL o, a member out of range or a nonzero
+ * reserved field; -ENOTSUP for an arena mode on a build whose pool refills
+ * from malloc (COR_ALLOC_JEMALLOC 0); -EPERM from a thread that is exiting.
+ * Calling thread only.
  */
 COR_API int cor_alloc_configure(const cor_alloc_options *o);
 

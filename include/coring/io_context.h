@@ -138,9 +138,10 @@ typedef struct cor_io_context_options {
  * Returns 0; -EINVAL for a NULL out, sizes out of range, unknown flags
  * (feature-only bits included), COR_IO_SQPOLL with COR_IO_DEFER_TASKRUN (it
  * drops the default one), an unknown backend, COR_IO_SQPOLL with the epoll
- * backend (which ignores the other ring flags), or a nonzero reserved field; -ENOMEM; or the kernel's error when no ring could
- * be set up (-EPERM for SQPOLL without privilege or where io_uring is
- * blocked, -ENOSYS without io_uring or an operation coring needs). With
+ * backend (which ignores the other ring flags), or a nonzero reserved
+ * field; -ENOMEM; or the kernel's error when no ring could be set up
+ * (-EPERM for SQPOLL without privilege or where io_uring is blocked,
+ * -ENOSYS without io_uring or an operation coring needs). With
  * the default backend (and no COR_IO_SQPOLL asked for) a refused io_uring
  * (-EPERM, -EACCES, -ENOSYS) is no error: the context runs on epoll (see
  * "The backend" above). On failure *out is untouched. Any thread.
@@ -153,9 +154,9 @@ COR_API int cor_io_context_create(cor_io_context **out, const cor_io_context_opt
  * their launch; no handler runs), destroys every task launched on io that
  * waits on an async mutex, event, semaphore or channel (it leaves that wait
  * list first, so the object stays usable), destroys every queued handle,
- * shuts down the services and frees it. Call it on the owning thread (or on any thread
- * once the owner has exited, or when nothing is in flight) and not while a
- * thread drives io. Off the owner thread of a ring bound to it
+ * shuts down the services and frees it. Call it on the owning thread (or on
+ * any thread once the owner has exited, or when nothing is in flight) and
+ * not while a thread drives io. Off the owner thread of a ring bound to it
  * (SINGLE_ISSUER) nothing in the kernel can be canceled: sleeps and timer
  * waits (front-end only) end as on the owner, but operations the kernel
  * has not completed (a read on a pipe survives its submitter's exit) are

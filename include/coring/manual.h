@@ -20,9 +20,9 @@ COR_API int cor_manual_create(cor_manual **out);
  * Destroys m: destroys every frame still queued (and the frames awaiting
  * them, up to their launch) and every task launched on m that waits on an
  * async mutex, event, semaphore or channel (off that wait list first),
- * shuts down its services and frees it. Frames
- * suspended elsewhere whose continuation would post to m must be gone first.
- * NULL is a no-op. Not while a thread runs m.
+ * shuts down its services and frees it. Frames suspended elsewhere whose
+ * continuation would post to m must be gone first. NULL is a no-op. Not
+ * while a thread runs m.
  */
 COR_API void cor_manual_destroy(cor_manual *m);
 

@@ -71,9 +71,9 @@ COR_API int cor_thread_pool_join(cor_thread_pool *p);
  * (and the frames awaiting them, up to their launch; no handler runs) and
  * every task launched on p that waits on an async mutex, event, semaphore or
  * channel (off that wait list first), shuts down its context's services and
- * frees p. Returns 0; -EINVAL for NULL;
- * -EDEADLK on one of p's workers (p is then untouched). Frames suspended
- * elsewhere that would resume on p must be gone first.
+ * frees p. Returns 0; -EINVAL for NULL; -EDEADLK on one of p's workers (p is
+ * then untouched). Frames suspended elsewhere that would resume on p must be
+ * gone first.
  */
 COR_API int cor_thread_pool_destroy(cor_thread_pool *p);
 
