@@ -112,9 +112,7 @@ static void describe(struct dumper *d, const cor_frame *f, cor__text *t)
  */
 static bool readable(struct dumper *d, const cor_frame *f, const cor_frame *g)
 {
-    if (!d->ctx || !g->env.ex.ops || cor_executor_equal(f->env.ex, g->env.ex))
-        return true;
-    return cor_executor_context(g->env.ex) == d->ctx;
+    return !d->ctx || !g->env.ex.ops || cor__frame_on_ctx(d->ctx, f, g);
 }
 
 static void print_frame(struct dumper *d, int indent, int no, const cor_frame *f)

@@ -195,6 +195,13 @@ int cor__roots_walk(cor_execution_context *ctx, void (*fn)(void *arg, cor_frame 
  */
 int cor__roots_abandon_waits(cor_execution_context *ctx);
 
+/*
+ * g, awaited by f, runs on ctx (f's executor, or one of ctx's): with ctx
+ * idle, g may be read. Only g's executor is read (set before g started):
+ * elsewhere g's other fields may be changing. ctx is not NULL.
+ */
+bool cor__frame_on_ctx(const cor_execution_context *ctx, const cor_frame *f, const cor_frame *g);
+
 /* sync.c: true if f is a sync wait that suspended (on a list, or granted and posted). */
 bool cor__is_sync_wait(const cor_frame *f);
 

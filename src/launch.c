@@ -94,11 +94,9 @@ static void waits_add(struct waits *w, cor_frame *f)
     w->v[w->n++] = f;
 }
 
-/* g, awaited by f, belongs to ctx (it may be read now): f's executor, or one of ctx's. */
-static bool on_ctx(cor_execution_context *ctx, const cor_frame *f, const cor_frame *g)
+bool cor__frame_on_ctx(const cor_execution_context *ctx, const cor_frame *f, const cor_frame *g)
 {
-    return cor_executor_equal(f->env.ex, g->env.ex) ||
-           (cor_executor_valid(g->env.ex) && cor_executor_context(g->env.ex) == ctx);
+    return cor_executor_equal(f->env.ex, g->env.ex) || cor_executor_context(g->env.ex) == ctx;
 }
 
 /* Follows f's chain down to its bottom (each child of a join in turn). */
@@ -107,7 +105,7 @@ static void collect_waits(cor_execution_context *ctx, cor_frame *f, struct waits
     while (!(f->flags & COR_FRAME_JOIN)) {
         cor_frame *g = f->awaited;
         /* A frame of another context may be running: nothing of it but its executor is read. */
-        if (g && !on_ctx(ctx, f, g))
+        if (g && !cor__frame_on_ctx(ctx, f, g))
             return;
         if (!g || (g->flags & COR_FRAME_DONE)) {
             if (cor__is_sync_wait(f))
@@ -119,7 +117,7 @@ static void collect_waits(cor_execution_context *ctx, cor_frame *f, struct waits
     struct cor__join *j = (struct cor__join *)f;
     for (uint32_t i = 0; i < j->n && depth < JOIN_DEPTH; i++) {
         cor_frame *c = j->children[i];
-        if (c && on_ctx(ctx, f, c) && !(c->flags & COR_FRAME_DONE))
+        if (c && cor__frame_on_ctx(ctx, f, c) && !(c->flags & COR_FRAME_DONE))
             collect_waits(ctx, c, w, depth + 1);
     }
 }
