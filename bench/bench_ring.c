@@ -2,7 +2,8 @@
  * bench_ring: the io_context on io_uring.
  *  1. await of cor_nop in a tight loop (B coroutines, so B nops per
  *     kernel entry) against a raw liburing loop submitting the same nops
- *     with the same batch size and the same ring flags, in the same run;
+ *     with the same batch size and the same ring flags, in the same run
+ *     (the two take turns: bench_measure_paired);
  *  2. cross-thread post throughput (1 and 2 producers) and the ping-pong
  *     round-trip latency between two io_contexts on two threads, woken by
  *     IORING_OP_MSG_RING against woken by eventfd;
@@ -114,9 +115,9 @@ static void bench_nops(int batch)
         exit(1);
     }
     long n = bench_iters(2 * 1000 * 1000) / batch * batch;
-    bench_result base = bench_measure(base_name, raw_nops, &a, n);
+    bench_result base, r;
+    bench_measure_paired(base_name, raw_nops, &a, name, coring_nops, &a, n, &base, &r);
     bench_report(&base, NULL, NULL);
-    bench_result r = bench_measure(name, coring_nops, &a, n);
     bench_report(&r, &base, NULL);
     io_uring_queue_exit(&a.ring);
     cor_io_context_destroy(a.io);

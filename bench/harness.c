@@ -59,30 +59,71 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/*
+ * min/median/max of n repetitions' ns per op (sorted in place) into r, whose
+ * allocation counts (summed by timed) become per op.
+ */
+static void summarize(bench_result *r, const char *name, long iters, double *ns, int n)
+{
+    snprintf(r->name, sizeof r->name, "%s", name);
+    r->allocs_per_op /= (double)iters * n;
+    r->heap_per_op /= (double)iters * n;
+    r->iters = iters;
+    qsort(ns, (size_t)n, sizeof ns[0], cmp_double);
+    r->ns_min = ns[0];
+    r->ns_max = ns[n - 1];
+    r->ns_median = ns[n / 2];
+}
+
+/* One repetition: ns per op, with its allocations added to r. */
+static double timed(bench_result *r, bench_fn fn, void *arg, long iters)
+{
+    cor_alloc_stats before, after;
+    cor_alloc_stats_get(&before);
+    uint64_t t0 = bench_now_ns();
+    fn(arg, iters);
+    double ns = (double)(bench_now_ns() - t0) / (double)iters;
+    cor_alloc_stats_get(&after);
+    r->allocs_per_op += (double)(after.allocations - before.allocations);
+    r->heap_per_op += (double)(after.heap_calls - before.heap_calls);
+    return ns;
+}
+
 bench_result bench_measure(const char *name, bench_fn fn, void *arg, long iters)
 {
     bench_result r;
     memset(&r, 0, sizeof r);
-    snprintf(r.name, sizeof r.name, "%s", name);
-    r.iters = iters;
     fn(arg, iters / 10 > 0 ? iters / 10 : 1); /* warm-up: caches, pools, branch predictors */
     double ns[64];
-    cor_alloc_stats before, after;
-    cor_alloc_stats_get(&before);
-    for (int i = 0; i < cfg.reps; i++) {
-        uint64_t t0 = bench_now_ns();
-        fn(arg, iters);
-        ns[i] = (double)(bench_now_ns() - t0) / (double)iters;
-    }
-    cor_alloc_stats_get(&after);
-    qsort(ns, (size_t)cfg.reps, sizeof ns[0], cmp_double);
-    r.ns_min = ns[0];
-    r.ns_max = ns[cfg.reps - 1];
-    r.ns_median = ns[cfg.reps / 2];
-    double ops = (double)iters * cfg.reps;
-    r.allocs_per_op = (double)(after.allocations - before.allocations) / ops;
-    r.heap_per_op = (double)(after.heap_calls - before.heap_calls) / ops;
+    for (int i = 0; i < cfg.reps; i++)
+        ns[i] = timed(&r, fn, arg, iters);
+    summarize(&r, name, iters, ns, cfg.reps);
     return r;
+}
+
+void bench_measure_paired(const char *base_name, bench_fn base_fn, void *base_arg, const char *name,
+                          bench_fn fn, void *arg, long iters, bench_result *base, bench_result *r)
+{
+    memset(base, 0, sizeof *base);
+    memset(r, 0, sizeof *r);
+    long warm = iters / 10 > 0 ? iters / 10 : 1;
+    base_fn(base_arg, warm);
+    fn(arg, warm);
+    double b[64], t[64], ratio[64];
+    for (int i = 0; i < cfg.reps; i++) {
+        if (i % 2 == 0) {
+            b[i] = timed(base, base_fn, base_arg, iters);
+            t[i] = timed(r, fn, arg, iters);
+        } else {
+            t[i] = timed(r, fn, arg, iters);
+            b[i] = timed(base, base_fn, base_arg, iters);
+        }
+        ratio[i] = b[i] > 0 ? t[i] / b[i] : 0;
+    }
+    summarize(base, base_name, iters, b, cfg.reps);
+    summarize(r, name, iters, t, cfg.reps);
+    qsort(ratio, (size_t)cfg.reps, sizeof ratio[0], cmp_double);
+    r->paired_ratio = ratio[cfg.reps / 2];
 }
 
 static void header(void)
@@ -97,6 +138,8 @@ static void header(void)
 void bench_report(const bench_result *r, const bench_result *baseline, const char *extra_json)
 {
     double ratio = baseline && baseline->ns_median > 0 ? r->ns_median / baseline->ns_median : 0;
+    if (baseline && r->paired_ratio > 0)
+        ratio = r->paired_ratio;
     if (cfg.json) {
         printf("{\"bench\": \"%s\", \"ns_per_op\": %.3f, \"ns_min\": %.3f, \"ns_max\": %.3f, "
                "\"allocs_per_op\": %.4f, \"heap_per_op\": %.4f, \"iters\": %ld",

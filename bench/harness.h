@@ -20,6 +20,8 @@ typedef struct bench_result {
     double ns_min, ns_median, ns_max; /* per operation                    */
     double allocs_per_op;             /* cor_mr_allocate calls per op     */
     double heap_per_op;               /* of those, calls that hit the heap */
+    double paired_ratio;              /* bench_measure_paired: the median of the
+                                         repetitions' ratios to the baseline, else 0 */
 } bench_result;
 
 /* Parses --json, --reps N, --quick (fewer iterations) and --filter SUBSTR. Call first. */
@@ -33,6 +35,16 @@ long bench_iters(long iters);
 
 /* Measures fn: one warm-up run, then the configured repetitions of iters operations each. */
 bench_result bench_measure(const char *name, bench_fn fn, void *arg, long iters);
+
+/*
+ * Measures fn against its baseline base_fn taking turns: each repetition runs
+ * both back to back (in alternating order), so a slow spell of the machine
+ * lands on both alike. *base and *r get each one's figures; r->paired_ratio
+ * is the median of the repetitions' ratios, which bench_report prints as the
+ * ratio when r is reported against a baseline.
+ */
+void bench_measure_paired(const char *base_name, bench_fn base_fn, void *base_arg, const char *name,
+                          bench_fn fn, void *arg, long iters, bench_result *base, bench_result *r);
 
 /*
  * Prints r (a table row, or a JSON line), with the baseline and ratio when

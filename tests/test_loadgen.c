@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -254,4 +255,50 @@ Test(harness, an_empty_sample_set_is_all_zero)
     cr_assert_eq(l.p50, 0);
     cr_assert_eq(l.max, 0);
     cr_assert_eq(bench_percentile(NULL, 0, 0.5), 0);
+}
+
+/* A measured function for bench_measure_paired: logs its calls, spins `us` per iteration. */
+typedef struct spinner {
+    char tag;
+    long us;
+    char *log; /* one tag per call, shared by both spinners */
+    long *iters_seen;
+} spinner;
+
+static void spin_for(void *arg, long iters)
+{
+    spinner *s = arg;
+    size_t n = strlen(s->log);
+    s->log[n] = s->tag;
+    s->log[n + 1] = '\0';
+    s->iters_seen[n] = iters;
+    uint64_t until = bench_now_ns() + (uint64_t)(iters * s->us) * 1000u;
+    while (bench_now_ns() < until) {
+    }
+}
+
+Test(harness, a_paired_measurement_takes_turns_and_reports_the_median_ratio)
+{
+    char log[32] = "";
+    long seen[32];
+    spinner base = {'b', 100, log, seen}, three = {'t', 300, log, seen};
+    bench_result b, t;
+    bench_measure_paired("base", spin_for, &base, "three", spin_for, &three, 10, &b, &t);
+    /* Warm-up of each (a tenth of the iterations), then five repetitions in alternating order. */
+    cr_assert_str_eq(log, "btbttbbttbbt");
+    cr_assert_eq(seen[0], 1);
+    cr_assert_eq(seen[1], 1);
+    for (int i = 2; i < 12; i++)
+        cr_assert_eq(seen[i], 10);
+    cr_assert_str_eq(b.name, "base");
+    cr_assert_str_eq(t.name, "three");
+    cr_assert_eq(b.paired_ratio, 0);
+    cr_assert(b.ns_min <= b.ns_median && b.ns_median <= b.ns_max);
+    cr_assert(t.ns_min <= t.ns_median && t.ns_median <= t.ns_max);
+    cr_assert_geq(b.ns_min, 100e3, "each iteration spins 100 us: %f", b.ns_min);
+    cr_assert_geq(t.ns_min, 300e3, "%f", t.ns_min);
+    /* About 3 (300 us against 100 us per iteration); loose, for a shared machine. */
+    cr_assert(t.paired_ratio > 1.5 && t.paired_ratio < 6, "%f", t.paired_ratio);
+    cr_assert_eq(b.allocs_per_op, 0);
+    cr_assert_eq(t.allocs_per_op, 0);
 }
