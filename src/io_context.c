@@ -744,19 +744,6 @@ static void quiesce(cor_io_context *io, bool waits)
     cor__io_running = prev_io;
 }
 
-/*
- * Name lookups (cor_resolve) awaited on io are on the resolver's threads:
- * each comes back as a posted handle, which quiesce destroys and whose frame
- * counts itself out. Bounded by the resolver's own time limits.
- */
-static void wait_for_lookups(cor_io_context *io)
-{
-    while (__atomic_load_n(&io->resolving, __ATOMIC_ACQUIRE)) {
-        sched_yield();
-        quiesce(io, true);
-    }
-}
-
 void cor__io_context_quiesce(cor_io_context *io, bool waits)
 {
     quiesce(io, waits);
@@ -788,7 +775,6 @@ void cor_io_context_destroy(cor_io_context *io)
     cor_execution_context_destroy(&io->ctx);
     /* Services may have posted while shutting down. */
     quiesce(io, true);
-    wait_for_lookups(io);
     if (io->inflight > 0)
         cor__log(COR_LOG_WARNING,
                  "io_context destroyed off its owner thread with %ld operations in flight; "

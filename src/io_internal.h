@@ -133,7 +133,6 @@ struct cor_io_context {
     uint32_t stopped;   /* stop was requested                          */
     uint32_t sleeping;  /* the owner is (about to be) blocked          */
     uint32_t touching;  /* threads inside a cross-thread touch of io   */
-    uint32_t resolving; /* cor_resolve lookups awaited here, not back  */
     long work;          /* work guards and launches                    */
     char pad[64];
     cor__mpsc remote; /* posts from other threads                    */

@@ -688,22 +688,26 @@ Test(net, setup_errors)
 
 /* ---- name resolution ---- */
 
-struct resolver {
+struct resolver_in {
     COR_PROMISE(int);
     const char *host, *service;
     cor_sockaddr *out;
-    int r;
+    int family, r;
 };
-COR_DEFINE_STATIC(resolver, (const char *host, const char *service, cor_sockaddr *out), {
-    self->host = host;
-    self->service = service;
-    self->out = out;
-})
+COR_DEFINE_STATIC(resolver_in,
+                  (int family, const char *host, const char *service, cor_sockaddr *out), {
+                      self->family = family;
+                      self->host = host;
+                      self->service = service;
+                      self->out = out;
+                  })
 {
     COR_BEGIN();
-    COR_AWAIT(self->r, cor_resolve(self->host, self->service, AF_INET, 0, self->out, 4));
+    COR_AWAIT(self->r, cor_resolve(self->host, self->service, self->family, 0, self->out, 4));
     COR_RETURN(self->r);
 }
+
+#define resolver(host, service, out) resolver_in(AF_INET, host, service, out)
 
 IO_TEST(net, resolve_numeric_and_localhost)
 {
@@ -732,6 +736,17 @@ IO_TEST(net, resolve_numeric_and_localhost)
     cr_assert_eq(r5, -EINVAL, "a port past unsigned long");
     cr_assert_eq(r6, 1, "leading zeros: %s", cor_strerror(r6));
     cr_assert_eq(cor_addr_port(&out[0]), 80);
+    /* getaddrinfo reads a port with strtoul: leading blanks and a sign too. */
+    static const char *wrapping[] = {" 65617", "+65617", "\t70000", "-1", " -80"};
+    for (size_t i = 0; i < sizeof wrapping / sizeof wrapping[0]; i++) {
+        launch(io, COR_FRAME(resolver("127.0.0.1", wrapping[i], out)), &r5, no_stop());
+        cr_assert_geq(cor_io_context_run(io), 0);
+        cr_assert_eq(r5, -EINVAL, "service \"%s\": %d", wrapping[i], r5);
+    }
+    /* An address of another family than the one asked for: no such name, not -EIO. */
+    launch(io, COR_FRAME(resolver_in(AF_INET6, "127.0.0.1", "80", out)), &r5, no_stop());
+    cr_assert_geq(cor_io_context_run(io), 0);
+    cr_assert_eq(r5, -ENOENT, "%s", cor_strerror(r5));
     if (r2 == -ENOENT || r2 == -EAGAIN)
         cr_log_warn("localhost does not resolve here: %s", cor_strerror(r2));
     else
@@ -743,10 +758,11 @@ IO_TEST(net, resolve_numeric_and_localhost)
 
 /*
  * An io_context destroyed while lookups it awaits are on the resolver's
- * threads waits for them to come back, then destroys their coroutines (no
- * handler runs): nothing reaches the freed context (the ASan build checks).
+ * threads destroys their coroutines at once (no handler runs); the lookups
+ * finish on those threads and reach nothing of the freed context (the ASan
+ * build checks, after a pause for them to land).
  */
-IO_TEST(net, a_context_destroyed_while_resolving_waits_for_its_lookups)
+IO_TEST(net, a_context_destroyed_while_resolving_destroys_the_waiting_coroutines)
 {
     enum { N = 20 };
     static cor_sockaddr out[N][4];
@@ -766,6 +782,120 @@ IO_TEST(net, a_context_destroyed_while_resolving_waits_for_its_lookups)
         }
         cr_log_info("round %d: %d of %d lookups still away at destroy", round, destroyed, N);
     }
+    usleep(100 * 1000);
+}
+
+/* The same through a strand (and a strand of strands) over the io_context. */
+IO_TEST(net, a_context_destroyed_while_its_strand_resolves_destroys_the_waiting_coroutines)
+{
+    enum { N = 20 };
+    static cor_sockaddr out[N][4];
+    int r[N];
+    for (int round = 0; round < 3; round++) {
+        cor_io_context *io = io_test_create(backend, NULL);
+        static cor_strand s, over;
+        cr_assert_eq(cor_strand_init(&s, cor_io_context_executor(io)), 0);
+        cr_assert_eq(cor_strand_init(&over, cor_strand_executor(&s)), 0); /* a strand of strands */
+        for (int i = 0; i < N; i++) {
+            r[i] = -9999;
+            cor_launch_options o = {.on_result = store_int, .on_error = store_err, .user = &r[i]};
+            cor_executor ex = cor_strand_executor(i % 2 ? &s : &over);
+            cr_assert_eq(COR_RUN_ASYNC(ex, &o, resolver("127.0.0.1", "80", out[i])), 0);
+        }
+        cr_assert_geq(cor_io_context_poll(io), 0);
+        cor_io_context_destroy(io);
+        for (int i = 0; i < N; i++)
+            cr_assert(r[i] == -9999 || r[i] == 1, "lookup %d: %d", i, r[i]);
+        cr_assert_eq(cor_strand_destroy(&over), 0);
+        cr_assert_eq(cor_strand_destroy(&s), 0);
+    }
+    usleep(100 * 1000);
+}
+
+/*
+ * A stopped lookup returns -ECANCELED without waiting for getaddrinfo (which
+ * cannot be interrupted: it finishes on the resolver's thread, on its own
+ * copies of the names, and its result is dropped). Stopped before it starts,
+ * deterministically; stopped while it is away, either result.
+ */
+IO_TEST(net, a_stopped_lookup_returns_canceled_and_leaves_the_lookup_behind)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    enum { N = 50 };
+    static cor_sockaddr out[N][4];
+    int r[N];
+    for (int i = 0; i < N; i++) {
+        cor_stop_source src;
+        cr_assert_eq(cor_stop_source_init(&src), 0);
+        char host[16], service[8];
+        snprintf(host, sizeof host, "127.0.0.%d", 1 + i % 200);
+        snprintf(service, sizeof service, "%d", 1000 + i);
+        launch(io, COR_FRAME(resolver(host, service, out[i])), &r[i],
+               cor_stop_source_token(&src));
+        if (i % 2 == 0) {
+            cor_stop_source_request(&src); /* before it starts */
+        } else {
+            cr_assert_geq(cor_io_context_poll(io), 0); /* the lookup is posted */
+            cor_stop_source_request(&src);
+            /* Once it started, the names are the caller's again: the lookup has its own copies. */
+            memset(host, 'x', sizeof host);
+            memset(service, 'y', sizeof service);
+        }
+        cr_assert_geq(cor_io_context_run(io), 0);
+        if (i % 2 == 0)
+            cr_assert_eq(r[i], -ECANCELED, "lookup %d: %d", i, r[i]);
+        else
+            cr_assert(r[i] == -ECANCELED || (r[i] == 1 && cor_addr_port(&out[i][0]) == 1000 + i),
+                      "lookup %d: %d", i, r[i]);
+    }
+    cor_io_context_destroy(io);
+    usleep(100 * 1000); /* the dropped lookups land on the resolver's threads */
+}
+
+/*
+ * Off an io_context (here a manual executor) a lookup counts itself in
+ * nowhere: its frame's field for that starts NULL whatever the frame's
+ * memory held before (a freed frame of the same size, filled with junk).
+ */
+struct junk_frame {
+    COR_PROMISE(int);
+    char junk[sizeof(struct cor_resolve) - sizeof(struct { COR_PROMISE(int); })];
+};
+COR_DEFINE_STATIC(junk_frame, (void), { memset(self->junk, 0x41, sizeof self->junk); })
+{
+    COR_BEGIN();
+    COR_RETURN(0);
+}
+
+struct resolve_after_junk {
+    COR_PROMISE(int);
+    cor_sockaddr *out;
+    int r;
+};
+COR_DEFINE_STATIC(resolve_after_junk, (cor_sockaddr * out), { self->out = out; })
+{
+    COR_BEGIN();
+    COR_AWAIT(self->r, junk_frame()); /* its block is the lookup's next */
+    COR_AWAIT(self->r, cor_resolve("127.0.0.1", "80", AF_INET, 0, self->out, 4));
+    COR_RETURN(self->r);
+}
+
+Test(net, a_lookup_off_an_io_context_touches_no_context)
+{
+    cor_manual *m;
+    cr_assert_eq(cor_manual_create(&m), 0);
+    cor_sockaddr out[4];
+    for (int i = 0; i < 3; i++) {
+        int r = -9999;
+        cor_launch_options o = {.on_result = store_int, .on_error = store_err, .user = &r};
+        cr_assert_eq(COR_RUN_ASYNC(cor_manual_executor(m), &o, resolve_after_junk(out)), 0);
+        for (int spins = 0; r == -9999 && spins < 10000; spins++)
+            if (cor_manual_run(m) == 0)
+                usleep(1000); /* the lookup is on the resolver's thread */
+        cr_assert_eq(r, 1, "%d", r);
+        cr_assert_eq(cor_addr_port(&out[0]), 80);
+    }
+    cor_manual_destroy(m);
 }
 
 /* ---- bad arguments stay -EINVAL when a deadline is added afterwards ---- */

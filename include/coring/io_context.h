@@ -161,9 +161,8 @@ COR_API int cor_io_context_create(cor_io_context **out, const cor_io_context_opt
  * waits (front-end only) end as on the owner, but operations the kernel
  * has not completed (a read on a pipe survives its submitter's exit) are
  * abandoned with their frames, reported in one warning through the log
- * hook. Name lookups its coroutines await (cor_resolve) are on the
- * resolver's threads: destroy waits for them to come back (as long as
- * getaddrinfo takes), then destroys their coroutines. A coroutine the
+ * hook. A coroutine awaiting a name lookup (cor_resolve) is destroyed like
+ * one waiting on an event, without waiting for the lookup. A coroutine the
  * application sent to another executor with run() must be back first (or
  * its frames destroyed with that executor): its return would reach freed
  * memory. NULL is a no-op. In a forked child it only frees the child's copy

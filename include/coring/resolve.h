@@ -22,10 +22,17 @@ struct cor_resolve;
  * configured on this host).
  * family: AF_UNSPEC, AF_INET or AF_INET6; type: SOCK_STREAM or SOCK_DGRAM
  * (0: SOCK_STREAM). A task; result (int): the number of addresses (>= 1), or
- * -EINVAL (bad arguments, a numeric service above 65535), -ENOENT (no such name), -EAGAIN
- * (temporary failure), -ENOMEM, -EIO (any other resolver failure). host, service and out must stay
- * valid until it completes. Any coroutine; one on an io_context destroyed meanwhile is destroyed
- * once its lookup is back (cor_io_context_destroy waits for it).
+ * -EINVAL (bad arguments, a numeric service above 65535 or negative, as
+ * strtoul reads it), -ENOENT (no such name, or no address of that family),
+ * -EAGAIN (temporary failure), -ENOMEM, -ECANCELED (stop was requested),
+ * -EIO (any other resolver failure). host and service must stay valid
+ * until the task has started (at once when awaited: the lookup copies
+ * them), out until it completes. getaddrinfo
+ * cannot be interrupted: a stop (or a COR_TIMEOUT around the lookup)
+ * resumes the caller at once with -ECANCELED and leaves the lookup to
+ * finish on the pool, its result dropped. Any coroutine, on any executor;
+ * one whose executor is destroyed while it waits is destroyed with the
+ * others waiting there, without waiting for the lookup.
  */
 COR_API struct cor_resolve *cor_resolve(const char *host, const char *service, int family, int type,
                                         cor_sockaddr *out, int max);
@@ -34,9 +41,9 @@ COR_API struct cor_resolve *cor_resolve(const char *host, const char *service, i
 struct cor_resolve {
     COR_PROMISE(int);
     const char *host, *service;
-    int family, type, max, r, err;
+    int family, type, max, r;
     cor_sockaddr *out;
-    void *io; /* the io_context it waits on, counted in until the lookup is back */
+    struct cor__resolve_job *job; /* the lookup, shared with the resolver's thread (resolve.c) */
 };
 
 COR_END_DECLS
