@@ -129,7 +129,7 @@ COR_DEFINE_STATIC(conn, (int fd), { self->fd = fd; })
             COR_AWAIT(self->r, cor_recv(self->fd, self->in, IN_CAP, 0));
         } else {
             if (!self->head_deadline)
-                self->head_deadline = cor_clock_now() + header_ns;
+                self->head_deadline = deadline_in(header_ns);
             COR_AWAIT(self->r,
                       COR_DEADLINE_AT(cor_recv(self->fd, self->in + self->have,
                                                IN_CAP - self->have, 0),

@@ -10,7 +10,16 @@
 #ifndef CORING_EXAMPLES_LINGER_H
 #define CORING_EXAMPLES_LINGER_H
 
+#include <stdint.h>
+
 #include <coring/coring.h>
+
+/* The CLOCK_MONOTONIC time ns (>= 0) from now, INT64_MAX (never) past the clock's range. */
+static inline int64_t deadline_in(int64_t ns)
+{
+    int64_t now = cor_clock_now();
+    return ns > INT64_MAX - now ? INT64_MAX : now + ns;
+}
 
 struct linger_close {
     COR_PROMISE(int);
@@ -22,7 +31,7 @@ struct linger_close {
 /* Shuts down fd's sending side, then drains it for at most ns nanoseconds in all. Result: 0. */
 COR_DEFINE_STATIC(linger_close, (int fd, int64_t ns), {
     self->fd = fd;
-    self->until = cor_clock_now() + ns;
+    self->until = deadline_in(ns);
 })
 {
     COR_BEGIN();

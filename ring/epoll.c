@@ -222,6 +222,12 @@ static int set_nonblock(int fd)
  * (pipe, socket) ignores the offset, as io_uring does. A file that does not
  * support RWF_NOWAIT is made O_NONBLOCK once and uses plain read/write.
  */
+static bool is_socket(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
 static int rw_nowait(cor__io_op *op, bool write)
 {
     struct iovec one = {op->u.io.addr, op->len};
@@ -248,7 +254,8 @@ static int rw_nowait(cor__io_op *op, bool write)
         int e = errno;
         if (e == EINTR)
             continue;
-        if (e == ESPIPE && off != -1) {
+        /* A stream ignores the offset, as io_uring does; a socket takes only 0 (as there). */
+        if (e == ESPIPE && off != -1 && (off == 0 || !is_socket(op->fd))) {
             off = -1;
             continue;
         }
@@ -276,7 +283,9 @@ static int sock_io(cor__io_op *op, bool send_)
     int flags = (int)(op->op_flags & ~(uint32_t)MSG_WAITALL) | MSG_DONTWAIT;
     uint32_t done = (uint32_t)op->bk[1];
     for (;;) {
-        char *p = (char *)op->u.io.addr + done;
+        char *p = (char *)op->u.io.addr;
+        if (done) /* never an offset to NULL (a zero-length op may have no buffer) */
+            p += done;
         size_t len = op->len - done;
         ssize_t r = send_ ? send(op->fd, p, len, flags) : recv(op->fd, p, len, flags);
         if (r < 0 && errno == EINTR)

@@ -379,7 +379,8 @@ static int op_result(cor__io_op *op, int res)
 static inline void op_complete(cor_io_context *io, cor__io_op *op, int res)
 {
     io->inflight--;
-    cor__stat_add(io->stats.completed, 1);
+    /* Release: a metrics snapshot that reads this count (acquire) sees every start before it. */
+    __atomic_store_n(&io->stats.completed, io->stats.completed + 1, __ATOMIC_RELEASE);
     if (op->stop) {
         cor__stop_link *l = op->stop;
         list_del(&l->ops, op);

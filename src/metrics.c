@@ -38,8 +38,9 @@ int cor_io_context_metrics(cor_io_context *io, cor_io_metrics *out)
     if (!io || !out)
         return -EINVAL;
     memset(out, 0, sizeof *out);
-    /* Completed before started: a snapshot never shows more completed than started. */
-    out->ops_completed = load(&io->stats.completed);
+    /* Completed before started (an acquire, paired with the owner's release of each
+     * completion): a snapshot never shows more completed than started, on any CPU. */
+    out->ops_completed = __atomic_load_n(&io->stats.completed, __ATOMIC_ACQUIRE);
     out->ops_started = load(&io->stats.started);
     out->ops_in_flight = out->ops_started - out->ops_completed;
     out->ops_submitted = load(&io->stats.submitted);

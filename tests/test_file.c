@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
+#include <sys/socket.h>
 #include <criterion/criterion.h>
 
 #include "io_backends.h"
@@ -449,4 +450,68 @@ IO_TEST(file, a_timed_out_write_was_not_done)
     cor_io_context_destroy(io);
     close(fd);
     remove_dir();
+}
+
+/*
+ * cor_read/cor_write on streams: a pipe ignores the offset, a socket takes
+ * only 0 or -1 (-ESPIPE otherwise), the same on both backends. And a
+ * zero-length receive with no buffer is 0.
+ */
+struct stream_offsets {
+    COR_PROMISE(int);
+    int fds[2], r;
+    int64_t off;
+    char buf[8];
+};
+COR_DEFINE_STATIC(stream_offsets, (int rd, int wr, int64_t off), {
+    self->fds[0] = rd;
+    self->fds[1] = wr;
+    self->off = off;
+})
+{
+    COR_BEGIN();
+    COR_AWAIT(self->r, cor_write(self->fds[1], "hello", 5, self->off));
+    if (self->r != 5)
+        COR_RETURN(self->r < 0 ? self->r : -1000);
+    COR_AWAIT(self->r, cor_read(self->fds[0], self->buf, sizeof self->buf, self->off));
+    if (self->r != 5 || memcmp(self->buf, "hello", 5))
+        COR_RETURN(self->r < 0 ? self->r : -2000);
+    COR_RETURN(0);
+}
+
+struct empty_recv {
+    COR_PROMISE(int);
+    int fd, r;
+};
+COR_DEFINE_STATIC(empty_recv, (int fd), { self->fd = fd; })
+{
+    COR_BEGIN();
+    COR_AWAIT(self->r, cor_recv(self->fd, NULL, 0, 0));
+    if (self->r != 0)
+        COR_RETURN(self->r);
+    COR_AWAIT(self->r, cor_send(self->fd, NULL, 0, 0));
+    COR_RETURN(self->r);
+}
+
+IO_TEST(file, a_stream_takes_the_offsets_io_uring_takes)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    int p[2], sv[2];
+    cr_assert_eq(pipe(p), 0);
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    int64_t offs[] = {-1, 0, 1, 4096};
+    for (size_t i = 0; i < sizeof offs / sizeof offs[0]; i++) {
+        cr_assert_eq(run_task(io, COR_FRAME(stream_offsets(p[0], p[1], offs[i]))), 0,
+                     "a pipe at offset %lld", (long long)offs[i]);
+        int want = offs[i] == -1 || offs[i] == 0 ? 0 : -ESPIPE;
+        cr_assert_eq(run_task(io, COR_FRAME(stream_offsets(sv[0], sv[1], offs[i]))), want,
+                     "a socket at offset %lld", (long long)offs[i]);
+    }
+    cr_assert_eq(write(sv[1], "x", 1), 1);
+    cr_assert_eq(run_task(io, COR_FRAME(empty_recv(sv[0]))), 0);
+    close(p[0]);
+    close(p[1]);
+    close(sv[0]);
+    close(sv[1]);
+    cor_io_context_destroy(io);
 }

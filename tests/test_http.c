@@ -331,6 +331,26 @@ Test(http, a_request_trickling_in_is_cut_at_header_ms, .timeout = 60)
     stop_server();
 }
 
+/* The largest --header-ms accepted is a deadline that never comes, not one in the past. */
+Test(http, a_request_in_two_parts_is_answered_under_the_largest_header_ms, .timeout = 60)
+{
+    const char *const args[] = {"--header-ms", "9223372036854", NULL};
+    start_server_with(args);
+    int fd = try_connect();
+    cr_assert_geq(fd, 0);
+    const char *part1 = "GET / HTTP/1.1\r\n", *part2 = "Host: x\r\n\r\n";
+    cr_assert_eq(write(fd, part1, strlen(part1)), (ssize_t)strlen(part1));
+    usleep(100 * 1000);
+    cr_assert_eq(write(fd, part2, strlen(part2)), (ssize_t)strlen(part2));
+    char buf[512];
+    ssize_t k = read(fd, buf, sizeof buf - 1);
+    cr_assert_gt(k, 0, "no answer: %zd", k);
+    buf[k] = '\0';
+    cr_assert(strncmp(buf, "HTTP/1.1 200", 12) == 0, "%s", buf);
+    close(fd);
+    stop_server();
+}
+
 /* After an error answer the server reads what the client still sends for a second in all. */
 Test(http, after_an_error_a_trickling_client_is_closed_within_the_second, .timeout = 60)
 {

@@ -45,10 +45,16 @@ COR_API struct cor_io_await *cor_read(int fd, void *buf, size_t len, int64_t off
 /* Writes up to len bytes at offset off (-1: the file position). Result: the count or -errno. */
 COR_API struct cor_io_await *cor_write(int fd, const void *buf, size_t len, int64_t off);
 
-/* Reads into iovcnt buffers (1..IOV_MAX) at off. Result: the total count or -errno. */
+/*
+ * Reads into iovcnt buffers (1..IOV_MAX) at off. Result: the total count or
+ * -errno. The iov array itself, not only the buffers, must stay valid until
+ * the read completes (io_uring reads it after the coroutine suspended): not
+ * an array local to the coroutine body's C block, a field of the frame.
+ */
 COR_API struct cor_io_await *cor_readv(int fd, const struct iovec *iov, int iovcnt, int64_t off);
 
-/* Writes iovcnt buffers at off. Result: the total count or -errno. */
+/* Writes iovcnt buffers at off. Result: the total count or -errno. iov stays valid as for
+ * cor_readv. */
 COR_API struct cor_io_await *cor_writev(int fd, const struct iovec *iov, int iovcnt, int64_t off);
 
 /* Flushes fd's data and metadata to storage. Result: 0 or -errno. */

@@ -34,8 +34,9 @@ typedef struct cor_io_metrics {
     uint64_t cq_overflows; /* times completions waited in the kernel's overflow list (io_uring) */
     uint64_t wakeups_sent; /* wake-ups sent to the owner by threads that posted or stopped   */
     uint64_t wakeups_received; /* times the owner blocked in the kernel and got up again         */
-    uint64_t posts_local;      /* handles posted from the owner thread                           */
-    uint64_t posts_remote;     /* handles posted from other threads                              */
+    uint64_t posts_local;      /* handles posted from inside the io_context's run                */
+    uint64_t posts_remote;     /* handles posted from anywhere else (another thread, or the owner
+                                  between runs): through the cross-thread queue                  */
     uint64_t timers; /* gauge: sleeps, timer waits, deadlines and task timeouts on the wheel   */
     uint64_t iterations;   /* run-loop iterations                                              */
     uint64_t longest_ns;   /* the longest iteration's busy time (the wait in the kernel excluded) */

@@ -79,8 +79,9 @@ COR_API int cor_addr_ip(cor_sockaddr *out, const char *host, int port);
 
 /*
  * Writes a as text into buf (cap bytes, NUL-terminated), in the form
- * cor_addr_parse reads. Returns the length, -EINVAL for bad arguments or an
- * unknown family, -ENOSPC if cap is too small. Any thread.
+ * cor_addr_parse reads. Returns the length, -EINVAL for bad arguments (NULL
+ * a or buf, cap 0) or an unknown family, -ENOSPC if cap is too small for the
+ * text. Any thread.
  */
 COR_API int cor_addr_format(const cor_sockaddr *a, char *buf, size_t cap);
 
