@@ -208,9 +208,12 @@ COR_DEFINE(cor_resolve,
         COR_RETURN(-ENOMEM);
     COR_ON_DESTROY(resolve_destroyed);
     cor_executor_post(cor_thread_pool_executor(pool), &self->job->hdr);
-    /* 0 once the lookup is done; -ECANCELED if stopped first (-ENOMEM: no wait). */
-    COR_AWAIT(self->r, cor_async_event_wait(&self->job->done));
-    if (self->r == 0)
+    /* 0 once the lookup is done; -ECANCELED if stopped first; an error (-ENOMEM: no wait) is
+     * caught so the job is let go of here too. */
+    COR_TRY_AWAIT(self->err, self->r, cor_async_event_wait(&self->job->done));
+    if (self->err)
+        self->r = self->err;
+    else if (self->r == 0)
         self->r = self->job->err ? self->job->err : copy_out(self->job, self->out, self->max);
     self->cor_hdr.on_destroy = NULL;
     job_put(self->job);

@@ -898,6 +898,44 @@ Test(net, a_lookup_off_an_io_context_touches_no_context)
     cor_manual_destroy(m);
 }
 
+/*
+ * A lookup whose allocations run out (the frames, the launch record, the
+ * wait on its job) fails with -ENOMEM and lets go of its job: nothing leaks
+ * (the ASan build's leak check) and the resource gets every block back.
+ */
+Test(net, a_lookup_out_of_memory_fails_cleanly)
+{
+    cor_manual *m;
+    cr_assert_eq(cor_manual_create(&m), 0);
+    cor_sockaddr out[4];
+    for (long budget = 0; budget <= 6; budget++) {
+        counting_resource cr;
+        counting_resource_init(&cr, budget);
+        struct outcome oc = {0};
+        cor_launch_options o = {
+            .alloc = &cr.base, .on_result = rec_result, .on_error = rec_error, .user = &oc};
+        int rc = COR_RUN_ASYNC(cor_manual_executor(m), &o, resolver("127.0.0.1", "80", out));
+        for (int spins = 0; rc == 0 && oc.results + oc.errors == 0 && spins < 10000; spins++)
+            if (cor_manual_run(m) == 0)
+                usleep(1000); /* the lookup is on the resolver's thread */
+        if (rc == 0) {
+            cr_assert_eq(oc.results + oc.errors, 1, "budget %ld", budget);
+            if (oc.errors)
+                cr_assert_eq(oc.err, -ENOMEM, "budget %ld: %d", budget, oc.err);
+            else
+                cr_assert(oc.result == 1 || oc.result == -ENOMEM, "budget %ld: %d", budget,
+                          oc.result);
+        } else {
+            cr_assert_eq(rc, -ENOMEM, "budget %ld: %d", budget, rc);
+        }
+        cr_log_info("budget %ld: launch %d, result %d (%d), error %d (%d)", budget, rc, oc.result,
+                    oc.results, oc.err, oc.errors);
+        cr_assert_eq(cr.allocs, cr.frees, "budget %ld", budget);
+        cr_assert_eq(cr.live_bytes, 0, "budget %ld", budget);
+    }
+    cor_manual_destroy(m);
+}
+
 /* ---- bad arguments stay -EINVAL when a deadline is added afterwards ---- */
 
 struct bad_args_with_deadline {

@@ -41,7 +41,7 @@ COR_API struct cor_resolve *cor_resolve(const char *host, const char *service, i
 struct cor_resolve {
     COR_PROMISE(int);
     const char *host, *service;
-    int family, type, max, r;
+    int family, type, max, r, err;
     cor_sockaddr *out;
     struct cor__resolve_job *job; /* the lookup, shared with the resolver's thread (resolve.c) */
 };
