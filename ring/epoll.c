@@ -216,18 +216,18 @@ static int set_nonblock(int fd)
     return 0;
 }
 
-/*
- * read/write without blocking: preadv2/pwritev2 with RWF_NOWAIT (the raw
- * syscall, so an offset of -1 means the file position everywhere). A stream
- * (pipe, socket) ignores the offset, as io_uring does. A file that does not
- * support RWF_NOWAIT is made O_NONBLOCK once and uses plain read/write.
- */
 static bool is_socket(int fd)
 {
     struct stat st;
     return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
+/*
+ * read/write without blocking: preadv2/pwritev2 with RWF_NOWAIT (the raw
+ * syscall, so an offset of -1 means the file position everywhere). A pipe
+ * ignores the offset and a socket takes only 0, as with io_uring. A file that does not
+ * support RWF_NOWAIT is made O_NONBLOCK once and uses plain read/write.
+ */
 static int rw_nowait(cor__io_op *op, bool write)
 {
     struct iovec one = {op->u.io.addr, op->len};

@@ -27,12 +27,12 @@ struct cor_resolve;
  * -EAGAIN (temporary failure), -ENOMEM, -ECANCELED (stop was requested),
  * -EIO (any other resolver failure). host and service must stay valid
  * until the task has started (at once when awaited: the lookup copies
- * them), out until it completes. getaddrinfo
- * cannot be interrupted: a stop (or a COR_TIMEOUT around the lookup)
- * resumes the caller at once with -ECANCELED and leaves the lookup to
- * finish on the pool, its result dropped. Any coroutine, on any executor;
- * one whose executor is destroyed while it waits is destroyed with the
- * others waiting there, without waiting for the lookup.
+ * them), out until it completes. getaddrinfo cannot be interrupted: a stop
+ * (or a COR_TIMEOUT around the lookup) resumes the caller at once with
+ * -ECANCELED and leaves the lookup to finish on the pool, its result
+ * dropped. Any coroutine, on any executor; one whose executor is destroyed
+ * while it waits is destroyed with the others waiting there, without
+ * waiting for the lookup.
  */
 COR_API struct cor_resolve *cor_resolve(const char *host, const char *service, int family, int type,
                                         cor_sockaddr *out, int max);
