@@ -23,6 +23,7 @@ int cor_execution_context_init(cor_execution_context *ctx)
     ctx->shut_down = false;
     ctx->roots_lock = 0;
     ctx->roots = NULL;
+    ctx->foreign_wakes = 0;
     return 0;
 }
 
@@ -124,4 +125,14 @@ int cor_execution_context_set_resource(cor_execution_context *ctx, cor_memory_re
 cor_memory_resource *cor_execution_context_resource(cor_execution_context *ctx)
 {
     return ctx && ctx->resource ? ctx->resource : cor_default_resource();
+}
+
+uint32_t cor__ctx_foreign_wakes(const cor_execution_context *ctx)
+{
+    return __atomic_load_n(&ctx->foreign_wakes, __ATOMIC_ACQUIRE);
+}
+
+void cor__ctx_foreign_wake_add(cor_execution_context *ctx, int delta)
+{
+    __atomic_add_fetch(&ctx->foreign_wakes, (uint32_t)delta, __ATOMIC_ACQ_REL);
 }

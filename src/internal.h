@@ -219,6 +219,16 @@ const cor__root_link *cor__group_child_link(const cor_frame *f);
 /* cor_backtrace of a handle queued on an executor (a frame with no await site is a task to start). */
 int cor__backtrace_queued(const cor_frame *h, FILE *out);
 
+/* ---- context.c ---- */
+
+/*
+ * The library's own threads that may still post a wake-up to ctx (a
+ * cor_resolve lookup): added before such a thread can wake a waiter of ctx,
+ * dropped once it never will; destroys wait for none.
+ */
+uint32_t cor__ctx_foreign_wakes(const cor_execution_context *ctx);
+void cor__ctx_foreign_wake_add(cor_execution_context *ctx, int delta);
+
 /* ---- strand.c ---- */
 
 /* True if f is a strand's drainer (the handle a strand posts to its inner executor). */

@@ -773,8 +773,18 @@ void cor_io_context_destroy(cor_io_context *io)
     }
     quiesce(io, true);
     cor_execution_context_destroy(&io->ctx);
-    /* Services may have posted while shutting down. */
-    quiesce(io, true);
+    /*
+     * Services may have posted while shutting down, and a lookup's thread may
+     * be posting a waiter it woke: it counts out only once its post has
+     * landed, so a zero read before a quiesce is final.
+     */
+    for (;;) {
+        uint32_t foreign = cor__ctx_foreign_wakes(&io->ctx);
+        quiesce(io, true);
+        if (!foreign)
+            break;
+        sched_yield();
+    }
     if (io->inflight > 0)
         cor__log(COR_LOG_WARNING,
                  "io_context destroyed off its owner thread with %ld operations in flight; "

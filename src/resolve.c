@@ -14,25 +14,48 @@
  * the worker with nothing of the caller's in reach: it has its own copies of
  * the host and the service, and its addresses stay in the job until the
  * caller copies them out.
+ *
+ * The worker's wake-up posts the caller to its executor, so that
+ * executor's destroy must not free it meanwhile: the job counts itself in
+ * its context's foreign_wakes while it may still wake the caller, and
+ * whichever of the worker (once it has woken the caller) and the caller
+ * (once it no longer waits: resumed, or destroyed by that teardown) comes
+ * first counts it out, under the job's lock, so the worker never wakes a
+ * caller whose context stopped counting it.
  */
 #include <errno.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "coring/resolve.h"
 #include "coring/sync.h"
 #include "coring/thread_pool.h"
 #include "internal.h"
 
-static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+/*
+ * The pool of this process: a forked child has none of its parent's threads,
+ * so it starts its own (the parent's pool memory is left as it is).
+ */
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static cor_thread_pool *pool;
-static int pool_err;
+static pid_t pool_pid;
 
-static void pool_start(void)
+static int pool_start(void)
 {
-    pool_err = cor_thread_pool_create(&pool, 2);
+    pthread_mutex_lock(&pool_lock);
+    int rc = 0;
+    if (!pool || pool_pid != getpid()) {
+        rc = cor_thread_pool_create(&pool, 2);
+        if (rc == 0)
+            pool_pid = getpid();
+        else
+            pool = NULL;
+    }
+    pthread_mutex_unlock(&pool_lock);
+    return rc;
 }
 
 static int map_eai(int e)
@@ -62,10 +85,13 @@ static int map_eai(int e)
 
 /* One lookup, shared by the worker running it and the coroutine awaiting it. */
 struct cor__resolve_job {
-    cor_frame hdr;         /* posted to the pool: runs the lookup */
-    cor_async_event done;  /* set by the worker once res/err are in */
-    uint32_t refs;         /* the worker's and the coroutine's */
-    int family, type, err; /* err: 0, or the lookup's -errno */
+    cor_frame hdr;              /* posted to the pool: runs the lookup */
+    cor_async_event done;       /* set by the worker once res/err are in */
+    uint32_t refs;              /* the worker's and the coroutine's */
+    uint32_t lock;              /* over waiting, ctx and the worker's wake-up */
+    bool waiting;               /* the caller still waits on done */
+    cor_execution_context *ctx; /* the caller's, counting this job in, or NULL */
+    int family, type, err;      /* err: 0, or the lookup's -errno */
     struct addrinfo *res;
     const char *host, *service; /* into text, or NULL */
     char text[];
@@ -81,10 +107,41 @@ static void job_put(struct cor__resolve_job *j)
     free(j);
 }
 
+/* The caller no longer waits (or was woken): counts j out of its context (j's lock held). */
+static void count_out_locked(struct cor__resolve_job *j)
+{
+    __atomic_store_n(&j->waiting, false, __ATOMIC_RELEASE);
+    if (j->ctx)
+        cor__ctx_foreign_wake_add(j->ctx, -1);
+    j->ctx = NULL;
+}
+
+/* The caller no longer waits: the worker must not touch its context. */
+static void caller_left(struct cor__resolve_job *j)
+{
+    cor__spin_lock(&j->lock);
+    count_out_locked(j);
+    cor__spin_unlock(&j->lock);
+}
+
+/* The worker wakes the caller if its context still counts the job, then counts it out. */
+static void wake_caller(struct cor__resolve_job *j)
+{
+    cor__spin_lock(&j->lock);
+    if (j->waiting)
+        cor_async_event_set(&j->done);
+    count_out_locked(j);
+    cor__spin_unlock(&j->lock);
+}
+
 /* The blocking part, on a worker. */
 static cor_handle run_lookup(cor_frame *f)
 {
     struct cor__resolve_job *j = (struct cor__resolve_job *)f;
+    if (!__atomic_load_n(&j->waiting, __ATOMIC_ACQUIRE)) {
+        job_put(j); /* the caller left before the lookup began (stopped, destroyed): skip it */
+        return COR_NOOP;
+    }
     struct addrinfo hints;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = j->family;
@@ -97,7 +154,7 @@ static cor_handle run_lookup(cor_frame *f)
         j->err = map_eai(e);
     if (j->err)
         j->res = NULL;
-    cor_async_event_set(&j->done);
+    wake_caller(j);
     job_put(j);
     return COR_NOOP;
 }
@@ -107,7 +164,7 @@ static void lookup_destroyed(cor_frame *f)
 {
     struct cor__resolve_job *j = (struct cor__resolve_job *)f;
     j->err = -ECANCELED;
-    cor_async_event_set(&j->done);
+    wake_caller(j);
     job_put(j);
 }
 
@@ -122,7 +179,8 @@ static char *put_text(char **at, const char *s)
     return r;
 }
 
-static struct cor__resolve_job *job_new(const char *host, const char *service, int family, int type)
+static struct cor__resolve_job *job_new(const char *host, const char *service, int family, int type,
+                                        cor_execution_context *ctx)
 {
     size_t text = (host ? strlen(host) + 1 : 0) + (service ? strlen(service) + 1 : 0);
     struct cor__resolve_job *j = calloc(1, sizeof *j + text);
@@ -132,6 +190,10 @@ static struct cor__resolve_job *job_new(const char *host, const char *service, i
     j->hdr.on_destroy = lookup_destroyed;
     cor_async_event_init(&j->done);
     j->refs = 2;
+    j->waiting = true;
+    j->ctx = ctx;
+    if (ctx)
+        cor__ctx_foreign_wake_add(ctx, 1);
     j->family = family;
     j->type = type;
     char *at = j->text;
@@ -159,8 +221,10 @@ static int copy_out(const struct cor__resolve_job *j, cor_sockaddr *out, int max
 static void resolve_destroyed(cor_frame *f)
 {
     struct cor_resolve *self = (struct cor_resolve *)f;
-    if (self->job)
+    if (self->job) {
+        caller_left(self->job);
         job_put(self->job);
+    }
 }
 
 /*
@@ -200,10 +264,11 @@ COR_DEFINE(cor_resolve,
         COR_RETURN(-EINVAL);
     if (cor_stop_requested(COR_THIS_STOP_TOKEN()))
         COR_RETURN(-ECANCELED); /* stopped before it started: no lookup */
-    pthread_once(&pool_once, pool_start);
-    if (pool_err)
-        COR_RETURN(pool_err);
-    self->job = job_new(self->host, self->service, self->family, self->type);
+    int rc = pool_start();
+    if (rc)
+        COR_RETURN(rc);
+    self->job = job_new(self->host, self->service, self->family, self->type,
+                        cor_executor_context(COR_THIS_EXECUTOR()));
     if (!self->job)
         COR_RETURN(-ENOMEM);
     COR_ON_DESTROY(resolve_destroyed);
@@ -216,6 +281,7 @@ COR_DEFINE(cor_resolve,
     else if (self->r == 0)
         self->r = self->job->err ? self->job->err : copy_out(self->job, self->out, self->max);
     self->cor_hdr.on_destroy = NULL;
+    caller_left(self->job);
     job_put(self->job);
     self->job = NULL;
     COR_RETURN(self->r);

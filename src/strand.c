@@ -406,18 +406,25 @@ static cor_handle drain(cor_frame *f)
 
 /*
  * The inner executor discards the drainer (it is being destroyed): destroy
- * every handle queued on the strand too, so nothing leaks.
+ * every handle queued on the strand too, so nothing leaks, including one a
+ * producer on another thread counted in and is still pushing (a woken
+ * waiter's post, say): until the count is back to zero, when the next
+ * producer schedules a drainer of its own.
  */
 static void drainer_destroyed(cor_frame *f)
 {
     cor_strand *s = cor__container_of(f, cor_strand, drainer);
-    uint64_t n = 0;
-    cor_frame *h;
-    while (take(s, queue_of(s), &h)) {
-        n++;
-        cor_frame_destroy(h);
+    for (;;) {
+        uint64_t n = 0;
+        cor_frame *h;
+        while (take(s, queue_of(s), &h)) {
+            n++;
+            cor_frame_destroy(h);
+        }
+        if ((__atomic_sub_fetch(&s->pending, n, __ATOMIC_ACQ_REL) & COUNT_MASK) == 0)
+            return;
+        sched_yield(); /* counted in, not yet pushed */
     }
-    __atomic_sub_fetch(&s->pending, n, __ATOMIC_ACQ_REL);
 }
 
 bool cor__is_strand_drainer(const cor_frame *f)

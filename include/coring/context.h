@@ -43,6 +43,8 @@ struct cor_execution_context {
     bool shut_down;
     uint32_t roots_lock;     /* a spin lock over roots                                  */
     struct cor__root_link *roots; /* launched tasks and group children, not finished (dump.h) */
+    uint32_t foreign_wakes;  /* the library's own threads that may still post a wake-up here
+                                (a cor_resolve lookup): destroy waits for them             */
 };
 
 /* Initializes ctx with no services. Returns 0, or -EINVAL for NULL. */

@@ -1,8 +1,8 @@
 /*
  * Name resolution that never blocks the ring: cor_resolve runs getaddrinfo
  * on a worker of an internal thread pool (two threads, started on first use
- * and kept for the life of the process) and resumes the caller on its own
- * executor.
+ * and kept for the life of the process; they inherit the CPU affinity of
+ * the thread that started them) and resumes the caller on its own executor.
  */
 #ifndef CORING_RESOLVE_H
 #define CORING_RESOLVE_H
@@ -25,14 +25,16 @@ struct cor_resolve;
  * -EINVAL (bad arguments, a numeric service above 65535 or negative, as
  * strtoul reads it), -ENOENT (no such name, or no address of that family),
  * -EAGAIN (temporary failure), -ENOMEM, -ECANCELED (stop was requested),
- * -EIO (any other resolver failure). host and service must stay valid
+ * the -errno of a system error, -EIO (any other resolver failure). host and service must stay valid
  * until the task has started (at once when awaited: the lookup copies
  * them), out until it completes. getaddrinfo cannot be interrupted: a stop
  * (or a COR_TIMEOUT around the lookup) resumes the caller at once with
  * -ECANCELED and leaves the lookup to finish on the pool, its result
- * dropped. Any coroutine, on any executor; one whose executor is destroyed
- * while it waits is destroyed with the others waiting there, without
- * waiting for the lookup.
+ * dropped (a lookup whose caller left before it began is skipped). Any
+ * coroutine, on any executor; one whose executor is destroyed while it
+ * waits is destroyed with the others waiting there, without waiting for the
+ * lookup (a destroy waits only for a wake-up being posted at that moment).
+ * A forked child starts a pool of its own on its first lookup.
  */
 COR_API struct cor_resolve *cor_resolve(const char *host, const char *service, int family, int type,
                                         cor_sockaddr *out, int max);
