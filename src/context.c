@@ -3,6 +3,7 @@
 
 #include "coring/alloc.h"
 #include "coring/context.h"
+#include "fifo.h"
 #include "internal.h"
 
 struct cor__service {
@@ -135,4 +136,27 @@ uint32_t cor__ctx_foreign_wakes(const cor_execution_context *ctx)
 void cor__ctx_foreign_wake_add(cor_execution_context *ctx, int delta)
 {
     __atomic_add_fetch(&ctx->foreign_wakes, (uint32_t)delta, __ATOMIC_ACQ_REL);
+}
+
+void cor__ctx_empty_queue(cor_execution_context *ctx, pthread_mutex_t *lock, struct cor__fifo *q)
+{
+    /* Read before emptying: a lookup's thread counts out only after its post has landed. */
+    uint32_t foreign = cor__ctx_foreign_wakes(ctx);
+    for (;;) {
+        pthread_mutex_lock(lock);
+        cor_handle h = cor__fifo_pop(q);
+        pthread_mutex_unlock(lock);
+        if (h) {
+            cor_frame_destroy(h);
+            continue;
+        }
+        /* Tasks waiting on a wait list would never run again; what they release may queue. */
+        if (cor__roots_abandon_waits(ctx))
+            continue;
+        /* A lookup's thread may be posting a waiter it woke: wait for it, then empty again. */
+        if (!foreign)
+            break;
+        sched_yield();
+        foreign = cor__ctx_foreign_wakes(ctx);
+    }
 }

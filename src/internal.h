@@ -3,6 +3,7 @@
 #define CORING_SRC_INTERNAL_H
 
 #include <assert.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -228,6 +229,16 @@ int cor__backtrace_queued(const cor_frame *h, FILE *out);
  */
 uint32_t cor__ctx_foreign_wakes(const cor_execution_context *ctx);
 void cor__ctx_foreign_wake_add(cor_execution_context *ctx, int delta);
+
+/*
+ * Empties the queue q (guarded by lock) of an executor of ctx that is being
+ * destroyed: destroys each handle (taken under the lock, destroyed outside:
+ * destroying a chain may queue more), the tasks waiting on wait lists and
+ * the wake-ups the library's own threads are posting meanwhile, until none
+ * is left (the manual executor's and the thread pool's destroy).
+ */
+struct cor__fifo;
+void cor__ctx_empty_queue(cor_execution_context *ctx, pthread_mutex_t *lock, struct cor__fifo *q);
 
 /* ---- strand.c ---- */
 

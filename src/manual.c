@@ -99,27 +99,7 @@ void cor_manual_destroy(cor_manual *m)
 {
     if (!m)
         return;
-    /* Destroying a chain may finish work (its launch) on m: take each
-     * handle out under the lock, destroy it outside. */
-    /* Read before emptying: a lookup's thread counts out only after its post has landed. */
-    uint32_t foreign = cor__ctx_foreign_wakes(&m->ctx);
-    for (;;) {
-        pthread_mutex_lock(&m->lock);
-        cor_handle h = cor__fifo_pop(&m->queue);
-        pthread_mutex_unlock(&m->lock);
-        if (h) {
-            cor_frame_destroy(h);
-            continue;
-        }
-        /* Tasks waiting on a wait list would never run again; what they release may queue. */
-        if (cor__roots_abandon_waits(&m->ctx))
-            continue;
-        /* A lookup's thread may be posting a waiter it woke: wait for it, then empty again. */
-        if (!foreign)
-            break;
-        sched_yield();
-        foreign = cor__ctx_foreign_wakes(&m->ctx);
-    }
+    cor__ctx_empty_queue(&m->ctx, &m->lock, &m->queue);
     cor_execution_context_destroy(&m->ctx);
     pthread_cond_destroy(&m->cond);
     pthread_mutex_destroy(&m->lock);

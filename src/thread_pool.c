@@ -290,27 +290,7 @@ int cor_thread_pool_destroy(cor_thread_pool *p)
         return -EDEADLK;
     cor_thread_pool_stop(p);
     cor_thread_pool_join(p);
-    /* Destroying a chain may finish work on p (its launch): take each handle
-     * out under the lock, destroy it outside. */
-    /* Read before emptying: a lookup's thread counts out only after its post has landed. */
-    uint32_t foreign = cor__ctx_foreign_wakes(&p->ctx);
-    for (;;) {
-        pthread_mutex_lock(&p->lock);
-        cor_handle h = cor__fifo_pop(&p->queue);
-        pthread_mutex_unlock(&p->lock);
-        if (h) {
-            cor_frame_destroy(h);
-            continue;
-        }
-        /* Tasks waiting on a wait list would never run again; what they release may queue. */
-        if (cor__roots_abandon_waits(&p->ctx))
-            continue;
-        /* A lookup's thread may be posting a waiter it woke: wait for it, then empty again. */
-        if (!foreign)
-            break;
-        sched_yield();
-        foreign = cor__ctx_foreign_wakes(&p->ctx);
-    }
+    cor__ctx_empty_queue(&p->ctx, &p->lock, &p->queue);
     cor_execution_context_destroy(&p->ctx);
     while (__atomic_load_n(&p->touching, __ATOMIC_ACQUIRE))
         sched_yield();
