@@ -92,8 +92,10 @@ static void prep(cor__backend *b, struct io_uring_sqe *sqe, cor__io_op *op)
         io_uring_prep_recv(sqe, op->fd, op->u.io.addr, op->len, (int)op->op_flags);
         break;
     case COR__IO_SEND:
+        /* Not under a deadline: a zero-copy send whose bytes went out ends only when the
+         * kernel releases the buffer, which a peer that does not read puts off past any. */
         if (b->send_zc_min && op->len >= b->send_zc_min && !(op->bk_flags & BK_PLAIN) &&
-            op->fd != b->zc_refused_fd) {
+            !(op->hints & COR__IO_HINT_BOUNDED) && op->fd != b->zc_refused_fd) {
             io_uring_prep_send_zc(sqe, op->fd, op->u.io.addr, op->len, (int)op->op_flags, 0);
             op->bk_flags |= BK_ZC;
         } else {
@@ -211,6 +213,8 @@ static void send_cancel(cor__backend *b, cor__io_op *op)
     io_uring_sqe_set_data64(sqe, UD_IGNORE);
 }
 
+static void zc_hold(cor__backend *b, cor__io_op *op);
+
 static void uring_cancel(cor__backend *b, cor__io_op *op)
 {
     if (op->opcode == COR__IO_STREAM_NEXT) {
@@ -221,9 +225,15 @@ static void uring_cancel(cor__backend *b, cor__io_op *op)
         op->bk_flags |= BK_CANCELED; /* not in the kernel yet: it never will be */
         return;
     }
+    uint8_t was = op->bk_flags;
     op->bk_flags |= BK_STOP_ASKED;
-    if (op->bk_flags & (BK_CANCEL_BACKLOG | BK_ZC_SENT))
-        return; /* (a zero-copy send that was sent waits for its notification) */
+    if (was & BK_ZC_SENT) {
+        if (!(was & BK_STOP_ASKED))
+            zc_hold(b, op); /* its bytes went out: it waits for its notification */
+        return;
+    }
+    if (was & BK_CANCEL_BACKLOG)
+        return;
     if (!b->cancels && cor__uring_reserve(b, 1) == 0) {
         send_cancel(b, op);
         return;
@@ -264,10 +274,39 @@ static long drain_backlog(cor__backend *b)
     return n;
 }
 
+/*
+ * Makes the kernel release the buffer of op, a zero-copy send whose bytes
+ * went out, by resetting its connection (a connect to AF_UNSPEC: TCP drops
+ * what it had queued, and the notification follows). Teardown only: a
+ * peer that does not read would otherwise hold the destroy for ever. No
+ * room in the SQ: op keeps waiting for its peer.
+ */
+static void zc_release(cor__backend *b, cor__io_op *op)
+{
+    static const struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+    if (cor__uring_reserve(b, 1))
+        return;
+    struct io_uring_sqe *sqe = cor__uring_sqe(b);
+    io_uring_prep_connect(sqe, op->fd, &unspec, sizeof unspec);
+    if (op->fixed)
+        sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, UD_IGNORE);
+}
+
+/* op, a zero-copy send whose bytes went out, was asked to stop: it waits on zc_held. */
+static void zc_hold(cor__backend *b, cor__io_op *op)
+{
+    cor__uring_fifo_push(&b->zc_held, &b->zc_held_last, op);
+    if (b->closing)
+        zc_release(b, op);
+}
+
 static void uring_cancel_all(cor__backend *b)
 {
     b->closing = true;
     cor__uring_streams_cancel(b);
+    for (cor__io_op *op = b->zc_held; op; op = (cor__io_op *)(uintptr_t)op->bk[0])
+        zc_release(b, op);
     if (cor__uring_reserve(b, 1))
         return;
     struct io_uring_sqe *sqe = cor__uring_sqe(b);
@@ -284,16 +323,20 @@ static void uring_cancel_all(cor__backend *b)
  * with the former's result, so the caller may reuse the buffer at once.
  * True when op is done (*res set).
  */
-static bool zc_done(cor__io_op *op, int32_t *res, uint32_t flags)
+static bool zc_done(cor__backend *b, cor__io_op *op, int32_t *res, uint32_t flags)
 {
     if (flags & IORING_CQE_F_NOTIF) {
         *res = (int32_t)(int64_t)op->bk[1];
+        if (op->bk_flags & BK_STOP_ASKED)
+            fifo_remove(&b->zc_held, &b->zc_held_last, op);
         return true;
     }
     if (!(flags & IORING_CQE_F_MORE))
         return true; /* no notification follows (an error before anything was sent) */
     op->bk[1] = (uint64_t)(int64_t)*res;
     op->bk_flags |= BK_ZC_SENT;
+    if (op->bk_flags & BK_STOP_ASKED)
+        zc_hold(b, op); /* its cancel came too late: the bytes went out */
     return false;
 }
 
@@ -331,7 +374,7 @@ static long on_cqe(cor__backend *b, uint64_t ud, int32_t res, uint32_t flags)
     if (__builtin_expect((op->bk_flags & BK_CANCEL_BACKLOG) != 0, 0))
         fifo_remove(&b->cancels, &b->cancels_last, op); /* done before its cancel went out */
     if (__builtin_expect((op->bk_flags & BK_ZC) != 0, 0)) {
-        if (!zc_done(op, &res, flags))
+        if (!zc_done(b, op, &res, flags))
             return 0;
         if (res == -EOPNOTSUPP) {
             if (zc_refused(b, op))
@@ -562,9 +605,11 @@ static bool probe_cq_grow(cor__backend *b)
 }
 
 /*
- * The CQ overflowed: doubles it (up to COR_RING_CQ_MAX) once no completion
- * waits in the kernel's overflow list any more (the kernel refuses to
- * resize then; a later run tries again). The kernel copies what the rings
+ * The CQ overflowed: doubles it (up to COR_RING_CQ_MAX) right away, while
+ * completions still wait in the kernel's overflow list (they are the
+ * context's, not the rings': the next enter flushes them into the new CQ;
+ * waiting for the list to empty first never happened under a load that
+ * keeps it full). The kernel copies what the rings
  * hold into new ones, SQEs from its head to its tail: so the SQEs prepared
  * since the last submission are made visible first (as liburing's flush
  * does; the next enter submits them). The new rings are mapped before the
@@ -574,8 +619,6 @@ static bool probe_cq_grow(cor__backend *b)
 static int grow_cq(cor__backend *b)
 {
     struct io_uring *r = &b->ring;
-    if (io_uring_cq_has_overflow(r))
-        return 0;
     if (r->sq.sqe_head != r->sq.sqe_tail) {
         r->sq.sqe_head = r->sq.sqe_tail;
         __atomic_store_n(r->sq.ktail, r->sq.sqe_tail, __ATOMIC_RELEASE);

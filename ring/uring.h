@@ -95,6 +95,13 @@ struct cor__backend {
      * bk[1].
      */
     cor__io_op *ready, *ready_last;
+    /*
+     * Zero-copy sends asked to stop after their bytes went out (BK_ZC_SENT
+     * and BK_STOP_ASKED): they wait for the kernel to release the buffer,
+     * which a peer that stops reading puts off for ever. Linked through
+     * bk[0]; teardown resets their connections (zc_release).
+     */
+    cor__io_op *zc_held, *zc_held_last;
     cor__stream *streams; /* every stream not yet freed              */
     uint16_t next_bgid;
     cor__backend_stats stats;

@@ -296,6 +296,7 @@ static void op_init(cor__io_op *op, int opcode)
     op->fixed = 0;
     op->state = COR__OP_NEW;
     op->flags = 0;
+    op->hints = 0;
     op->fd = -1;
     op->op_flags = 0;
     op->len = 0;
@@ -599,6 +600,8 @@ static __attribute__((noinline)) cor_handle op_start_checked(cor_io_context *io,
          * (op_in_flight), and an op that completes before then costs no clock read at all. */
         if ((op->flags & COR__OPF_DEADLINE) && !deadline_after(op, info) && deadline_passed(op))
             return op_now(op, -ETIME);
+        if (op->flags & COR__OPF_DEADLINE)
+            op->hints |= COR__IO_HINT_BOUNDED;
     }
     cor__stop_link *link = NULL;
     if (src) {

@@ -213,6 +213,13 @@ enum { COR__TNODE_OP = 0, COR__TNODE_CALLBACK = 1 };
 #define COR__TNODE_IDLE 0xffffu
 
 /*
+ * cor__io_op.hints: what the front end knows of an op that changes how a
+ * backend may issue it. BOUNDED: a deadline may cut it short, so it must
+ * stay cancelable (io_uring: a send is never zero-copy then).
+ */
+enum { COR__IO_HINT_BOUNDED = 1u << 0 };
+
+/*
  * The state of one operation. The arguments (first part) are what a backend
  * reads; bk* are the backend's; the rest is the front end's. It lives in
  * the op's leaf frame (struct cor_io_await, in the awaiting frame's slot)
@@ -225,7 +232,8 @@ struct cor__io_op {
     uint8_t bk_flags;   /* backend flags                                  */
     uint8_t state;      /* front end: new, in flight, done                */
     uint8_t flags;      /* front end flags                                */
-    uint16_t spare;
+    uint8_t hints;      /* front end to backend: COR__IO_HINT_*           */
+    uint8_t spare;
     int32_t fd;
     uint32_t op_flags; /* per opcode: msg flags, poll events, O_* ...    */
     uint32_t len;      /* byte count, iovec count, socklen, mode, mask    */

@@ -818,6 +818,40 @@ IO_TEST(io_context, cq_overflow_loses_nothing)
 }
 
 /*
+ * The CQ grows while the storm lasts, not after it: one run of 3,000 tasks
+ * of 3 nops each keeps the overflow list full from start to end, and the
+ * CQ of 4 doubles again and again inside that run (it grew once, after the
+ * run's last overflow, when growing waited for the list to empty).
+ */
+IO_TEST(io_context, the_cq_grows_during_a_storm)
+{
+    cor_io_context_options o = {.sq_entries = 4, .cq_entries = 4};
+    cor_io_context *io = io_test_create(backend, &o);
+    enum { N = 3000 };
+    static int got[N];
+    static cor_launch_options lo[N];
+    for (int i = 0; i < N; i++) {
+        got[i] = 0;
+        lo[i] = (cor_launch_options){.on_result = store_int, .user = &got[i]};
+        cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo[i], nops(3)), 0);
+    }
+    cr_assert_gt(cor_io_context_run(io), 0);
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(got[i], 3, "task %d: every nop completed", i);
+    /* The first run asked the kernel whether the CQ can grow. */
+    if (!(cor_io_context_features(io) & COR_IO_CQ_GROW)) {
+        cor_io_context_destroy(io);
+        cr_skip_test("no CQ growth here (epoll, or a kernel before 6.13)");
+    }
+    cor_io_metrics m;
+    cr_assert_eq(cor_io_context_metrics(io, &m), 0);
+    cr_assert_geq(m.cq_grows, 3, "the CQ doubled %llu times in the run",
+                  (unsigned long long)m.cq_grows);
+    cr_assert_geq(m.cq_entries, 32, "%llu entries", (unsigned long long)m.cq_entries);
+    cor_io_context_destroy(io);
+}
+
+/*
  * A CQ that grew keeps working: after the storm that made it grow, a
  * second one completes every nop too, and the CQ ends no bigger than
  * COR_RING_CQ_MAX whatever the load.

@@ -1907,3 +1907,94 @@ IO_TEST(net, a_stopped_zero_copy_send_completes)
     cor_io_context_destroy(io);
     close(a);
 }
+
+/* Sends 64 KiB chunks of buf, each under a deadline of 100 ms, until one fails; its result. */
+struct deadline_sender {
+    COR_PROMISE(int);
+    int fd;
+    const char *buf;
+    ssize_t n;
+};
+COR_DEFINE_STATIC(deadline_sender, (int fd, const char *buf), {
+    self->fd = fd;
+    self->buf = buf;
+})
+{
+    COR_BEGIN();
+    do
+        COR_AWAIT(self->n,
+                  COR_DEADLINE_AFTER(cor_send(self->fd, self->buf, 64 << 10, 0), 100 * MS));
+    while (self->n > 0);
+    COR_RETURN((int)self->n);
+}
+
+/*
+ * A send with a deadline stays a plain send above the zero-copy threshold:
+ * to a peer that does not read, the send that finds no room ends at its
+ * deadline with -ETIME (a zero-copy one waited for the peer for ever: its
+ * bytes had gone out and the kernel held the buffer).
+ */
+IO_TEST(net, a_deadline_holds_above_the_zero_copy_threshold)
+{
+    cor_io_context_options o = {.send_zc_threshold = 1024};
+    cor_io_context *io = io_test_create(backend, &o);
+    int a, b;
+    tcp_pair(&a, &b);
+    static char out[64 << 10];
+    int r = 0;
+    cor_launch_options lo = {.on_result = store_int, .user = &r};
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, deadline_sender(a, out)), 0);
+    int64_t end = cor_clock_now() + 5000 * MS;
+    while (r == 0 && cor_clock_now() < end)
+        cor_io_context_run_for(io, 5 * MS);
+    cr_assert_eq(r, -ETIME, "the last send ended at its deadline: %d", r);
+    cor_io_context_destroy(io);
+    close(a);
+    close(b);
+}
+
+/*
+ * A zero-copy send whose bytes went out to a peer that does not read does
+ * not hold the destroy: its connection is reset (the peer, having read what
+ * had arrived, sees ECONNRESET), whether a stop came first or not. On epoll
+ * the send is a plain one and the destroy cancels it.
+ */
+IO_TEST_OPTS(net, a_held_zero_copy_send_does_not_hold_the_destroy, .timeout = 60)
+{
+    enum { LEN = 64 << 20 };
+    char *out = calloc(1, LEN);
+    for (int stopped = 0; stopped < 2; stopped++) {
+        cor_io_context_options o = {.send_zc_threshold = 1024};
+        cor_io_context *io = io_test_create(backend, &o);
+        int a, b;
+        tcp_pair(&a, &b);
+        int r = 0;
+        cor_stop_source src = COR_STOP_SOURCE_INIT;
+        cor_launch_options lo = {
+            .stop = cor_stop_source_token(&src), .on_result = store_int, .user = &r};
+        cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, zc_sender(a, out, LEN)), 0);
+        cor_io_context_run_for(io, 50 * MS);
+        if (stopped) {
+            cor_stop_source_request(&src);
+            cor_io_context_run_for(io, 50 * MS);
+        }
+        if (backend == COR_IO_BACKEND_URING)
+            cr_assert_eq(r, 0, "stopped %d: the send still waits for its buffer", stopped);
+        else
+            cr_assert(stopped ? r != 0 : r == 0, "stopped %d: %d", stopped, r);
+        cor_io_context_destroy(io);
+        if (backend == COR_IO_BACKEND_URING) {
+            static char in[1 << 16];
+            ssize_t k;
+            int64_t end = cor_clock_now() + 5000 * MS;
+            do
+                k = recv(b, in, sizeof in, MSG_DONTWAIT);
+            while ((k > 0 || (k < 0 && errno == EAGAIN)) && cor_clock_now() < end);
+            cr_assert(k < 0 && errno == ECONNRESET, "stopped %d: the peer sees a reset: %zd %s",
+                      stopped, k, k < 0 ? strerror(errno) : "");
+        }
+        close(a);
+        close(b);
+    }
+    free(out);
+}

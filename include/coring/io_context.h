@@ -116,11 +116,17 @@ enum {
  *                  plain send instead (the first one costs a second
  *                  submission). Zero-copy pays off for large sends to a real NIC;
  *                  on loopback the kernel copies anyway (README, figures).
- *                  Such a send completes (its result, or -ECANCELED when
- *                  stopped) only once the kernel no longer reads the buffer:
- *                  bytes queued to a peer that does not read keep it (and
- *                  the io_context's destroy, which waits for every
- *                  operation) until the peer reads them or its end closes.
+ *                  A send under a deadline (COR_DEADLINE_AFTER/_AT, or a
+ *                  stop source's op timeout such as cor_serve's
+ *                  idle_timeout) is always a plain one, so its deadline
+ *                  holds. Any other such send completes (its result, or
+ *                  -ECANCELED when stopped before anything went out) only
+ *                  once the kernel no longer reads the buffer: bytes queued
+ *                  to a peer that does not read keep it, stop or not, until
+ *                  the peer reads them or its end closes. The io_context's
+ *                  destroy does not wait for that: it resets the connection
+ *                  (a connect to AF_UNSPEC; the kernel drops the queued
+ *                  bytes and lets the buffer go).
  *  reserved:       zero.
  */
 typedef struct cor_io_context_options {
@@ -161,7 +167,9 @@ COR_API int cor_io_context_create(cor_io_context **out, const cor_io_context_opt
  * waits (front-end only) end as on the owner, but operations the kernel
  * has not completed (a read on a pipe survives its submitter's exit) are
  * abandoned with their frames, reported in one warning through the log
- * hook. A coroutine awaiting a name lookup (cor_resolve) is destroyed like
+ * hook. A zero-copy send whose bytes went out and that still waits for the
+ * kernel to let its buffer go has its connection reset (send_zc_threshold
+ * above). A coroutine awaiting a name lookup (cor_resolve) is destroyed like
  * one waiting on an event, without waiting for the lookup. A coroutine the
  * application sent to another executor with run() must be back first (or
  * its frames destroyed with that executor): its return would reach freed
