@@ -462,6 +462,9 @@ static long uring_run(cor__backend *b, int64_t timeout_ns, long max)
         io_uring_cqe_seen(r, cqe);
         n += on_cqe(b, ud, res, flags);
     }
+    /* The stream results those CQEs decided go now: waiting for the next run cost an enter. */
+    if (b->ready && n < max)
+        n += cor__uring_stream_deliver(b, max - n);
     if (b->grow_wanted) {
         int g = grow_cq(b); /* no CQE is in use here */
         if (g)

@@ -90,9 +90,9 @@ struct cor__backend {
     cor__io_op *backlog, *backlog_last;
     cor__io_op *cancels, *cancels_last;
     /*
-     * STREAM_NEXT results decided outside a CQE (uring_stream.c), delivered
-     * by the next run: linked through bk[0], the result in the high half of
-     * bk[1].
+     * STREAM_NEXT results decided by a stream (uring_stream.c), delivered
+     * by the run (a CQE's, after that run's CQEs; a handler's, by the next
+     * run): linked through bk[0], the result in the high half of bk[1].
      */
     cor__io_op *ready, *ready_last;
     /*

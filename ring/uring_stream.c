@@ -6,7 +6,9 @@
  * A stream keeps one multishot request armed in the kernel and queues its
  * results until COR__IO_STREAM_NEXT ops take them, in order. Those ops
  * never enter the kernel themselves: a result is handed to the waiting op
- * through the ready list, which the next run delivers like a CQE. The queue
+ * through the ready list, which a run delivers like a CQE: after its CQEs
+ * (what they decided, in the same pass) and before its enter (what
+ * handlers decided, the next pass). The queue
  * starts in the stream itself (STREAM_INLINE results) and grows on the heap
  * when results pile up (it never shrinks). A receive stream whose queue
  * cannot grow ends with -ENOMEM after what it queued; an accept stream's

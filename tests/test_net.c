@@ -1685,6 +1685,32 @@ IO_TEST(net, a_stream_next_made_before_run_is_awaited_inside_it)
 }
 
 /*
+ * A stream's result reaches its waiter in the pass whose enter brought the
+ * data: one poll after the bytes arrived delivers them (the result waited
+ * for the next pass, and a poll that found nothing else to do returned
+ * without it).
+ */
+IO_TEST(net, one_poll_delivers_what_a_stream_received)
+{
+    struct piped p;
+    piped_open(&p, backend, 4, 64, 0);
+    cor_buf b;
+    int r = 0;
+    cor_launch_options lo = {.on_result = store_int, .user = &r};
+    cr_assert_eq(
+        COR_RUN_ASYNC(cor_io_context_executor(p.io), &lo, await_made(cor_stream_next(p.s, &b))), 0);
+    cr_assert_geq(cor_io_context_poll(p.io), 0); /* the task waits, the receive is armed */
+    cr_assert_eq(r, 0);
+    cr_assert_eq(write(p.sv[1], "hello", 5), 5);
+    usleep(20000);
+    cr_assert_geq(cor_io_context_poll(p.io), 1);
+    cr_assert_eq(r, 5, "one poll delivered the bytes: %d", r);
+    cr_assert_eq(memcmp(b.data, "hello", 5), 0);
+    cr_assert_eq(cor_buf_ring_put(p.ring, &b), 0);
+    piped_close(&p);
+}
+
+/*
  * An io_context destroyed with a ring and a stream still open, results queued
  * on the stream and a stream on a second ring with nothing queued, frees
  * them all itself (the ASan build's leak check sees the backend's part) and
