@@ -780,6 +780,16 @@ IO_TEST(io_context, full_sq_is_flushed_not_dropped)
     cor_io_context_destroy(io);
 }
 
+/* Launches n tasks of k nops each on io (results in got[], options in lo[]), for a storm. */
+static void launch_nop_storm(cor_io_context *io, int *got, cor_launch_options *lo, int n, int k)
+{
+    for (int i = 0; i < n; i++) {
+        got[i] = 0;
+        lo[i] = (cor_launch_options){.on_result = store_int, .user = &got[i]};
+        cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo[i], nops(k)), 0);
+    }
+}
+
 IO_TEST(io_context, cq_overflow_loses_nothing)
 {
     cor_io_context_options o = {.sq_entries = 4, .cq_entries = 4};
@@ -788,11 +798,7 @@ IO_TEST(io_context, cq_overflow_loses_nothing)
     static int got[N];
     static cor_launch_options lo[N];
     /* One round submits them all: far more completions than the CQ holds. */
-    for (int i = 0; i < N; i++) {
-        got[i] = 0;
-        lo[i] = (cor_launch_options){.on_result = store_int, .user = &got[i]};
-        cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo[i], nops(1)), 0);
-    }
+    launch_nop_storm(io, got, lo, N, 1);
     cr_assert_eq(cor_io_context_run(io), 2 * N, "N starts and N completions");
     for (int i = 0; i < N; i++)
         cr_assert_eq(got[i], 1, "nop %d completed once", i);
@@ -830,11 +836,7 @@ IO_TEST(io_context, the_cq_grows_during_a_storm)
     enum { N = 3000 };
     static int got[N];
     static cor_launch_options lo[N];
-    for (int i = 0; i < N; i++) {
-        got[i] = 0;
-        lo[i] = (cor_launch_options){.on_result = store_int, .user = &got[i]};
-        cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo[i], nops(3)), 0);
-    }
+    launch_nop_storm(io, got, lo, N, 3);
     cr_assert_gt(cor_io_context_run(io), 0);
     for (int i = 0; i < N; i++)
         cr_assert_eq(got[i], 3, "task %d: every nop completed", i);
@@ -864,11 +866,7 @@ IO_TEST(io_context, a_grown_cq_keeps_working)
     static int got[N];
     static cor_launch_options lo[N];
     for (int round = 0; round < 3; round++) {
-        for (int i = 0; i < N; i++) {
-            got[i] = 0;
-            lo[i] = (cor_launch_options){.on_result = store_int, .user = &got[i]};
-            cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo[i], nops(3)), 0);
-        }
+        launch_nop_storm(io, got, lo, N, 3);
         cr_assert_gt(cor_io_context_run(io), 0);
         for (int i = 0; i < N; i++)
             cr_assert_eq(got[i], 3, "round %d, task %d: every nop completed", round, i);
