@@ -21,6 +21,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #include "coring/config.h"
@@ -34,6 +35,25 @@ static uint64_t eventfd_sink;
 /* ---- submission ------------------------------------------------------------------------ */
 
 static void forget_ring_fd(cor__backend *b);
+
+/*
+ * Which socket fd names: the low half of its inode number (unique among
+ * live sockets, and only reused after billions more), or 0 if unknown. A
+ * zero-copy send keeps it (high half of bk[1]) so that teardown resets the
+ * connection the send went out on, not whatever holds the number by then.
+ */
+static uint32_t sock_id(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) ? (uint32_t)st.st_ino : 0;
+}
+
+/* A send goes zero-copy: large enough, not under a deadline, on a socket it may go on. */
+static bool zc_wanted(const cor__backend *b, const cor__io_op *op)
+{
+    return b->send_zc_min && op->len >= b->send_zc_min && !(op->bk_flags & BK_PLAIN) &&
+           !(op->hints & COR__IO_HINT_BOUNDED) && !op->fixed && op->fd != b->zc_refused_fd;
+}
 
 /*
  * A thread other than the one that registered the ring fd is about to
@@ -91,17 +111,20 @@ static void prep(cor__backend *b, struct io_uring_sqe *sqe, cor__io_op *op)
     case COR__IO_RECV:
         io_uring_prep_recv(sqe, op->fd, op->u.io.addr, op->len, (int)op->op_flags);
         break;
-    case COR__IO_SEND:
+    case COR__IO_SEND: {
         /* Not under a deadline: a zero-copy send whose bytes went out ends only when the
-         * kernel releases the buffer, which a peer that does not read puts off past any. */
-        if (b->send_zc_min && op->len >= b->send_zc_min && !(op->bk_flags & BK_PLAIN) &&
-            !(op->hints & COR__IO_HINT_BOUNDED) && op->fd != b->zc_refused_fd) {
+         * kernel releases the buffer, which a peer that does not read puts off past any.
+         * Not on a registered file: teardown could not tell which socket a slot names. */
+        uint32_t id = zc_wanted(b, op) ? sock_id(op->fd) : 0;
+        if (id) {
             io_uring_prep_send_zc(sqe, op->fd, op->u.io.addr, op->len, (int)op->op_flags, 0);
             op->bk_flags |= BK_ZC;
+            op->bk[1] = (uint64_t)id << 32;
         } else {
             io_uring_prep_send(sqe, op->fd, op->u.io.addr, op->len, (int)op->op_flags);
         }
         break;
+    }
     case COR__IO_ACCEPT:
         io_uring_prep_accept(sqe, op->fd, (struct sockaddr *)op->u.io.addr,
                              (socklen_t *)op->u.io.addr2, (int)op->op_flags);
@@ -278,18 +301,18 @@ static long drain_backlog(cor__backend *b)
  * Makes the kernel release the buffer of op, a zero-copy send whose bytes
  * went out, by resetting its connection (a connect to AF_UNSPEC: TCP drops
  * what it had queued, and the notification follows). Teardown only: a
- * peer that does not read would otherwise hold the destroy for ever. No
- * room in the SQ: op keeps waiting for its peer.
+ * peer that does not read would otherwise hold the destroy for ever. Only
+ * if op's descriptor still names the socket the send went out on (closed
+ * or reused meanwhile: op waits for its peer, or for the kernel to drop
+ * the orphaned connection), and if the SQ has room.
  */
 static void zc_release(cor__backend *b, cor__io_op *op)
 {
     static const struct sockaddr unspec = {.sa_family = AF_UNSPEC};
-    if (cor__uring_reserve(b, 1))
+    if (sock_id(op->fd) != (uint32_t)(op->bk[1] >> 32) || cor__uring_reserve(b, 1))
         return;
     struct io_uring_sqe *sqe = cor__uring_sqe(b);
     io_uring_prep_connect(sqe, op->fd, &unspec, sizeof unspec);
-    if (op->fixed)
-        sqe->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data64(sqe, UD_IGNORE);
 }
 
@@ -326,14 +349,14 @@ static void uring_cancel_all(cor__backend *b)
 static bool zc_done(cor__backend *b, cor__io_op *op, int32_t *res, uint32_t flags)
 {
     if (flags & IORING_CQE_F_NOTIF) {
-        *res = (int32_t)(int64_t)op->bk[1];
+        *res = (int32_t)(uint32_t)op->bk[1];
         if (op->bk_flags & BK_STOP_ASKED)
             fifo_remove(&b->zc_held, &b->zc_held_last, op);
         return true;
     }
     if (!(flags & IORING_CQE_F_MORE))
         return true; /* no notification follows (an error before anything was sent) */
-    op->bk[1] = (uint64_t)(int64_t)*res;
+    op->bk[1] = (op->bk[1] & ~(uint64_t)UINT32_MAX) | (uint32_t)*res; /* the socket's id stays */
     op->bk_flags |= BK_ZC_SENT;
     if (op->bk_flags & BK_STOP_ASKED)
         zc_hold(b, op); /* its cancel came too late: the bytes went out */

@@ -1817,6 +1817,23 @@ COR_DEFINE_STATIC(zc_sender, (int fd, const char *buf, size_t len), {
     COR_RETURN((int)self->n);
 }
 
+/* Sends st->len bytes of st->buf through registered slot 0 in one MSG_WAITALL send. */
+struct fixed_sender_state {
+    const char *buf;
+    size_t len;
+};
+struct fixed_sender {
+    COR_PROMISE(int);
+    struct fixed_sender_state *st;
+    ssize_t n;
+};
+COR_DEFINE_STATIC(fixed_sender, (struct fixed_sender_state * st), { self->st = st; })
+{
+    COR_BEGIN();
+    COR_AWAIT(self->n, COR_FIXED(cor_send(0, self->st->buf, self->st->len, MSG_WAITALL)));
+    COR_RETURN((int)self->n);
+}
+
 /*
  * Sends of 1 KiB or more go SEND_ZC (io_uring: the features say so; epoll
  * sends them plainly): 1 MiB arrives intact, and the buffer, changed as soon
@@ -2023,4 +2040,97 @@ IO_TEST_OPTS(net, a_held_zero_copy_send_does_not_hold_the_destroy, .timeout = 60
         close(b);
     }
     free(out);
+}
+
+/* Closes *fd after ms milliseconds: the watchdog of a destroy that must wait for a peer. */
+struct close_later {
+    int *fd;
+    int ms;
+};
+static void *close_later_main(void *arg)
+{
+    struct close_later *c = arg;
+    usleep((useconds_t)c->ms * 1000);
+    close(*c->fd);
+    *c->fd = -1;
+    return NULL;
+}
+
+/*
+ * A held zero-copy send whose descriptor was closed, and its number taken
+ * by another connection, does not make the destroy reset that connection
+ * (teardown reset whatever the number named by then): the send waits for
+ * its own peer, here until the peer's end closes, and the other connection
+ * still carries bytes both ways afterwards.
+ */
+IO_TEST_OPTS(net, a_destroy_resets_no_connection_that_took_a_held_sends_number, .timeout = 60)
+{
+    cor_io_context_options o = {.send_zc_threshold = 1024};
+    cor_io_context *io = io_test_create(backend, &o);
+    int a, b;
+    tcp_pair(&a, &b);
+    enum { LEN = 64 << 20 };
+    char *out = calloc(1, LEN);
+    int r = 0;
+    cor_launch_options lo = {.on_result = store_int, .user = &r};
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, zc_sender(a, out, LEN)), 0);
+    cor_io_context_run_for(io, 50 * MS);
+    cr_assert_eq(r, 0, "the send waits for a peer that does not read");
+    int was = a;
+    close(a);
+    int a2, b2;
+    tcp_pair(&a2, &b2);
+    if (a2 != was && b2 != was) {
+        close(b); /* let the send end, then say why the case could not be made */
+        cor_io_context_destroy(io);
+        free(out);
+        cr_skip_test("the new connection did not take descriptor %d", was);
+    }
+    struct close_later c = {&b, 300};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, close_later_main, &c), 0);
+    cor_io_context_destroy(io);
+    pthread_join(t, NULL);
+    free(out);
+    char x = 0;
+    cr_assert_eq(send(a2, "p", 1, MSG_NOSIGNAL), 1, "%s", strerror(errno));
+    cr_assert_eq(recv(b2, &x, 1, 0), 1, "%s", strerror(errno));
+    cr_assert_eq(send(b2, "q", 1, MSG_NOSIGNAL), 1, "%s", strerror(errno));
+    cr_assert_eq(recv(a2, &x, 1, 0), 1, "%s", strerror(errno));
+    cr_assert_eq(x, 'q');
+    close(a2);
+    close(b2);
+}
+
+/*
+ * A send through a registered file is never zero-copy (teardown could not
+ * tell which socket a slot names by then): stopped while a peer does not
+ * read, it ends at once, as a plain send does.
+ */
+IO_TEST(net, a_send_through_a_registered_file_is_plain)
+{
+    cor_io_context_options o = {.send_zc_threshold = 1024};
+    cor_io_context *io = io_test_create(backend, &o);
+    int a, b;
+    tcp_pair(&a, &b);
+    cr_assert_eq(cor_io_files_register(io, &a, 1), 0);
+    enum { LEN = 64 << 20 };
+    char *out = calloc(1, LEN);
+    struct fixed_sender_state st = {.buf = out, .len = LEN};
+    cor_stop_source src = COR_STOP_SOURCE_INIT;
+    int r = 0;
+    cor_launch_options lo = {
+        .stop = cor_stop_source_token(&src), .on_result = store_int, .user = &r};
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, fixed_sender(&st)), 0);
+    cor_io_context_run_for(io, 50 * MS);
+    cr_assert_eq(r, 0, "64 MiB cannot all go to a peer that does not read");
+    cor_stop_source_request(&src);
+    int64_t end = cor_clock_now() + 5000 * MS;
+    while (r == 0 && cor_clock_now() < end)
+        cor_io_context_run_for(io, 5 * MS);
+    cr_assert(r == -ECANCELED || (r > 0 && r < LEN), "stopped: %d", r);
+    cor_io_context_destroy(io);
+    free(out);
+    close(a);
+    close(b);
 }

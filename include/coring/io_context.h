@@ -119,14 +119,18 @@ enum {
  *                  A send under a deadline (COR_DEADLINE_AFTER/_AT, or a
  *                  stop source's op timeout such as cor_serve's
  *                  idle_timeout) is always a plain one, so its deadline
- *                  holds. Any other such send completes (its result, or
- *                  -ECANCELED when stopped before anything went out) only
- *                  once the kernel no longer reads the buffer: bytes queued
- *                  to a peer that does not read keep it, stop or not, until
- *                  the peer reads them or its end closes. The io_context's
- *                  destroy does not wait for that: it resets the connection
- *                  (a connect to AF_UNSPEC; the kernel drops the queued
- *                  bytes and lets the buffer go).
+ *                  holds; so is a send through a registered file
+ *                  (COR_FIXED). Any other such send completes (its result,
+ *                  or -ECANCELED when stopped before anything went out)
+ *                  only once the kernel no longer reads the buffer: bytes
+ *                  queued to a peer that does not read keep it, stop or
+ *                  not, until the peer reads them or its end closes. The
+ *                  io_context's destroy does not wait for that: it resets
+ *                  the connection (a connect to AF_UNSPEC; the kernel drops
+ *                  the queued bytes and lets the buffer go), provided the
+ *                  send's descriptor still names that socket (closed, or
+ *                  taken by another file meanwhile: the destroy waits for
+ *                  the peer, or for the kernel to drop the connection).
  *  reserved:       zero.
  */
 typedef struct cor_io_context_options {
