@@ -1,6 +1,7 @@
 /*
- * A buffered reader over a socket (or any descriptor the io_context can
- * read): read a line, read up to a delimiter, read exactly n bytes, peek.
+ * A buffered reader over a socket (it receives with cor_recv: a pipe or a
+ * file answers -ENOTSOCK): read a line, read up to a delimiter, read
+ * exactly n bytes, peek.
  * Bytes received past the record asked for stay buffered for the next call,
  * so line and length-prefixed protocols need no leftover handling of their
  * own.
@@ -45,7 +46,7 @@ typedef struct cor_reader {
 } cor_reader;
 
 /*
- * Initializes r to read descriptor fd (which the caller keeps owning) into
+ * Initializes r to read socket fd (which the caller keeps owning) into
  * buf, cap bytes (1..2^30), which must outlive r; if buf is NULL, r
  * allocates cap bytes itself. Returns 0, -EINVAL (NULL r, fd < 0, cap out of
  * range) or -ENOMEM. Any thread.
