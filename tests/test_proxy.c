@@ -192,11 +192,12 @@ Test(proxy, a_backend_that_refuses_or_never_answers_closes_the_client, .timeout 
         snprintf(pp, sizeof pp, "%d", port);
         snprintf(to, sizeof to, "127.0.0.1:%d", dead);
         const char *args[] = {"--port", pp, "--to", to, "--backend", backends[b],
-                              "--connect-ms", "400", NULL};
+                              "--connect-ms", "1000", NULL};
         pid_t proxy = prog_spawn("TCP_PROXY", port, args);
         int fd = prog_dial(port);
         long ms = ms_until_closed(fd);
-        cr_assert_lt(ms, 300, "%s: refused: closed after %ld ms", backends[b], ms);
+        /* At once: well before the connect deadline (a loaded machine may take a while). */
+        cr_assert_lt(ms, 800, "%s: refused: closed after %ld ms", backends[b], ms);
         close(fd);
         cr_assert_eq(prog_terminate(proxy), 0);
 
@@ -220,7 +221,7 @@ Test(proxy, a_backend_that_refuses_or_never_answers_closes_the_client, .timeout 
         proxy = prog_spawn("TCP_PROXY", port, args);
         fd = prog_dial(port);
         ms = ms_until_closed(fd);
-        cr_assert(ms >= 300 && ms < 3000, "%s: unanswered: closed after %ld ms (deadline 400)",
+        cr_assert(ms >= 900 && ms < 4000, "%s: unanswered: closed after %ld ms (deadline 1000)",
                   backends[b], ms);
         close(fd);
         cr_assert_eq(prog_terminate(proxy), 0);
