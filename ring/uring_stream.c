@@ -575,9 +575,34 @@ int cor__uring_stream_open(cor__backend *b, cor__stream **out, int kind, int fd,
     return 0;
 }
 
+/*
+ * st closes while a result it handed to its waiter is still on the ready
+ * list: the waiter gets -ECANCELED instead, as a close promises, and what
+ * the result carried (a piece of a buffer, a descriptor) goes back. Its
+ * delivery would otherwise hand over a buffer of a ring that may be gone.
+ */
+static void recall_handed(cor__backend *b, cor__stream *st)
+{
+    for (cor__io_op *op = b->ready; op; op = (cor__io_op *)(uintptr_t)op->bk[0]) {
+        if (op->u.next.stream != st)
+            continue;
+        struct shot sh = {(int32_t)(uint32_t)(op->bk[1] >> 32), (uint32_t)op->bk[1], 0};
+        if (st->kind == COR__STREAM_RECV && sh.res > 0 && st->br) {
+            st->br->holders[op->len].held--; /* counted when it was handed (stream_deliver) */
+            shot_drop(st, sh);
+        } else if (st->kind == COR__STREAM_ACCEPT) {
+            shot_drop(st, sh);
+        }
+        op->bk[1] = (uint64_t)(uint32_t)-ECANCELED << 32;
+        op->op_flags = 0;
+        op->len = 0;
+    }
+}
+
 void cor__uring_stream_close(cor__backend *b, cor__stream *st)
 {
     st->closed = true;
+    recall_handed(b, st);
     if (st->waiter) {
         cor__io_op *op = st->waiter;
         st->waiter = NULL;

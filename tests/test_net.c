@@ -1684,6 +1684,65 @@ IO_TEST(net, a_stream_next_made_before_run_is_awaited_inside_it)
     piped_close(&p);
 }
 
+/* Awaits the next result of stream s into *b. */
+struct next_into {
+    COR_PROMISE(int);
+    cor_stream *s;
+    cor_buf *b;
+    int n;
+};
+COR_DEFINE_STATIC(next_into, (cor_stream * s, cor_buf *b), {
+    self->s = s;
+    self->b = b;
+})
+{
+    COR_BEGIN();
+    COR_AWAIT(self->n, cor_stream_next(self->s, self->b));
+    COR_RETURN(self->n);
+}
+
+/*
+ * A stream closed while the result it handed its waiter is still on its way
+ * (one run_one delivered the other stream's result and stopped there): the
+ * waiter gets -ECANCELED, as a close promises, and its buffer goes back, so
+ * the ring can be destroyed (the result was delivered anyway, from the
+ * destroyed ring: ASan heap-use-after-free).
+ */
+IO_TEST(net, a_stream_closed_with_its_result_on_the_way_cancels_it)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    cor_buf_ring *ring = ring_or_skip(io, backend, 4, 64, 0);
+    int sv[2][2], r[2] = {0, 0};
+    cor_stream *s[2];
+    cor_buf b[2];
+    cor_launch_options lo[2];
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv[i]), 0);
+        cr_assert_eq(cor_recv_stream_open(&s[i], io, sv[i][0], ring), 0);
+        lo[i] = (cor_launch_options){.on_result = store_int, .user = &r[i]};
+        cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo[i], next_into(s[i], &b[i])), 0);
+    }
+    cr_assert_geq(cor_io_context_poll(io), 0); /* both wait, both receives armed */
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(write(sv[i][1], "data", 4), 4);
+    usleep(20000);
+    cr_assert_eq(cor_io_context_run_one(io), 1);
+    cr_assert_eq((r[0] != 0) + (r[1] != 0), 1, "one result delivered: %d %d", r[0], r[1]);
+    int first = r[0] ? 0 : 1;
+    cr_assert_eq(r[first], 4);
+    cr_assert_eq(cor_buf_ring_put(ring, &b[first]), 0);
+    cr_assert_eq(cor_stream_close(s[0]), 0);
+    cr_assert_eq(cor_stream_close(s[1]), 0);
+    cr_assert_eq(cor_buf_ring_destroy(ring), 0);
+    cr_assert_geq(cor_io_context_run(io), 0);
+    cr_assert_eq(r[1 - first], -ECANCELED, "the closed stream's waiter: %d", r[1 - first]);
+    cor_io_context_destroy(io);
+    for (int i = 0; i < 2; i++) {
+        close(sv[i][0]);
+        close(sv[i][1]);
+    }
+}
+
 /*
  * A stream's result reaches its waiter in the pass whose enter brought the
  * data: one poll after the bytes arrived delivers them (the result waited

@@ -204,7 +204,12 @@ COR_API long cor_io_context_run(cor_io_context *io);
  * or an error as run. */
 COR_API long cor_io_context_run_one(cor_io_context *io);
 
-/* Runs every handler that is ready now, without blocking. Returns the count, or an error as run. */
+/*
+ * Runs every handler that is ready now, without blocking: pass after pass
+ * until one finds nothing to run, so under a steady flow of completions it
+ * returns only when the flow pauses (poll_one, or run_for with a short
+ * time, bounds a call). Returns the count, or an error as run.
+ */
 COR_API long cor_io_context_poll(cor_io_context *io);
 
 /* Runs at most one ready handler without blocking. Returns 1, 0, or an error as run. */

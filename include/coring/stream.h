@@ -136,9 +136,10 @@ COR_API struct cor_io_await *cor_stream_next(cor_stream *s, cor_buf *buf);
 
 /*
  * Closes stream s (not the socket) and frees it: a pending cor_stream_next
- * completes with -ECANCELED, queued descriptors are closed and queued
- * buffers go back to the ring. Returns 0; -EINVAL for NULL; -EPERM off the
- * driving thread (s is then still open).
+ * completes with -ECANCELED (also one whose result was already on its way
+ * but not yet delivered: what it carried goes back), queued descriptors
+ * are closed and queued buffers go back to the ring. Returns 0; -EINVAL for
+ * NULL; -EPERM off the driving thread (s is then still open).
  */
 COR_API int cor_stream_close(cor_stream *s);
 
