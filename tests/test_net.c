@@ -1684,23 +1684,6 @@ IO_TEST(net, a_stream_next_made_before_run_is_awaited_inside_it)
     piped_close(&p);
 }
 
-/* Awaits the next result of stream s into *b. */
-struct next_into {
-    COR_PROMISE(int);
-    cor_stream *s;
-    cor_buf *b;
-    int n;
-};
-COR_DEFINE_STATIC(next_into, (cor_stream * s, cor_buf *b), {
-    self->s = s;
-    self->b = b;
-})
-{
-    COR_BEGIN();
-    COR_AWAIT(self->n, cor_stream_next(self->s, self->b));
-    COR_RETURN(self->n);
-}
-
 /*
  * A stream closed while the result it handed its waiter is still on its way
  * (one run_one delivered the other stream's result and stopped there): the
@@ -1720,7 +1703,8 @@ IO_TEST(net, a_stream_closed_with_its_result_on_the_way_cancels_it)
         cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv[i]), 0);
         cr_assert_eq(cor_recv_stream_open(&s[i], io, sv[i][0], ring), 0);
         lo[i] = (cor_launch_options){.on_result = store_int, .user = &r[i]};
-        cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo[i], next_into(s[i], &b[i])), 0);
+        cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo[i], piece_taker(s[i], &b[i])),
+                     0);
     }
     cr_assert_geq(cor_io_context_poll(io), 0); /* both wait, both receives armed */
     for (int i = 0; i < 2; i++)
