@@ -2127,6 +2127,8 @@ IO_TEST_OPTS(net, a_destroy_resets_no_connection_that_took_a_held_sends_number, 
         close(b); /* let the send end, then say why the case could not be made */
         cor_io_context_destroy(io);
         free(out);
+        close(a2);
+        close(b2);
         cr_skip_test("the new connection did not take descriptor %d", was);
     }
     struct close_later c = {&b, 300};
