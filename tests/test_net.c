@@ -1841,6 +1841,15 @@ static void tcp_pair(int *a, int *b)
     close(lfd);
 }
 
+/* An io_context whose sends of 1 KiB or more go zero-copy, and a TCP pair a, b for it. */
+static cor_io_context *zc_pair(int backend, int *a, int *b)
+{
+    cor_io_context_options o = {.send_zc_threshold = 1024};
+    cor_io_context *io = io_test_create(backend, &o);
+    tcp_pair(a, b);
+    return io;
+}
+
 /* Sends len bytes of buf with cor_send_all; the result. */
 struct zc_sender {
     COR_PROMISE(int);
@@ -1968,10 +1977,8 @@ IO_TEST(net, sends_above_the_zero_copy_threshold_work_on_unix_sockets)
  */
 IO_TEST(net, a_stopped_zero_copy_send_completes)
 {
-    cor_io_context_options o = {.send_zc_threshold = 1024};
-    cor_io_context *io = io_test_create(backend, &o);
     int a, b;
-    tcp_pair(&a, &b);
+    cor_io_context *io = zc_pair(backend, &a, &b);
     enum { LEN = 64 << 20 };
     char *out = calloc(1, LEN);
     int r = 0;
@@ -2022,10 +2029,8 @@ COR_DEFINE_STATIC(deadline_sender, (int fd, const char *buf), {
  */
 IO_TEST(net, a_deadline_holds_above_the_zero_copy_threshold)
 {
-    cor_io_context_options o = {.send_zc_threshold = 1024};
-    cor_io_context *io = io_test_create(backend, &o);
     int a, b;
-    tcp_pair(&a, &b);
+    cor_io_context *io = zc_pair(backend, &a, &b);
     static char out[64 << 10];
     int r = 0;
     cor_launch_options lo = {.on_result = store_int, .user = &r};
@@ -2050,10 +2055,8 @@ IO_TEST_OPTS(net, a_held_zero_copy_send_does_not_hold_the_destroy, .timeout = 60
     enum { LEN = 64 << 20 };
     char *out = calloc(1, LEN);
     for (int stopped = 0; stopped < 2; stopped++) {
-        cor_io_context_options o = {.send_zc_threshold = 1024};
-        cor_io_context *io = io_test_create(backend, &o);
         int a, b;
-        tcp_pair(&a, &b);
+        cor_io_context *io = zc_pair(backend, &a, &b);
         int r = 0;
         cor_stop_source src = COR_STOP_SOURCE_INIT;
         cor_launch_options lo = {
@@ -2108,10 +2111,8 @@ static void *close_later_main(void *arg)
  */
 IO_TEST_OPTS(net, a_destroy_resets_no_connection_that_took_a_held_sends_number, .timeout = 60)
 {
-    cor_io_context_options o = {.send_zc_threshold = 1024};
-    cor_io_context *io = io_test_create(backend, &o);
     int a, b;
-    tcp_pair(&a, &b);
+    cor_io_context *io = zc_pair(backend, &a, &b);
     enum { LEN = 64 << 20 };
     char *out = calloc(1, LEN);
     int r = 0;
@@ -2154,10 +2155,8 @@ IO_TEST_OPTS(net, a_destroy_resets_no_connection_that_took_a_held_sends_number, 
  */
 IO_TEST(net, a_send_through_a_registered_file_is_plain)
 {
-    cor_io_context_options o = {.send_zc_threshold = 1024};
-    cor_io_context *io = io_test_create(backend, &o);
     int a, b;
-    tcp_pair(&a, &b);
+    cor_io_context *io = zc_pair(backend, &a, &b);
     cr_assert_eq(cor_io_files_register(io, &a, 1), 0);
     enum { LEN = 64 << 20 };
     char *out = calloc(1, LEN);
