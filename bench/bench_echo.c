@@ -135,7 +135,8 @@ static int measure(int backend, int64_t idle_ns, int conns, size_t size, int ser
     c.conns = conns;
     c.msg_size = size;
     c.duration_s = bench_quick() ? 0.3 : 1.0;
-    c.warmup_s = bench_quick() ? 0.1 : 0.3;
+    /* Many connections started at once take about a second to settle (scripts/bench). */
+    c.warmup_s = bench_quick() ? 0.1 : conns >= 64 ? 1.5 : 0.3;
     c.cpus[0] = client_cpu;
     c.ncpus = 1;
     struct timespec w0, w1;
