@@ -47,6 +47,14 @@ void cor__wheel_init(cor__wheel *w, int64_t now)
     memset(w, 0, sizeof *w);
     w->elapsed = now > 0 ? (uint64_t)now >> SHIFT : 0;
     w->next = UINT64_MAX;
+    w->after_min = INT64_MAX;
+    w->stamped_min = INT64_MAX;
+}
+
+/* start + delay, INT64_MAX past the clock's range. */
+static int64_t start_plus(int64_t start, int64_t delay)
+{
+    return delay > INT64_MAX - start ? INT64_MAX : start + delay;
 }
 
 /* The first tick of slot s of level l, given the wheel's current tick. */
@@ -104,8 +112,12 @@ void cor__wheel_add_after(cor__wheel *w, cor__tnode *n)
 {
     n->fired = 0;
     w->count++;
+    if (!w->after)
+        w->after_min = INT64_MAX; /* the list emptied by removals since it was last stamped */
     hlist_add(&w->after, n);
     n->slot = SLOT_AFTER;
+    if (n->when < w->after_min)
+        w->after_min = n->when;
 }
 
 void cor__wheel_remove(cor__wheel *w, cor__tnode *n)
@@ -126,11 +138,16 @@ int64_t cor__wheel_next(const cor__wheel *w)
 {
     if (w->after)
         return 0;
-    if (!w->count || w->next == UINT64_MAX)
-        return INT64_MAX;
-    if (w->next >= (uint64_t)INT64_MAX >> SHIFT)
-        return INT64_MAX - 1;
-    return (int64_t)(w->next << SHIFT);
+    int64_t t = INT64_MAX;
+    if (w->count && w->next != UINT64_MAX)
+        t = w->next >= (uint64_t)INT64_MAX >> SHIFT ? INT64_MAX - 1 : (int64_t)(w->next << SHIFT);
+    if (w->stamped) {
+        /* The earliest a stamped node can expire (its shortest delay may have gone since). */
+        int64_t s = start_plus(w->stamp, w->stamped_min);
+        if (s < t)
+            t = s == INT64_MAX ? INT64_MAX - 1 : s;
+    }
+    return t;
 }
 
 /* The lowest occupied level and its next slot; false if every slot is empty. */
@@ -172,22 +189,48 @@ static cor__tnode *sort_by_when(cor__tnode *head, size_t n)
     return out;
 }
 
+/* Places every node of list, each at start plus its delay. */
+static void place_from(cor__wheel *w, cor__tnode *list, int64_t start)
+{
+    while (list) {
+        cor__tnode *next = list->next;
+        list->when = start_plus(start, list->when);
+        place(w, list);
+        list = next;
+    }
+}
+
+/* Places the stamped nodes (they have waited an expiry). */
+static void place_stamped(cor__wheel *w)
+{
+    cor__tnode *x = w->stamped;
+    w->stamped = NULL;
+    w->stamped_min = INT64_MAX;
+    place_from(w, x, w->stamp);
+}
+
 void cor__wheel_place(cor__wheel *w, int64_t now)
 {
+    place_stamped(w);
     cor__tnode *x = w->after;
     w->after = NULL;
-    while (x) {
-        cor__tnode *next = x->next;
-        x->when = x->when > INT64_MAX - now ? INT64_MAX : now + x->when;
-        place(w, x);
-        x = next;
-    }
+    w->after_min = INT64_MAX;
+    place_from(w, x, now);
 }
 
 void cor__wheel_expire(cor__wheel *w, int64_t now)
 {
-    if (w->after)
-        cor__wheel_place(w, now);
+    if (w->stamped)
+        place_stamped(w);
+    if (w->after) {
+        /* Their start is now; placed at the next expiry if still here (most are gone by then). */
+        w->stamped = w->after;
+        w->stamped->pprev = &w->stamped;
+        w->stamp = now;
+        w->stamped_min = w->after_min;
+        w->after = NULL;
+        w->after_min = INT64_MAX;
+    }
     uint64_t t_now = now > 0 ? (uint64_t)now >> SHIFT : 0;
     /* What fires this time, unsorted, as a singly linked list. */
     cor__tnode *batch = NULL, **tail = &batch;

@@ -35,11 +35,15 @@
  * A node may also be added with a time relative to now (cor__wheel_add_after)
  * without reading the clock: it waits on a list until the wheel next
  * expires, which the context does at its next pass (cor__wheel_next is then
- * 0), or until the context's run returns (cor__wheel_place), and is placed
- * at that time plus its delay. Since that time is read after the node was
+ * 0), or until the context's run returns (cor__wheel_place). That expiry's
+ * time becomes the node's start (its expiry is that time plus its delay),
+ * and the node waits, stamped, on a second list until the expiry after, or
+ * until that expiry time comes if it is sooner (cor__wheel_next counts it),
+ * and only then takes a slot. Since its start is read after the node was
  * added, it never fires early either; it may fire one pass late. A node
- * removed before that pass (an operation that completed at once) costs no
- * clock read and never touches a slot.
+ * removed before it is placed -- an operation that completed in the pass
+ * that started it or in the next, as a send does -- costs no clock read of
+ * its own and never touches a slot.
  */
 #ifndef CORING_SRC_WHEEL_H
 #define CORING_SRC_WHEEL_H
@@ -59,9 +63,13 @@ typedef struct cor__wheel {
     cor__tnode *slots[COR__WHEEL_LEVELS][COR__WHEEL_SLOTS];
     /* per occupied slot: no node in it needs the wheel's attention before this tick */
     uint64_t first[COR__WHEEL_LEVELS][COR__WHEEL_SLOTS];
-    cor__tnode *due;   /* added with a tick already reached                     */
-    cor__tnode *after; /* added relative to a time not yet read (add_after)     */
-    cor__tnode *fired; /* expired, in time order, not yet taken                 */
+    cor__tnode *due;     /* added with a tick already reached                   */
+    cor__tnode *after;   /* added relative to a time not yet read (add_after)   */
+    cor__tnode *stamped; /* add_after nodes whose start is stamp, not yet placed */
+    cor__tnode *fired;   /* expired, in time order, not yet taken               */
+    int64_t after_min;   /* the shortest delay on after (INT64_MAX: none)       */
+    int64_t stamp;       /* the start of the stamped nodes (ns)                 */
+    int64_t stamped_min; /* the shortest delay stamped (INT64_MAX: none)        */
 } cor__wheel;
 
 /* Initializes w empty at time now (CLOCK_MONOTONIC ns). */
@@ -76,10 +84,11 @@ void cor__wheel_add(cor__wheel *w, cor__tnode *n);
  */
 void cor__wheel_add_after(cor__wheel *w, cor__tnode *n);
 
-/* Places the nodes added with add_after, taking now as the time they were added. */
+/* Places the nodes added with add_after: the stamped ones, and the others taking now as
+ * their start. */
 void cor__wheel_place(cor__wheel *w, int64_t now);
 
-/* True if n waits to be placed (added with add_after, the wheel has not expired since). */
+/* True if n waits to be placed (added with add_after, not yet in a slot). */
 static inline bool cor__wheel_waits_placing(const cor__tnode *n)
 {
     return n->slot == COR__WHEEL_SLOT_AFTER;
@@ -95,8 +104,9 @@ void cor__wheel_remove(cor__wheel *w, cor__tnode *n);
 int64_t cor__wheel_next(const cor__wheel *w);
 
 /*
- * Places the nodes added relative to now (add_after), then moves every node
- * whose expiry is at or before now to the fired list, in time order.
+ * Places the stamped add_after nodes, stamps the newer ones with now, then
+ * moves every node whose expiry is at or before now to the fired list, in
+ * time order.
  */
 void cor__wheel_expire(cor__wheel *w, int64_t now);
 

@@ -1051,7 +1051,8 @@ static bool wheel_is_empty(const cor__wheel *w)
             if (w->slots[l][s])
                 return false;
     }
-    return w->count == 0 && !w->due && !w->fired && !w->after && cor__wheel_next(w) == INT64_MAX;
+    return w->count == 0 && !w->due && !w->fired && !w->after && !w->stamped &&
+           cor__wheel_next(w) == INT64_MAX;
 }
 
 Test(timer, a_million_wheel_nodes_removed_before_firing_leave_it_empty)
@@ -1114,7 +1115,10 @@ Test(timer, a_node_past_a_turn_of_the_top_level_fires_on_time)
             if (after) {
                 n.when = delay;
                 cor__wheel_add_after(&w, &n);
-                cor__wheel_expire(&w, now);
+                cor__wheel_expire(&w, now); /* its start: now */
+                cr_assert(cor__wheel_waits_placing(&n));
+                cr_assert_eq(cor__wheel_next(&w), now + delay, "due at its start plus its delay");
+                cor__wheel_expire(&w, now); /* placed */
             } else {
                 n.when = now + delay;
                 cor__wheel_add(&w, &n);
@@ -1131,18 +1135,62 @@ Test(timer, a_node_past_a_turn_of_the_top_level_fires_on_time)
     }
 }
 
+/*
+ * A delay from now (an operation's idle timeout) is stamped with the time of
+ * the expiry after its adding and takes a slot only at the expiry after that,
+ * or when it falls due first: an operation that completes within a pass or
+ * two (a send) never touches a slot.
+ */
+Test(timer, a_delay_node_removed_before_the_second_expiry_never_takes_a_slot)
+{
+    cor__wheel w;
+    cor__wheel_init(&w, BASE);
+    cor__tnode n = {.slot = COR__TNODE_IDLE, .when = 30LL * 1000 * MS};
+    cor__tnode m = {.slot = COR__TNODE_IDLE, .when = 5 * MS};
+    cor__wheel_add_after(&w, &n);
+    cor__wheel_add_after(&w, &m);
+    cr_assert_eq(cor__wheel_next(&w), 0, "a start to read");
+    cor__wheel_expire(&w, BASE + 1000);
+    for (int l = 0; l < COR__WHEEL_LEVELS; l++)
+        cr_assert_eq(w.occupied[l], 0, "level %d: no slot taken at the first expiry", l);
+    cr_assert(cor__wheel_waits_placing(&n) && cor__wheel_waits_placing(&m));
+    cr_assert_eq(cor__wheel_next(&w), BASE + 1000 + 5 * MS, "woken for the shorter delay");
+    cor__wheel_remove(&w, &n);
+    cor__wheel_remove(&w, &m);
+    cor__wheel_expire(&w, BASE + 2000);
+    cr_assert(wheel_is_empty(&w), "nothing was ever placed");
+    /* One that stays is placed at the next expiry, at its start plus its delay. */
+    cor__wheel_add_after(&w, &m);
+    cor__wheel_expire(&w, BASE + 3000);
+    cor__wheel_expire(&w, BASE + 4000);
+    cr_assert(!cor__wheel_waits_placing(&m));
+    cr_assert_eq(m.when, BASE + 3000 + 5 * MS);
+    cor__wheel_expire(&w, BASE + 3000 + 5 * MS - 1024);
+    cr_assert_null(cor__wheel_pop_fired(&w), "not early");
+    cor__wheel_expire(&w, tick_time(BASE + 3000 + 5 * MS));
+    cr_assert_eq(cor__wheel_pop_fired(&w), &m);
+    cr_assert(wheel_is_empty(&w));
+}
+
 enum { MODEL_N = 4000 };
 
 /* The earliest expiry each node may have: its time, or (add_after) its delay after its adding. */
 static int64_t model_min[MODEL_N];
+/* The expiries the wheel had made when each node was added. */
+static long model_added[MODEL_N];
 
-/* Checks after an expiry at now: what fired was due, in time order; what is left is not due. */
-static void check_expired(cor__wheel *w, cor__tnode *nodes, bool *held, int64_t now)
+/*
+ * Checks after expiry number `expiries` at now: an add_after node is placed
+ * by the second expiry after its adding; what fired was due, in time order;
+ * what is left is not due.
+ */
+static void check_expired(cor__wheel *w, cor__tnode *nodes, bool *held, int64_t now, long expiries)
 {
     int64_t prev = INT64_MIN;
     cor__tnode *x;
     for (size_t i = 0; i < MODEL_N; i++)
-        cr_assert(!held[i] || !cor__wheel_waits_placing(&nodes[i]), "node %zu not placed", i);
+        cr_assert(!held[i] || model_added[i] > expiries - 2 || !cor__wheel_waits_placing(&nodes[i]),
+                  "node %zu not placed", i);
     while ((x = cor__wheel_pop_fired(w))) {
         size_t i = (size_t)(x - nodes);
         cr_assert(held[i], "node %zu fired twice, or after its removal", i);
@@ -1157,9 +1205,15 @@ static void check_expired(cor__wheel *w, cor__tnode *nodes, bool *held, int64_t 
     for (size_t i = 0; i < MODEL_N; i++) {
         if (!held[i])
             continue;
-        cr_assert_gt(tick_time(nodes[i].when), (now >> 10) << 10, "node %zu was due, not fired", i);
-        if (nodes[i].when < earliest)
-            earliest = nodes[i].when;
+        /* Not placed yet: stamped with this expiry's time, its when still a delay. */
+        int64_t when = nodes[i].when;
+        if (cor__wheel_waits_placing(&nodes[i])) {
+            cr_assert_eq(w->stamp, now, "node %zu: started at this expiry", i);
+            when += w->stamp;
+        }
+        cr_assert_gt(tick_time(when), (now >> 10) << 10, "node %zu was due, not fired", i);
+        if (when < earliest)
+            earliest = when;
     }
     cr_assert_leq(cor__wheel_next(w), earliest == INT64_MAX ? INT64_MAX : tick_time(earliest),
                   "the wheel's next time is never later than its earliest node");
@@ -1175,6 +1229,7 @@ Test(timer, the_wheel_fires_every_node_once_in_time_order_and_never_early)
     static bool held[MODEL_N];
     cor__wheel w;
     int64_t now = BASE;
+    long expiries = 0;
     cor__wheel_init(&w, now);
     for (size_t i = 0; i < MODEL_N; i++)
         nodes[i].slot = COR__TNODE_IDLE;
@@ -1185,6 +1240,7 @@ Test(timer, the_wheel_fires_every_node_once_in_time_order_and_never_early)
             /* A delay from now, placed at the next expiry (its time is that expiry's now). */
             nodes[i].when = 1 + any_delay(44);
             model_min[i] = now + nodes[i].when;
+            model_added[i] = expiries;
             cor__wheel_add_after(&w, &nodes[i]);
             cr_assert(cor__wheel_waits_placing(&nodes[i]));
             cr_assert_eq(cor__wheel_next(&w), 0, "the wheel asks to be expired at once");
@@ -1204,14 +1260,14 @@ Test(timer, the_wheel_fires_every_node_once_in_time_order_and_never_early)
             /* Any step: within a tick, across slots, across levels. */
             now += any_delay(next_rand() % 4 == 0 ? 46 : 24);
             cor__wheel_expire(&w, now);
-            check_expired(&w, nodes, held, now);
+            check_expired(&w, nodes, held, now, ++expiries);
         }
     }
     /* The rest, waking at each time the wheel names, as the run loop does. */
     while (cor__wheel_next(&w) != INT64_MAX) {
         now = cor__wheel_next(&w) > now ? cor__wheel_next(&w) : now;
         cor__wheel_expire(&w, now);
-        check_expired(&w, nodes, held, now);
+        check_expired(&w, nodes, held, now, ++expiries);
     }
     for (size_t i = 0; i < MODEL_N; i++)
         cr_assert(!held[i], "node %zu never fired", i);
