@@ -1237,7 +1237,7 @@ Test(timer, the_wheel_fires_every_node_once_in_time_order_and_never_early)
         size_t i = (size_t)(next_rand() % MODEL_N);
         unsigned what = (unsigned)(next_rand() % 8);
         if (what == 3 && !held[i]) {
-            /* A delay from now, placed at the next expiry (its time is that expiry's now). */
+            /* A delay from now, started at the next expiry (its time is that expiry's now). */
             nodes[i].when = 1 + any_delay(44);
             model_min[i] = now + nodes[i].when;
             model_added[i] = expiries;
