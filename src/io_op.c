@@ -555,7 +555,7 @@ static bool deadline_passed(cor__io_op *op)
     int64_t now = cor_clock_now();
     if (op->flags & COR__OPF_DEADLINE_REL) {
         op->flags &= (uint8_t)~COR__OPF_DEADLINE_REL;
-        op->timer.when = op->timer.when > INT64_MAX - now ? INT64_MAX : now + op->timer.when;
+        op->timer.when = cor__time_add(now, op->timer.when);
     }
     return op->timer.when <= now;
 }

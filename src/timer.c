@@ -21,8 +21,7 @@ int64_t cor_clock_now(void)
 
 int64_t cor__time_after(int64_t ns)
 {
-    int64_t now = cor_clock_now();
-    return ns > INT64_MAX - now ? INT64_MAX : now + ns;
+    return cor__time_add(cor_clock_now(), ns);
 }
 
 /* ---- TIMEOUT operations ------------------------------------------------------------------ */

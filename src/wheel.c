@@ -51,12 +51,6 @@ void cor__wheel_init(cor__wheel *w, int64_t now)
     w->stamped_min = INT64_MAX;
 }
 
-/* start + delay, INT64_MAX past the clock's range. */
-static int64_t start_plus(int64_t start, int64_t delay)
-{
-    return delay > INT64_MAX - start ? INT64_MAX : start + delay;
-}
-
 /* The first tick of slot s of level l, given the wheel's current tick. */
 static uint64_t slot_start(uint64_t elapsed, unsigned l, unsigned s)
 {
@@ -143,7 +137,7 @@ int64_t cor__wheel_next(const cor__wheel *w)
         t = w->next >= (uint64_t)INT64_MAX >> SHIFT ? INT64_MAX - 1 : (int64_t)(w->next << SHIFT);
     if (w->stamped) {
         /* The earliest a stamped node can expire (its shortest delay may have gone since). */
-        int64_t s = start_plus(w->stamp, w->stamped_min);
+        int64_t s = cor__time_add(w->stamp, w->stamped_min);
         if (s < t)
             t = s == INT64_MAX ? INT64_MAX - 1 : s;
     }
@@ -194,7 +188,7 @@ static void place_from(cor__wheel *w, cor__tnode *list, int64_t start)
 {
     while (list) {
         cor__tnode *next = list->next;
-        list->when = start_plus(start, list->when);
+        list->when = cor__time_add(start, list->when);
         place(w, list);
         list = next;
     }

@@ -72,6 +72,12 @@ typedef struct cor__wheel {
     int64_t stamped_min; /* the shortest delay stamped (INT64_MAX: none)        */
 } cor__wheel;
 
+/* start + ns (ns >= 0), INT64_MAX (never) past the clock's range. */
+static inline int64_t cor__time_add(int64_t start, int64_t ns)
+{
+    return ns > INT64_MAX - start ? INT64_MAX : start + ns;
+}
+
 /* Initializes w empty at time now (CLOCK_MONOTONIC ns). */
 void cor__wheel_init(cor__wheel *w, int64_t now);
 
