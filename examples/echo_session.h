@@ -56,7 +56,7 @@ static void echo_ring_put(void)
     }
 }
 
-/* The fallback: cor_recv into the frame's own buffer, cor_send_all back. */
+/* The fallback: cor_recv into the frame's own buffer, one MSG_WAITALL send back. */
 struct echo_plain {
     COR_PROMISE(int);
     int fd, n, err;
@@ -70,9 +70,10 @@ COR_DEFINE_STATIC(echo_plain, (int fd), { self->fd = fd; })
         COR_TRY_AWAIT(self->err, self->n, cor_recv(self->fd, self->buf, sizeof self->buf, 0));
         if (self->err || self->n <= 0)
             break; /* 0: the peer closed; -ETIME: idle; -ECANCELED: shutdown; else an error */
-        COR_TRY_AWAIT(self->err, self->sent, cor_send_all(self->fd, self->buf, (size_t)self->n));
-        if (self->err || self->sent < 0)
-            break;
+        COR_TRY_AWAIT(self->err, self->sent,
+                      cor_send(self->fd, self->buf, (size_t)self->n, MSG_WAITALL));
+        if (self->err || self->sent != self->n)
+            break; /* fewer bytes than asked: an error came after them, or a stop */
     }
     COR_RETURN(0);
 }
@@ -98,10 +99,14 @@ COR_DEFINE_STATIC(echo_session, (int fd), { self->fd = fd; })
             COR_TRY_AWAIT(self->err, self->n, cor_stream_next(self->stream, &self->b));
             if (self->err || self->n <= 0)
                 break;
+            /* One send for the whole message: with MSG_WAITALL the backend itself
+             * finishes a short send (io_uring's kernel retries on a stream socket),
+             * so the session needs no task of its own (cor_send_all) to loop.
+             * Fewer bytes than asked: an error came after them, or a stop. */
             COR_TRY_AWAIT(self->err, self->sent,
-                          cor_send_all(self->fd, self->b.data, (size_t)self->n));
+                          cor_send(self->fd, self->b.data, (size_t)self->n, MSG_WAITALL));
             cor_buf_ring_put(self->ring, &self->b);
-            if (self->err || self->sent < 0)
+            if (self->err || self->sent != self->n)
                 break;
         }
         cor_stream_close(self->stream);
