@@ -516,12 +516,23 @@ static int wait_fd(cor__backend *b, cor__io_op *op)
     return 0;
 }
 
-/* Completes with -ECANCELED every op waiting on fd (it is being closed). */
+/*
+ * The result of a waiting op canceled (a stop, a deadline, its descriptor
+ * closed): -ECANCELED, or the bytes a MSG_WAITALL recv/send moved before it
+ * had to wait, as io_uring reports a partial transfer: nothing sent or
+ * received goes unreported.
+ */
+static int canceled_result(const cor__io_op *op)
+{
+    return op->bk[1] ? (int)(uint32_t)op->bk[1] : -ECANCELED;
+}
+
+/* Completes every op waiting on fd (it is being closed), as canceled. */
 static void cancel_fd(cor__backend *b, struct fd_entry *e)
 {
     for (int q = 0; q < NQ; q++)
         while (e->q[q].head)
-            make_ready(b, e->q[q].head, -ECANCELED);
+            make_ready(b, e->q[q].head, canceled_result(e->q[q].head));
 }
 
 static int do_close(cor__backend *b, int fd)
@@ -599,7 +610,7 @@ static void ep_cancel(cor__backend *b, cor__io_op *op)
 {
     if (op->bk_flags & BK_READY)
         return; /* it won the race: its result is queued */
-    make_ready(b, op, -ECANCELED);
+    make_ready(b, op, canceled_result(op));
 }
 
 static void ep_cancel_all(cor__backend *b)

@@ -1886,6 +1886,181 @@ COR_DEFINE_STATIC(fixed_sender, (struct fixed_sender_state * st), { self->st = s
     COR_RETURN((int)self->n);
 }
 
+/* Sends len bytes of buf in one cor_send with MSG_WAITALL; the result. */
+struct waitall_sender {
+    COR_PROMISE(int);
+    int fd;
+    const char *buf;
+    size_t len;
+    ssize_t n;
+};
+COR_DEFINE_STATIC(waitall_sender, (int fd, const char *buf, size_t len), {
+    self->fd = fd;
+    self->buf = buf;
+    self->len = len;
+})
+{
+    COR_BEGIN();
+    COR_AWAIT(self->n, cor_send(self->fd, self->buf, self->len, MSG_WAITALL));
+    COR_RETURN((int)self->n);
+}
+
+/* Reads what b has (non-blocking) into in + *got, up to cap; the bytes read now. */
+static size_t drain(int b, char *in, size_t *got, size_t cap)
+{
+    size_t now = 0;
+    for (;;) {
+        ssize_t k = recv(b, in + *got, cap - *got, MSG_DONTWAIT);
+        if (k <= 0)
+            return now;
+        *got += (size_t)k;
+        now += (size_t)k;
+    }
+}
+
+/*
+ * One MSG_WAITALL send of 8 MiB, far more than the socket buffers hold, to a
+ * peer that reads as it can: one operation, finished by the backend (the
+ * kernel's retries on io_uring, the backend's own on epoll), every byte in
+ * order.
+ */
+IO_TEST(net, a_waitall_send_larger_than_the_socket_buffers_sends_every_byte)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    int a, b;
+    tcp_pair(&a, &b);
+    enum { LEN = 8 << 20 };
+    char *out = malloc(LEN), *in = malloc(LEN);
+    for (size_t i = 0; i < LEN; i++)
+        out[i] = (char)(i * 13 + 5);
+    int r = 0;
+    cor_launch_options lo = {.on_result = store_int, .user = &r};
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, waitall_sender(a, out, LEN)), 0);
+    size_t got = 0;
+    int64_t end = cor_clock_now() + 10000 * MS;
+    while ((got < LEN || r == 0) && cor_clock_now() < end) {
+        cor_io_context_poll(io);
+        drain(b, in, &got, LEN);
+    }
+    cr_assert_eq(r, LEN, "one send, the whole buffer: %d", r);
+    cr_assert_eq(got, (size_t)LEN);
+    cr_assert(!memcmp(in, out, LEN));
+    free(out);
+    free(in);
+    cor_io_context_destroy(io);
+    close(a);
+    close(b);
+}
+
+/*
+ * A MSG_WAITALL send to a peer that does not read, ended part-way by a stop
+ * (how == 0) or by cor_close of its descriptor from another coroutine (how
+ * == 1): its result is the count of bytes it moved, not -ECANCELED, on both
+ * backends, and exactly that many reach the peer. Nothing sent goes
+ * unreported.
+ */
+static void waitall_send_ended_part_way(int backend, int how)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    int a, b;
+    tcp_pair(&a, &b);
+    enum { LEN = 64 << 20 };
+    char *out = malloc(LEN), *in = malloc(LEN);
+    for (size_t i = 0; i < LEN; i++)
+        out[i] = (char)(i * 31 + 7);
+    int r = 0;
+    cor_stop_source src = COR_STOP_SOURCE_INIT;
+    cor_launch_options lo = {
+        .stop = cor_stop_source_token(&src), .on_result = store_int, .user = &r};
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, waitall_sender(a, out, LEN)), 0);
+    cor_io_context_run_for(io, 50 * MS);
+    cr_assert_eq(r, 0, "64 MiB cannot all go to a peer that does not read");
+    int closed = 1;
+    if (how == 0) {
+        cor_stop_source_request(&src);
+    } else {
+        closed = -1;
+        cor_launch_options lc = {.on_result = store_int, .user = &closed};
+        cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lc, closer(a)), 0);
+    }
+    int64_t end = cor_clock_now() + 5000 * MS;
+    while ((r == 0 || closed == -1) && cor_clock_now() < end)
+        cor_io_context_run_for(io, 5 * MS);
+    cr_assert(r > 0 && r < LEN, "ended part-way: %d", r);
+    cr_assert_eq(closed, how == 0 ? 1 : 0);
+    /* What the send reported is what arrives: all of it, and then no more. */
+    size_t got = 0;
+    end = cor_clock_now() + 5000 * MS;
+    while (got < (size_t)r && cor_clock_now() < end)
+        if (!drain(b, in, &got, LEN))
+            usleep(1000);
+    usleep(20000);
+    drain(b, in, &got, LEN);
+    cr_assert_eq(got, (size_t)r, "reported %d, received %zu", r, got);
+    cr_assert(!memcmp(in, out, got));
+    free(out);
+    free(in);
+    cor_io_context_destroy(io);
+    if (how == 0)
+        close(a);
+    close(b);
+}
+
+/* Receives len (<= 100) bytes into buf in one cor_recv with MSG_WAITALL; the result. */
+struct waitall_receiver {
+    COR_PROMISE(int);
+    int fd, r;
+    size_t len;
+    char *buf;
+};
+COR_DEFINE_STATIC(waitall_receiver, (int fd, char *buf, size_t len), {
+    self->fd = fd;
+    self->buf = buf;
+    self->len = len;
+})
+{
+    COR_BEGIN();
+    COR_AWAIT(self->r, cor_recv(self->fd, self->buf, self->len, MSG_WAITALL));
+    COR_RETURN(self->r);
+}
+
+/* A MSG_WAITALL recv of 100 bytes that got 40, then stopped: 40, and the 40 bytes. */
+IO_TEST(net, a_stopped_waitall_recv_reports_the_bytes_it_got)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    int a, b;
+    tcp_pair(&a, &b);
+    char buf[100] = {0};
+    int r = 0;
+    cor_stop_source src = COR_STOP_SOURCE_INIT;
+    cor_launch_options lo = {
+        .stop = cor_stop_source_token(&src), .on_result = store_int, .user = &r};
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, waitall_receiver(b, buf, 100)), 0);
+    cor_io_context_run_for(io, 10 * MS);
+    cr_assert_eq(send(a, "0123456789012345678901234567890123456789", 40, 0), 40);
+    cor_io_context_run_for(io, 50 * MS);
+    cr_assert_eq(r, 0, "40 of 100 bytes: still waiting");
+    cor_stop_source_request(&src);
+    int64_t end = cor_clock_now() + 5000 * MS;
+    while (r == 0 && cor_clock_now() < end)
+        cor_io_context_run_for(io, 5 * MS);
+    cr_assert_eq(r, 40, "stopped after 40 bytes: %d", r);
+    cr_assert(!memcmp(buf, "0123456789012345678901234567890123456789", 40));
+    cor_io_context_destroy(io);
+    close(a);
+    close(b);
+}
+
+IO_TEST(net, a_stopped_waitall_send_reports_the_bytes_it_moved)
+{
+    waitall_send_ended_part_way(backend, 0);
+}
+
+IO_TEST(net, a_waitall_send_whose_socket_is_closed_reports_the_bytes_it_moved)
+{
+    waitall_send_ended_part_way(backend, 1);
+}
+
 /*
  * Sends of 1 KiB or more go SEND_ZC (io_uring: the features say so; epoll
  * sends them plainly): 1 MiB arrives intact, and the buffer, changed as soon

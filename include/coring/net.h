@@ -135,10 +135,22 @@ COR_API struct cor_io_await *cor_accept(int fd, cor_sockaddr *peer);
 /* Connects socket fd to a. Result: 0 or -errno (-ECONNREFUSED, -ETIME at a deadline ...). */
 COR_API struct cor_io_await *cor_connect(int fd, const cor_sockaddr *a);
 
-/* Receives up to len bytes (len <= INT_MAX). Result: the count, 0 at end of stream, or -errno. */
+/*
+ * Receives up to len bytes (len <= INT_MAX). Result: the count, 0 at end of
+ * stream, or -errno. With MSG_WAITALL on a stream socket, one operation
+ * waits for all len bytes (fewer only at end of stream, after an error, or
+ * when a stop, a deadline or cor_close ends it: then the count so far, if
+ * any, instead of the error).
+ */
 COR_API struct cor_io_await *cor_recv(int fd, void *buf, size_t len, int flags);
 
-/* Sends up to len bytes (MSG_NOSIGNAL is always added). Result: the count sent or -errno. */
+/*
+ * Sends up to len bytes (MSG_NOSIGNAL is always added). Result: the count
+ * sent or -errno. With MSG_WAITALL on a stream socket, one operation sends
+ * all len bytes, the backend finishing short sends (no task, unlike
+ * cor_send_all); fewer come back only after an error or when a stop, a
+ * deadline or cor_close ends it, and then the count is what the kernel took.
+ */
 COR_API struct cor_io_await *cor_send(int fd, const void *buf, size_t len, int flags);
 
 /*
