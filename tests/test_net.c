@@ -1850,22 +1850,30 @@ static cor_io_context *zc_pair(int backend, int *a, int *b)
     return io;
 }
 
-/* Sends len bytes of buf with cor_send_all; the result. */
-struct zc_sender {
+/*
+ * Sends len bytes of buf with cor_send_all, or (one_op) in one cor_send
+ * with MSG_WAITALL; the result.
+ */
+struct sender {
     COR_PROMISE(int);
     int fd;
+    bool one_op;
     const char *buf;
     size_t len;
     ssize_t n;
 };
-COR_DEFINE_STATIC(zc_sender, (int fd, const char *buf, size_t len), {
+COR_DEFINE_STATIC(sender, (int fd, const char *buf, size_t len, bool one_op), {
     self->fd = fd;
     self->buf = buf;
     self->len = len;
+    self->one_op = one_op;
 })
 {
     COR_BEGIN();
-    COR_AWAIT(self->n, cor_send_all(self->fd, self->buf, self->len));
+    if (self->one_op)
+        COR_AWAIT(self->n, cor_send(self->fd, self->buf, self->len, MSG_WAITALL));
+    else
+        COR_AWAIT(self->n, cor_send_all(self->fd, self->buf, self->len));
     COR_RETURN((int)self->n);
 }
 
@@ -1883,25 +1891,6 @@ COR_DEFINE_STATIC(fixed_sender, (struct fixed_sender_state * st), { self->st = s
 {
     COR_BEGIN();
     COR_AWAIT(self->n, COR_FIXED(cor_send(0, self->st->buf, self->st->len, MSG_WAITALL)));
-    COR_RETURN((int)self->n);
-}
-
-/* Sends len bytes of buf in one cor_send with MSG_WAITALL; the result. */
-struct waitall_sender {
-    COR_PROMISE(int);
-    int fd;
-    const char *buf;
-    size_t len;
-    ssize_t n;
-};
-COR_DEFINE_STATIC(waitall_sender, (int fd, const char *buf, size_t len), {
-    self->fd = fd;
-    self->buf = buf;
-    self->len = len;
-})
-{
-    COR_BEGIN();
-    COR_AWAIT(self->n, cor_send(self->fd, self->buf, self->len, MSG_WAITALL));
     COR_RETURN((int)self->n);
 }
 
@@ -1935,7 +1924,7 @@ IO_TEST(net, a_waitall_send_larger_than_the_socket_buffers_sends_every_byte)
         out[i] = (char)(i * 13 + 5);
     int r = 0;
     cor_launch_options lo = {.on_result = store_int, .user = &r};
-    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, waitall_sender(a, out, LEN)), 0);
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, sender(a, out, LEN, true)), 0);
     size_t got = 0;
     int64_t end = cor_clock_now() + 10000 * MS;
     while ((got < LEN || r == 0) && cor_clock_now() < end) {
@@ -1972,7 +1961,7 @@ static void waitall_send_ended_part_way(int backend, int how)
     cor_stop_source src = COR_STOP_SOURCE_INIT;
     cor_launch_options lo = {
         .stop = cor_stop_source_token(&src), .on_result = store_int, .user = &r};
-    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, waitall_sender(a, out, LEN)), 0);
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, sender(a, out, LEN, true)), 0);
     cor_io_context_run_for(io, 50 * MS);
     cr_assert_eq(r, 0, "64 MiB cannot all go to a peer that does not read");
     int closed = 1;
@@ -2082,7 +2071,7 @@ IO_TEST(net, zero_copy_sends_deliver_every_byte)
         out[i] = (char)(i * 7 + 3);
     int r = 0;
     cor_launch_options lo = {.on_result = store_int, .user = &r};
-    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, zc_sender(a, out, LEN)), 0);
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, sender(a, out, LEN, false)), 0);
     size_t got = 0;
     int64_t end = cor_clock_now() + 10000 * MS;
     while ((got < LEN || r == 0) && cor_clock_now() < end) {
@@ -2123,8 +2112,8 @@ IO_TEST(net, sends_above_the_zero_copy_threshold_work_on_unix_sockets)
             out[i] = (char)(i * 5 + (size_t)round);
         int r = 0;
         cor_launch_options lo = {.on_result = store_int, .user = &r};
-        cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, zc_sender(sv[0], out, LEN)),
-                     0);
+        cr_assert_eq(
+            COR_RUN_ASYNC(cor_io_context_executor(io), &lo, sender(sv[0], out, LEN, false)), 0);
         size_t got = 0;
         int64_t end = cor_clock_now() + 10000 * MS;
         while ((got < LEN || r == 0) && cor_clock_now() < end) {
@@ -2160,7 +2149,7 @@ IO_TEST(net, a_stopped_zero_copy_send_completes)
     cor_stop_source src = COR_STOP_SOURCE_INIT;
     cor_launch_options lo = {.stop = cor_stop_source_token(&src), .on_result = store_int,
                              .user = &r};
-    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, zc_sender(a, out, LEN)), 0);
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, sender(a, out, LEN, false)), 0);
     cor_io_context_run_for(io, 50 * MS);
     cr_assert_eq(r, 0, "64 MiB cannot all go to a peer that does not read");
     cor_stop_source_request(&src);
@@ -2236,7 +2225,8 @@ IO_TEST_OPTS(net, a_held_zero_copy_send_does_not_hold_the_destroy, .timeout = 60
         cor_stop_source src = COR_STOP_SOURCE_INIT;
         cor_launch_options lo = {
             .stop = cor_stop_source_token(&src), .on_result = store_int, .user = &r};
-        cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, zc_sender(a, out, LEN)), 0);
+        cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, sender(a, out, LEN, false)),
+                     0);
         cor_io_context_run_for(io, 50 * MS);
         if (stopped) {
             cor_stop_source_request(&src);
@@ -2292,7 +2282,7 @@ IO_TEST_OPTS(net, a_destroy_resets_no_connection_that_took_a_held_sends_number, 
     char *out = calloc(1, LEN);
     int r = 0;
     cor_launch_options lo = {.on_result = store_int, .user = &r};
-    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, zc_sender(a, out, LEN)), 0);
+    cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, sender(a, out, LEN, false)), 0);
     cor_io_context_run_for(io, 50 * MS);
     cr_assert_eq(r, 0, "the send waits for a peer that does not read");
     int was = a;
