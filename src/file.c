@@ -41,9 +41,14 @@ static struct cor_io_await *rw_op(int opcode, int fd, void *buf, size_t len, int
     return a;
 }
 
-struct cor_io_await *cor_read(int fd, void *buf, size_t len, int64_t off)
+struct cor_io_await *cor__file_read(int fd, void *buf, size_t len, int64_t off)
 {
     return rw_op(COR__IO_READ, fd, buf, len, off);
+}
+
+struct cor_io_await *cor_read(int fd, void *buf, size_t len, int64_t off)
+{
+    return cor__file_read(fd, buf, len, off);
 }
 
 struct cor_io_await *cor_write(int fd, const void *buf, size_t len, int64_t off)

@@ -245,6 +245,10 @@ void cor__ctx_empty_queue(cor_execution_context *ctx, pthread_mutex_t *lock, str
 /* True if f is a strand's drainer (the handle a strand posts to its inner executor). */
 bool cor__is_strand_drainer(const cor_frame *f);
 
+/* ---- file.c: cor_read, for reader.c (whose read task is named cor_read) ---- */
+
+struct cor_io_await *cor__file_read(int fd, void *buf, size_t len, int64_t off);
+
 /* ---- compose.c: what frame.c calls for joins and timeouts ---- */
 
 struct cor_env;

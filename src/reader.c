@@ -4,11 +4,14 @@
  * at the start of the next call (so the pointer given out stays valid until
  * then). When the buffer is full of unread bytes and holds no record, the
  * record is too long. Before a receive, unread bytes move to the front so
- * the whole buffer is usable.
+ * the whole buffer is usable. A socket is read with cor_recv, anything
+ * else (a pipe, a file, a terminal) with cor_read at its file position.
  */
+#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "coring/net.h"
 #include "coring/reader.h"
@@ -20,6 +23,10 @@ int cor_reader_init(cor_reader *r, int fd, void *buf, size_t cap)
 {
     if (!r || fd < 0 || cap == 0 || cap > (1u << 30))
         return -EINVAL;
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    r->file = !S_ISSOCK(st.st_mode);
     r->owned = !buf;
     if (!buf && !(buf = malloc(cap)))
         return -ENOMEM;
@@ -135,8 +142,12 @@ COR_DEFINE_STATIC(cor_read, (cor_reader * r, int mode), {
             r->start = 0;
         }
         size_t room = self->r->cap - self->r->end;
-        COR_AWAIT(self->rc, cor_recv(self->r->fd, self->r->buf + self->r->end,
-                                     room > INT_MAX ? INT_MAX : room, 0));
+        if (room > INT_MAX)
+            room = INT_MAX;
+        if (self->r->file) /* a pipe, a file, a terminal: at (and advancing) its position */
+            COR_AWAIT(self->rc, cor__file_read(self->r->fd, self->r->buf + self->r->end, room, -1));
+        else
+            COR_AWAIT(self->rc, cor_recv(self->r->fd, self->r->buf + self->r->end, room, 0));
         if (self->rc < 0)
             COR_RETURN(self->rc);
         if (self->rc == 0)

@@ -2,8 +2,9 @@
  * The buffered reader on both backends: lines (LF and CRLF) split across
  * every byte boundary, leftover bytes kept across calls, read_until and
  * read_exact, a line longer than the buffer (-EMSGSIZE), the end of the
- * stream in the middle of a line (-ENODATA) and at a boundary (0), stop and
- * timeout while waiting, bad input. Descriptors are closed through the
+ * stream in the middle of a line (-ENODATA) and at a boundary (0), a pipe
+ * and a regular file as well as sockets, stop and timeout while waiting, bad
+ * input. Descriptors are closed through the
  * engine (cor_close): the numbers are reused from one case to the next, and
  * the epoll backend forgets a registration only when the engine closes it.
  */
@@ -24,10 +25,14 @@ static int socket_pair(int sv[2])
     return socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv);
 }
 
-/* Sends text in two pieces, the first `split` bytes, a pause, the rest; then ends the stream. */
+/*
+ * Sends text in two pieces, the first `split` bytes, a pause, the rest; then
+ * ends the stream. A socket gets cor_send_all, a pipe (pipe) cor_write.
+ */
 struct writer {
     COR_PROMISE(int);
     int fd;
+    bool pipe;
     const char *text;
     size_t split, len;
     ssize_t n;
@@ -40,10 +45,17 @@ COR_DEFINE_STATIC(writer, (int fd, const char *text, size_t split), {
 {
     COR_BEGIN();
     self->len = strlen(self->text);
-    if (self->split)
+    if (self->split && self->pipe)
+        COR_AWAIT(self->n, cor_write(self->fd, self->text, self->split, -1));
+    else if (self->split)
         COR_AWAIT(self->n, cor_send_all(self->fd, self->text, self->split));
     COR_AWAIT_VOID(cor_sleep_for(MS / 5)); /* the reader sees the first piece alone */
-    COR_AWAIT(self->n, cor_send_all(self->fd, self->text + self->split, self->len - self->split));
+    if (self->pipe)
+        COR_AWAIT(self->n,
+                  cor_write(self->fd, self->text + self->split, self->len - self->split, -1));
+    else
+        COR_AWAIT(self->n,
+                  cor_send_all(self->fd, self->text + self->split, self->len - self->split));
     COR_AWAIT_VOID(cor_close(self->fd)); /* the reader sees the end of the stream */
     COR_RETURN(0);
 }
@@ -106,6 +118,50 @@ IO_TEST(reader, lines_split_at_every_byte_boundary)
         cr_assert_str_eq(out, "GET a||SET key value|long-ish line here|last|", "split %zu", split);
     }
     (void)store_result;
+    cor_io_context_destroy(io);
+}
+
+/*
+ * Not a socket: a pipe, written in two pieces with a pause (the reader waits
+ * on it), and a regular file, read from its file position (a line the first
+ * read cuts in two is put together by the next).
+ */
+IO_TEST(reader, lines_from_a_pipe_and_a_file)
+{
+    cor_io_context *io = io_test_create(backend, NULL);
+    const char *text = "GET a\r\n\nSET key value\nlong-ish line here\r\nlast\n";
+    const char *want = "GET a||SET key value|long-ish line here|last|";
+    size_t splits[] = {0, 3, 20};
+    for (size_t i = 0; i < sizeof splits / sizeof *splits; i++) {
+        int p[2];
+        cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+        char out[256];
+        int r = 1, w = 1;
+        cor_launch_options ro = {.on_result = store, .user = &r};
+        cor_launch_options wo = {.on_result = store, .user = &w};
+        COR_RUN_ASYNC(cor_io_context_executor(io), &ro, line_reader(p[0], out, 64));
+        struct writer *wr = writer(p[1], text, splits[i]);
+        cr_assert_not_null(wr);
+        wr->pipe = true;
+        COR_RUN_ASYNC(cor_io_context_executor(io), &wo, wr);
+        cor_io_context_run(io);
+        cr_assert_eq(w, 0);
+        cr_assert_eq(r, 0, "pipe, split %zu: a clean end of stream (%d)", splits[i], r);
+        cr_assert_str_eq(out, want, "pipe, split %zu", splits[i]);
+    }
+    char path[] = "/tmp/coring-reader-XXXXXX";
+    int fd = mkostemp(path, O_CLOEXEC);
+    cr_assert_geq(fd, 0);
+    unlink(path);
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    cr_assert_eq(lseek(fd, 0, SEEK_SET), 0);
+    char out[256];
+    int r = 1;
+    cor_launch_options ro = {.on_result = store, .user = &r};
+    COR_RUN_ASYNC(cor_io_context_executor(io), &ro, line_reader(fd, out, 32));
+    cor_io_context_run(io);
+    cr_assert_eq(r, 0, "file: a clean end (%d)", r);
+    cr_assert_str_eq(out, want, "file");
     cor_io_context_destroy(io);
 }
 
@@ -276,6 +332,11 @@ Test(reader, bad_input)
     cr_assert_eq(cor_reader_init(NULL, 0, NULL, 16), -EINVAL);
     cr_assert_eq(cor_reader_init(&rd, -1, NULL, 16), -EINVAL);
     cr_assert_eq(cor_reader_init(&rd, 0, NULL, 0), -EINVAL);
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    close(p[0]);
+    close(p[1]);
+    cr_assert_eq(cor_reader_init(&rd, p[0], NULL, 16), -EBADF, "a closed descriptor");
     cr_assert_eq(cor_reader_destroy(NULL), -EINVAL);
     cr_assert_eq(cor_reader_peek(NULL, NULL), 0);
     int r = 0;

@@ -1,7 +1,8 @@
 /*
- * A buffered reader over a socket (it receives with cor_recv: a pipe or a
- * file answers -ENOTSOCK): read a line, read up to a delimiter, read
- * exactly n bytes, peek.
+ * A buffered reader over a socket (it receives with cor_recv) or any other
+ * readable descriptor, a pipe, a file, a terminal (it reads with cor_read
+ * at the descriptor's file position, which it advances): read a line, read
+ * up to a delimiter, read exactly n bytes, peek.
  * Bytes received past the record asked for stay buffered for the next call,
  * so line and length-prefixed protocols need no leftover handling of their
  * own.
@@ -19,10 +20,10 @@
  * The record handed out points into the reader's buffer and stays valid
  * until the next call on the reader. The buffer never grows: a record longer
  * than it is refused with -EMSGSIZE (its bytes stay buffered: peek at them,
- * or give up on the connection). The reads are tasks built on cor_recv: they
- * honour the awaiting coroutine's stop token (-ECANCELED) and COR_TIMEOUT
- * (compose.h). One read at a time per reader, from the coroutines of one
- * io_context.
+ * or give up on the connection). The reads are tasks built on cor_recv (or
+ * cor_read): they honour the awaiting coroutine's stop token (-ECANCELED)
+ * and COR_TIMEOUT (compose.h). One read at a time per reader, from the
+ * coroutines of one io_context.
  */
 #ifndef CORING_READER_H
 #define CORING_READER_H
@@ -39,6 +40,7 @@ typedef struct cor_reader {
     int fd;
     bool owned; /* buf was allocated by init          */
     bool eof;   /* the peer ended the stream          */
+    bool file;  /* not a socket: read with cor_read    */
     char *buf;
     size_t cap;        /* buffer size: the longest record     */
     size_t start, end; /* the unread bytes: buf[start, end)   */
@@ -46,10 +48,11 @@ typedef struct cor_reader {
 } cor_reader;
 
 /*
- * Initializes r to read socket fd (which the caller keeps owning) into
- * buf, cap bytes (1..2^30), which must outlive r; if buf is NULL, r
- * allocates cap bytes itself. Returns 0, -EINVAL (NULL r, fd < 0, cap out of
- * range) or -ENOMEM. Any thread.
+ * Initializes r to read fd (which the caller keeps owning; a socket, or a
+ * pipe, file or terminal, read from its file position) into buf, cap bytes
+ * (1..2^30), which must outlive r; if buf is NULL, r allocates cap bytes
+ * itself. Returns 0, -EINVAL (NULL r, fd < 0, cap out of range), -EBADF (fd
+ * is not open) or -ENOMEM. Any thread.
  */
 COR_API int cor_reader_init(cor_reader *r, int fd, void *buf, size_t cap);
 
