@@ -2,8 +2,8 @@
  * The buffered reader on both backends: lines (LF and CRLF) split across
  * every byte boundary, leftover bytes kept across calls, read_until and
  * read_exact, a line longer than the buffer (-EMSGSIZE), the end of the
- * stream in the middle of a line (-ENODATA) and at a boundary (0), a pipe
- * and a regular file as well as sockets, stop and timeout while waiting, bad
+ * stream in the middle of a line (-ENODATA) and at a boundary (0), a pipe,
+ * a regular file and a terminal as well as sockets, stop and timeout while waiting, bad
  * input. Descriptors are closed through the
  * engine (cor_close): the numbers are reused from one case to the next, and
  * the epoll backend forgets a registration only when the engine closes it.
@@ -163,6 +163,60 @@ IO_TEST(reader, lines_from_a_pipe_and_a_file)
     cr_assert_eq(r, 0, "file: a clean end (%d)", r);
     cr_assert_str_eq(out, want, "file");
     cor_io_context_destroy(io);
+}
+
+/* Reads one line from fd into out (NUL-terminated); the read's result. */
+struct one_line {
+    COR_PROMISE(int);
+    cor_reader rd;
+    int fd;
+    char *out;
+    char *line;
+    size_t len;
+    ssize_t n;
+};
+COR_DEFINE_STATIC(one_line, (int fd, char *out), {
+    self->fd = fd;
+    self->out = out;
+})
+{
+    COR_BEGIN();
+    if (cor_reader_init(&self->rd, self->fd, NULL, 64))
+        COR_RETURN(-1);
+    COR_AWAIT(self->n, cor_read_line(&self->rd, &self->line, &self->len));
+    if (self->n > 0) {
+        memcpy(self->out, self->line, self->len);
+        self->out[self->len] = '\0';
+    }
+    cor_reader_destroy(&self->rd);
+    COR_RETURN((int)self->n);
+}
+
+/* A terminal: a line typed on a pseudo-terminal's master is read from its slave. */
+IO_TEST(reader, a_line_from_a_terminal)
+{
+    int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    cr_assert_geq(m, 0);
+    cr_assert_eq(grantpt(m), 0);
+    cr_assert_eq(unlockpt(m), 0);
+    int t = open(ptsname(m), O_RDWR | O_NOCTTY | O_CLOEXEC);
+    cr_assert_geq(t, 0);
+    cor_io_context *io = io_test_create(backend, NULL);
+    char out[64] = "";
+    int r = 1;
+    cor_launch_options ro = {.on_result = store, .user = &r};
+    COR_RUN_ASYNC(cor_io_context_executor(io), &ro, one_line(t, out));
+    cor_io_context_run_for(io, 20 * MS);
+    cr_assert_eq(r, 1, "nothing typed yet: the read waits");
+    cr_assert_eq(write(m, "hello tty\n", 10), 10);
+    int64_t end = cor_clock_now() + 5000 * MS;
+    while (r == 1 && cor_clock_now() < end)
+        cor_io_context_run_for(io, 5 * MS);
+    cr_assert_gt(r, 0, "the line: %d", r);
+    cr_assert_str_eq(out, "hello tty");
+    cor_io_context_destroy(io);
+    close(t);
+    close(m);
 }
 
 IO_TEST(reader, end_of_stream_mid_line_and_a_line_too_long)
