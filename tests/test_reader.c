@@ -39,6 +39,7 @@ struct writer {
 };
 COR_DEFINE_STATIC(writer, (int fd, const char *text, size_t split), {
     self->fd = fd;
+    self->pipe = false; /* the caller sets it on the frame before launching it */
     self->text = text;
     self->split = split;
 })
