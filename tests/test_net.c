@@ -1908,6 +1908,34 @@ static size_t drain(int b, char *in, size_t *got, size_t cap)
 }
 
 /*
+ * Polls io and reads b into in until len bytes have arrived and *r (the
+ * sender's result) is set, or 10 s pass; the bytes read. clear, if not
+ * NULL, is the sender's buffer, zeroed as soon as the send has completed
+ * (the buffer is the caller's again: the bytes still arriving must not
+ * change).
+ */
+static size_t receive_until_sent(cor_io_context *io, int b, char *in, size_t len, const int *r,
+                                 char *clear)
+{
+    size_t got = 0;
+    int64_t end = cor_clock_now() + 10000 * MS;
+    while ((got < len || *r == 0) && cor_clock_now() < end) {
+        cor_io_context_poll(io);
+        drain(b, in, &got, len);
+        if (clear && *r == (int)len && got < len)
+            memset(clear, 0, len);
+    }
+    return got;
+}
+
+/* Fills buf with the pattern i * mul + add of its byte index i. */
+static void fill_pattern(char *buf, size_t len, size_t mul, size_t add)
+{
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (char)(i * mul + add);
+}
+
+/*
  * One MSG_WAITALL send of 8 MiB, far more than the socket buffers hold, to a
  * peer that reads as it can: one operation, finished by the backend (the
  * kernel's retries on io_uring, the backend's own on epoll), every byte in
@@ -1920,17 +1948,11 @@ IO_TEST(net, a_waitall_send_larger_than_the_socket_buffers_sends_every_byte)
     tcp_pair(&a, &b);
     enum { LEN = 8 << 20 };
     char *out = malloc(LEN), *in = malloc(LEN);
-    for (size_t i = 0; i < LEN; i++)
-        out[i] = (char)(i * 13 + 5);
+    fill_pattern(out, LEN, 13, 5);
     int r = 0;
     cor_launch_options lo = {.on_result = store_int, .user = &r};
     cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, sender(a, out, LEN, true)), 0);
-    size_t got = 0;
-    int64_t end = cor_clock_now() + 10000 * MS;
-    while ((got < LEN || r == 0) && cor_clock_now() < end) {
-        cor_io_context_poll(io);
-        drain(b, in, &got, LEN);
-    }
+    size_t got = receive_until_sent(io, b, in, LEN, &r, NULL);
     cr_assert_eq(r, LEN, "one send, the whole buffer: %d", r);
     cr_assert_eq(got, (size_t)LEN);
     cr_assert(!memcmp(in, out, LEN));
@@ -1955,8 +1977,7 @@ static void waitall_send_ended_part_way(int backend, int how)
     tcp_pair(&a, &b);
     enum { LEN = 64 << 20 };
     char *out = malloc(LEN), *in = malloc(LEN);
-    for (size_t i = 0; i < LEN; i++)
-        out[i] = (char)(i * 31 + 7);
+    fill_pattern(out, LEN, 31, 7);
     int r = 0;
     cor_stop_source src = COR_STOP_SOURCE_INIT;
     cor_launch_options lo = {
@@ -2067,21 +2088,11 @@ IO_TEST(net, zero_copy_sends_deliver_every_byte)
     tcp_pair(&a, &b);
     enum { LEN = 1 << 20 };
     char *out = malloc(LEN), *in = malloc(LEN);
-    for (size_t i = 0; i < LEN; i++)
-        out[i] = (char)(i * 7 + 3);
+    fill_pattern(out, LEN, 7, 3);
     int r = 0;
     cor_launch_options lo = {.on_result = store_int, .user = &r};
     cr_assert_eq(COR_RUN_ASYNC(cor_io_context_executor(io), &lo, sender(a, out, LEN, false)), 0);
-    size_t got = 0;
-    int64_t end = cor_clock_now() + 10000 * MS;
-    while ((got < LEN || r == 0) && cor_clock_now() < end) {
-        cor_io_context_poll(io);
-        ssize_t k = recv(b, in + got, LEN - got, MSG_DONTWAIT);
-        if (k > 0)
-            got += (size_t)k;
-        if (r == LEN && got < LEN)
-            memset(out, 0, LEN); /* the send completed: the buffer is the caller's again */
-    }
+    size_t got = receive_until_sent(io, b, in, LEN, &r, out);
     cr_assert_eq(r, LEN);
     cr_assert_eq(got, (size_t)LEN);
     for (size_t i = 0; i < LEN; i++)
@@ -2108,20 +2119,12 @@ IO_TEST(net, sends_above_the_zero_copy_threshold_work_on_unix_sockets)
     enum { LEN = 256 << 10 };
     char *out = malloc(LEN), *in = malloc(LEN);
     for (int round = 0; round < 2; round++) {
-        for (size_t i = 0; i < LEN; i++)
-            out[i] = (char)(i * 5 + (size_t)round);
+        fill_pattern(out, LEN, 5, (size_t)round);
         int r = 0;
         cor_launch_options lo = {.on_result = store_int, .user = &r};
         cr_assert_eq(
             COR_RUN_ASYNC(cor_io_context_executor(io), &lo, sender(sv[0], out, LEN, false)), 0);
-        size_t got = 0;
-        int64_t end = cor_clock_now() + 10000 * MS;
-        while ((got < LEN || r == 0) && cor_clock_now() < end) {
-            cor_io_context_poll(io);
-            ssize_t k = recv(sv[1], in + got, LEN - got, MSG_DONTWAIT);
-            if (k > 0)
-                got += (size_t)k;
-        }
+        size_t got = receive_until_sent(io, sv[1], in, LEN, &r, NULL);
         cr_assert_eq(r, LEN, "round %d: %d", round, r);
         cr_assert_eq(got, (size_t)LEN);
         cr_assert(!memcmp(in, out, LEN), "round %d: the bytes", round);
